@@ -1,0 +1,343 @@
+//! The data model of an image: what the engine writes at dump and reads at restore.
+//!
+//! Every struct is encoded as a CBOR map keyed by field name, so a reader ignores the fields
+//! it does not know (a newer minor version) and fields added later carry `#[serde(default)]`
+//! so that older images still decode.
+
+use serde::{Deserialize, Serialize};
+
+/// The manifest: the entry point of an image directory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Version of the stasis tool that wrote the image.
+    pub tool_version: String,
+    /// `uname -r` of the kernel the image was taken on.
+    pub kernel_release: String,
+    /// Page size of the machine that wrote the image.
+    pub page_size: u64,
+    /// XSAVE feature mask (XCR0) of the CPU the registers were saved on.
+    pub xsave_features: u64,
+    /// The PID of the root of the dumped tree.
+    pub root_pid: i32,
+    /// Every task of the tree, parents before children.
+    pub tasks: Vec<TaskEntry>,
+    /// Every other file of the image with its length and checksum.
+    pub files: Vec<FileDigest>,
+    /// The command line options that changed how the image was taken (for `show`).
+    #[serde(default)]
+    pub dump_options: Vec<String>,
+}
+
+/// One task of the dumped tree as listed in the manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskEntry {
+    pub pid: i32,
+    pub ppid: i32,
+    /// Name of the task's core file inside the image directory.
+    pub core_file: String,
+    /// Name of the task's page data file inside the image directory.
+    pub pages_file: String,
+}
+
+/// Length and checksum of one file of the image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileDigest {
+    pub name: String,
+    pub len: u64,
+    /// XXH3-64 of the whole file.
+    pub xxh3: u64,
+}
+
+/// Everything about one process except its page contents.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskImage {
+    pub pid: i32,
+    pub ppid: i32,
+    pub pgid: i32,
+    pub sid: i32,
+    /// The task's state letter at dump (R, S, D, T, t, Z...).
+    pub state: char,
+    /// Whether the process was stopped by job control (SIGSTOP, SIGTSTP...) at dump.
+    #[serde(default)]
+    pub job_stopped: bool,
+    pub threads: Vec<ThreadImage>,
+    pub signals: SignalTable,
+    pub attrs: ProcessAttrs,
+    pub creds: Credentials,
+    pub mm: MmImage,
+    pub fds: Vec<FdImage>,
+}
+
+/// Per-thread state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ThreadImage {
+    pub tid: i32,
+    pub comm: String,
+    pub regs: GpRegs,
+    /// The raw NT_X86_XSTATE (XSAVE area) as the kernel returned it.
+    #[serde(with = "serde_bytes_compat")]
+    pub xstate: Vec<u8>,
+    /// Blocked signal mask, bit N-1 for signal N.
+    pub sigmask: u64,
+    pub sigaltstack: SigAltStack,
+    /// set_tid_address() value (clear_child_tid).
+    pub clear_child_tid: u64,
+    pub robust_list: RobustList,
+    pub rseq: Option<RseqConfig>,
+    pub sched: SchedParams,
+}
+
+/// x86-64 general purpose registers in the kernel's `user_regs_struct` order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct GpRegs {
+    pub r15: u64,
+    pub r14: u64,
+    pub r13: u64,
+    pub r12: u64,
+    pub rbp: u64,
+    pub rbx: u64,
+    pub r11: u64,
+    pub r10: u64,
+    pub r9: u64,
+    pub r8: u64,
+    pub rax: u64,
+    pub rcx: u64,
+    pub rdx: u64,
+    pub rsi: u64,
+    pub rdi: u64,
+    pub orig_rax: u64,
+    pub rip: u64,
+    pub cs: u64,
+    pub eflags: u64,
+    pub rsp: u64,
+    pub ss: u64,
+    pub fs_base: u64,
+    pub gs_base: u64,
+    pub ds: u64,
+    pub es: u64,
+    pub fs: u64,
+    pub gs: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct SigAltStack {
+    pub sp: u64,
+    pub flags: i32,
+    pub size: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct RobustList {
+    pub head: u64,
+    pub len: u64,
+}
+
+/// The rseq registration of a thread (PTRACE_GET_RSEQ_CONFIGURATION).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct RseqConfig {
+    pub abi_pointer: u64,
+    pub len: u32,
+    pub flags: u32,
+    pub signature: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct SchedParams {
+    pub policy: i32,
+    pub priority: i32,
+    pub nice: i32,
+    /// SCHED_RESET_ON_FORK was set.
+    #[serde(default)]
+    pub reset_on_fork: bool,
+}
+
+/// Dispositions of signals 1..=64.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct SignalTable {
+    pub actions: Vec<SigAction>,
+}
+
+/// One signal's disposition, in the kernel's `struct sigaction` terms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct SigAction {
+    pub signo: i32,
+    /// Handler address, or 0 (SIG_DFL) / 1 (SIG_IGN).
+    pub handler: u64,
+    pub flags: u64,
+    pub restorer: u64,
+    pub mask: u64,
+}
+
+/// Process-wide attributes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct ProcessAttrs {
+    pub cwd: String,
+    pub root: String,
+    pub exe: String,
+    pub umask: u32,
+    pub personality: u32,
+    pub rlimits: Vec<Rlimit>,
+    pub dumpable: i32,
+    pub pdeath_signal: i32,
+    pub child_subreaper: bool,
+    pub no_new_privs: bool,
+    pub thp_disable: bool,
+    pub oom_score_adj: i32,
+    /// Whether the tree was restored with the terminal of the caller (`--shell-job`).
+    #[serde(default)]
+    pub shell_job: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Rlimit {
+    pub resource: u32,
+    pub soft: u64,
+    pub hard: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Credentials {
+    pub uid: [u32; 4],
+    pub gid: [u32; 4],
+    pub groups: Vec<u32>,
+    pub cap_inheritable: u64,
+    pub cap_permitted: u64,
+    pub cap_effective: u64,
+    pub cap_bounding: u64,
+    pub cap_ambient: u64,
+    pub securebits: u32,
+}
+
+/// The address space.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct MmImage {
+    pub start_code: u64,
+    pub end_code: u64,
+    pub start_data: u64,
+    pub end_data: u64,
+    pub start_brk: u64,
+    pub brk: u64,
+    pub start_stack: u64,
+    pub arg_start: u64,
+    pub arg_end: u64,
+    pub env_start: u64,
+    pub env_end: u64,
+    /// The auxiliary vector as pairs of u64 words.
+    pub auxv: Vec<u64>,
+    pub vmas: Vec<Vma>,
+    /// Where each stored run of pages lives in the task's page file.
+    pub pages: Vec<PageRun>,
+}
+
+/// A run of consecutive stored pages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PageRun {
+    /// Virtual address of the first page.
+    pub vaddr: u64,
+    /// Number of pages.
+    pub count: u64,
+    /// Byte offset in the page file (page aligned).
+    pub offset: u64,
+}
+
+/// One mapping of the address space, as /proc/PID/maps and smaps describe it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Vma {
+    pub start: u64,
+    pub end: u64,
+    /// PROT_* bits.
+    pub prot: u32,
+    pub shared: bool,
+    pub kind: VmaKind,
+    /// File offset for file mappings.
+    pub pgoff: u64,
+    /// Two-letter VmFlags from smaps (e.g. "gd", "lo", "dc", "hg").
+    pub vm_flags: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum VmaKind {
+    /// Anonymous memory (including [heap] and [stack]); `name` is the bracketed name if any.
+    Anonymous { name: Option<String> },
+    /// A mapping of a file by path; dev/ino/size identify it at restore.
+    File {
+        path: String,
+        dev: u64,
+        ino: u64,
+        size: u64,
+    },
+    /// A kernel special mapping ([vdso], [vvar], [vvar_vclock], [vsyscall], ...), not stored.
+    Special { name: String },
+}
+
+/// One open file descriptor.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FdImage {
+    pub fd: i32,
+    /// Status flags (O_APPEND, O_NONBLOCK, access mode...) as fdinfo reports them.
+    pub flags: u32,
+    pub cloexec: bool,
+    pub pos: u64,
+    pub file: FileKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FileKind {
+    /// A regular file by path; `size` and `ino` are checked at restore.
+    Regular {
+        path: String,
+        size: u64,
+        dev: u64,
+        ino: u64,
+        mode: u32,
+    },
+    Directory {
+        path: String,
+    },
+    /// An O_PATH descriptor.
+    Path {
+        path: String,
+    },
+    /// A character device opened by path (/dev/null, /dev/urandom...).
+    CharDevice {
+        path: String,
+        rdev: u64,
+    },
+    /// The caller's terminal, re-attached with --shell-job.
+    Terminal {
+        path: String,
+    },
+}
+
+/// `Vec<u8>` as a CBOR byte string rather than an array of integers.
+mod serde_bytes_compat {
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(bytes)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Vec<u8>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a byte string")
+            }
+            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+                Ok(v.to_vec())
+            }
+            fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
+                Ok(v)
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut a: A) -> Result<Vec<u8>, A::Error> {
+                let mut out = Vec::new();
+                while let Some(b) = a.next_element::<u8>()? {
+                    out.push(b);
+                }
+                Ok(out)
+            }
+        }
+        d.deserialize_bytes(V)
+    }
+}

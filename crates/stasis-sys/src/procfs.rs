@@ -1,0 +1,1 @@
+//! /proc parsers (being written).

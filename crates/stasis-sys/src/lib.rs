@@ -6,7 +6,12 @@
 //! crate sees a raw pointer.
 
 pub mod features;
+pub mod mem;
+pub mod own;
+pub mod process;
 pub mod procfs;
+pub mod ptrace;
+pub mod remote;
 
 pub use errno::{Errno, SysError, SysResult};
 

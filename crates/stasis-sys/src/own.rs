@@ -1,0 +1,252 @@
+//! Operations on the calling process: what a freshly forked restore child does to itself
+//! before the tool takes it over with ptrace (file table, cwd, root, umask, session...).
+
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+use crate::{Errno, SysError, SysResult};
+
+fn cstr(path: &Path) -> SysResult<CString> {
+    CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| SysError::new("path", path.display().to_string(), Errno(libc::EINVAL)))
+}
+
+fn check(r: libc::c_long, call: &'static str, what: impl FnOnce() -> String) -> SysResult<libc::c_long> {
+    if r < 0 {
+        Err(SysError::last(call, what()))
+    } else {
+        Ok(r)
+    }
+}
+
+/// open(2) with raw flags; returns the new descriptor number.
+pub fn open(path: &Path, flags: i32, mode: u32) -> SysResult<i32> {
+    let c = cstr(path)?;
+    // SAFETY: `c` is a NUL-terminated path that outlives the call.
+    let fd = unsafe { libc::open(c.as_ptr(), flags, mode) };
+    check(fd as _, "open", || format!("{} flags {flags:#o}", path.display())).map(|v| v as i32)
+}
+
+/// Moves descriptor `from` to number `to` (closing `from`), with close-on-exec as given.
+pub fn move_fd(from: i32, to: i32, cloexec: bool) -> SysResult<()> {
+    if from != to {
+        let flags = if cloexec { libc::O_CLOEXEC } else { 0 };
+        // SAFETY: dup3 has no memory arguments.
+        check(unsafe { libc::dup3(from, to, flags) } as _, "dup3", || {
+            format!("{from} -> {to}")
+        })?;
+        close(from);
+    } else {
+        set_cloexec(to, cloexec)?;
+    }
+    Ok(())
+}
+
+/// Duplicates `from` onto `to` (both stay open).
+pub fn dup_to(from: i32, to: i32, cloexec: bool) -> SysResult<()> {
+    if from == to {
+        return set_cloexec(to, cloexec);
+    }
+    let flags = if cloexec { libc::O_CLOEXEC } else { 0 };
+    // SAFETY: dup3 has no memory arguments.
+    check(unsafe { libc::dup3(from, to, flags) } as _, "dup3", || {
+        format!("{from} -> {to}")
+    })
+    .map(drop)
+}
+
+pub fn set_cloexec(fd: i32, cloexec: bool) -> SysResult<()> {
+    let v = if cloexec { libc::FD_CLOEXEC } else { 0 };
+    // SAFETY: fcntl F_SETFD with an integer argument.
+    check(unsafe { libc::fcntl(fd, libc::F_SETFD, v) } as _, "fcntl(F_SETFD)", || {
+        format!("fd {fd}")
+    })
+    .map(drop)
+}
+
+/// Sets the file status flags that F_SETFL can change (O_APPEND, O_NONBLOCK, O_ASYNC...).
+pub fn set_status_flags(fd: i32, flags: i32) -> SysResult<()> {
+    // SAFETY: fcntl F_SETFL with an integer argument.
+    check(unsafe { libc::fcntl(fd, libc::F_SETFL, flags) } as _, "fcntl(F_SETFL)", || {
+        format!("fd {fd}")
+    })
+    .map(drop)
+}
+
+pub fn seek(fd: i32, pos: u64) -> SysResult<()> {
+    // SAFETY: lseek has no memory arguments.
+    check(
+        unsafe { libc::lseek(fd, pos as libc::off_t, libc::SEEK_SET) } as _,
+        "lseek",
+        || format!("fd {fd} to {pos}"),
+    )
+    .map(drop)
+}
+
+pub fn close(fd: i32) {
+    // SAFETY: closing a descriptor number; errors are irrelevant on this path.
+    unsafe { libc::close(fd) };
+}
+
+/// Closes every descriptor from `first` up, except those in `keep`.
+pub fn close_all_except(keep: &[i32]) {
+    let mut fds: Vec<i32> = std::fs::read_dir("/proc/self/fd")
+        .map(|d| {
+            d.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    fds.sort_unstable();
+    for fd in fds {
+        if !keep.contains(&fd) {
+            close(fd);
+        }
+    }
+}
+
+pub fn chdir(path: &Path) -> SysResult<()> {
+    let c = cstr(path)?;
+    // SAFETY: NUL-terminated path.
+    check(unsafe { libc::chdir(c.as_ptr()) } as _, "chdir", || path.display().to_string()).map(drop)
+}
+
+pub fn chroot(path: &Path) -> SysResult<()> {
+    let c = cstr(path)?;
+    // SAFETY: NUL-terminated path.
+    check(unsafe { libc::chroot(c.as_ptr()) } as _, "chroot", || path.display().to_string()).map(drop)
+}
+
+pub fn umask(mask: u32) {
+    // SAFETY: umask cannot fail.
+    unsafe { libc::umask(mask as libc::mode_t) };
+}
+
+pub fn personality(persona: u32) -> SysResult<()> {
+    // SAFETY: no memory arguments.
+    check(unsafe { libc::personality(persona as libc::c_ulong) } as _, "personality", || {
+        format!("{persona:#x}")
+    })
+    .map(drop)
+}
+
+pub fn setsid() -> SysResult<()> {
+    // SAFETY: no arguments.
+    check(unsafe { libc::setsid() } as _, "setsid", String::new).map(drop)
+}
+
+pub fn setpgid(pid: i32, pgid: i32) -> SysResult<()> {
+    // SAFETY: no memory arguments.
+    check(unsafe { libc::setpgid(pid, pgid) } as _, "setpgid", || {
+        format!("pid {pid} pgid {pgid}")
+    })
+    .map(drop)
+}
+
+pub fn set_pdeathsig(sig: i32) -> SysResult<()> {
+    // SAFETY: prctl with integer arguments.
+    check(
+        unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, sig as libc::c_ulong, 0, 0, 0) } as _,
+        "prctl(PR_SET_PDEATHSIG)",
+        || sig.to_string(),
+    )
+    .map(drop)
+}
+
+/// Blocks every signal that can be blocked.
+pub fn block_all_signals() {
+    // SAFETY: sigset_t is plain data; sigfillset initialises it; sigprocmask reads it.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut set);
+        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+    }
+}
+
+/// Maps `len` bytes of fresh anonymous memory at exactly `addr` (failing if anything is
+/// there) and copies `code` to its start. Used for the scratch page of a restore child.
+pub fn map_scratch(addr: u64, len: usize, code: &[u8]) -> SysResult<()> {
+    // SAFETY: MAP_FIXED_NOREPLACE never replaces an existing mapping, so nothing of ours
+    // can be clobbered; the result is checked before use.
+    let p = unsafe {
+        libc::mmap(
+            addr as *mut libc::c_void,
+            len,
+            libc::PROT_READ | libc::PROT_WRITE | libc::PROT_EXEC,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        return Err(SysError::last("mmap", format!("scratch at {addr:#x}")));
+    }
+    if p as u64 != addr {
+        return Err(SysError::new("mmap", format!("scratch at {addr:#x}"), Errno(libc::EEXIST)));
+    }
+    assert!(code.len() <= len);
+    // SAFETY: p..p+len is the fresh writable mapping created above and code fits in it.
+    unsafe { std::ptr::copy_nonoverlapping(code.as_ptr(), p as *mut u8, code.len()) };
+    Ok(())
+}
+
+/// A pipe: (read end, write end), both close-on-exec.
+pub fn pipe() -> SysResult<(i32, i32)> {
+    let mut fds = [0i32; 2];
+    // SAFETY: pipe2 writes two ints into `fds`.
+    check(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } as _, "pipe2", String::new)?;
+    Ok((fds[0], fds[1]))
+}
+
+pub fn write_all(fd: i32, mut data: &[u8]) -> SysResult<()> {
+    while !data.is_empty() {
+        // SAFETY: data is a valid readable slice.
+        let r = unsafe { libc::write(fd, data.as_ptr().cast(), data.len()) };
+        if r < 0 {
+            if Errno::last().0 == libc::EINTR {
+                continue;
+            }
+            return Err(SysError::last("write", format!("fd {fd}")));
+        }
+        data = &data[r as usize..];
+    }
+    Ok(())
+}
+
+/// Reads until EOF.
+pub fn read_to_end(fd: i32) -> SysResult<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        // SAFETY: buf is a valid writable buffer of its length.
+        let r = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+        if r < 0 {
+            if Errno::last().0 == libc::EINTR {
+                continue;
+            }
+            return Err(SysError::last("read", format!("fd {fd}")));
+        }
+        if r == 0 {
+            return Ok(out);
+        }
+        out.extend_from_slice(&buf[..r as usize]);
+    }
+}
+
+/// Blocks forever (until the tool takes the process over with ptrace).
+pub fn park() -> ! {
+    loop {
+        // SAFETY: pause has no arguments.
+        unsafe { libc::pause() };
+    }
+}
+
+/// stat(2) by path, following symlinks: (dev, ino, size, mode, rdev).
+pub fn stat(path: &Path) -> SysResult<(u64, u64, u64, u32, u64)> {
+    let c = cstr(path)?;
+    // SAFETY: stat is plain data; the kernel fills it.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: NUL-terminated path and a valid stat buffer.
+    check(unsafe { libc::stat(c.as_ptr(), &mut st) } as _, "stat", || path.display().to_string())?;
+    Ok((st.st_dev, st.st_ino, st.st_size as u64, st.st_mode, st.st_rdev))
+}

@@ -1,0 +1,239 @@
+//! Creating, signalling and waiting for processes; per-process settings another process may
+//! change (rlimits, scheduling, priority).
+
+use crate::{Errno, SysError, SysResult};
+
+/// How a child process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitStatus {
+    Exited(i32),
+    Signaled(i32),
+}
+
+impl ExitStatus {
+    /// The shell convention: the exit code, or 128+N for death by signal N.
+    pub fn code(self) -> i32 {
+        match self {
+            Self::Exited(c) => c,
+            Self::Signaled(s) => 128 + s,
+        }
+    }
+}
+
+/// Number of threads of the calling process.
+fn own_thread_count() -> usize {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Threads:").map(|v| v.trim().parse().ok()))
+                .flatten()
+        })
+        .unwrap_or(usize::MAX)
+}
+
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+/// Forks the calling process with clone3, giving the child the PID `pid` (0: any PID).
+/// The child runs `child` and exits with its return value; it never returns here.
+///
+/// The caller must be single-threaded (checked): after a fork from a multi-threaded
+/// process, the child could deadlock on a lock held by a thread that does not exist in it.
+pub fn spawn_with_pid(pid: i32, child: impl FnOnce() -> i32) -> SysResult<i32> {
+    if own_thread_count() != 1 {
+        return Err(SysError::new(
+            "clone3",
+            "the restoring process must be single-threaded",
+            Errno(libc::EDEADLK),
+        ));
+    }
+    let set_tid: [libc::pid_t; 1] = [pid];
+    let mut args = CloneArgs {
+        exit_signal: libc::SIGCHLD as u64,
+        ..Default::default()
+    };
+    if pid > 0 {
+        args.set_tid = set_tid.as_ptr() as u64;
+        args.set_tid_size = 1;
+    }
+    // SAFETY: clone3 without CLONE_VM and without a stack behaves like fork: the child gets a
+    // copy of our address space and continues here with a return value of 0. We are
+    // single-threaded (checked above), so the child's copy of every lock is consistent.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &mut args as *mut CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
+        )
+    };
+    if r < 0 {
+        return Err(SysError::last("clone3", format!("set_tid {pid}")));
+    }
+    if r == 0 {
+        let code = child();
+        // SAFETY: _exit ends the child without running the parent's atexit handlers or
+        // destructors that belong to the parent's state.
+        unsafe { libc::_exit(code) };
+    }
+    Ok(r as i32)
+}
+
+/// Sends `sig` to process `pid`.
+pub fn kill(pid: i32, sig: i32) -> SysResult<()> {
+    // SAFETY: kill has no memory arguments.
+    if unsafe { libc::kill(pid, sig) } < 0 {
+        return Err(SysError::last("kill", format!("pid {pid}, signal {sig}")));
+    }
+    Ok(())
+}
+
+/// Sends `sig` to thread `tid` of thread group `tgid`.
+pub fn tgkill(tgid: i32, tid: i32, sig: i32) -> SysResult<()> {
+    // SAFETY: tgkill has no memory arguments.
+    if unsafe { libc::syscall(libc::SYS_tgkill, tgid, tid, sig) } < 0 {
+        return Err(SysError::last("tgkill", format!("tid {tid}, signal {sig}")));
+    }
+    Ok(())
+}
+
+/// Waits for child `pid` to end (not for stops) and reaps it.
+pub fn wait_exit(pid: i32) -> SysResult<ExitStatus> {
+    loop {
+        let mut status = 0;
+        // SAFETY: waitpid writes one int into `status`.
+        let r = unsafe { libc::waitpid(pid, &mut status, libc::__WALL) };
+        if r < 0 {
+            let e = Errno::last();
+            if e.0 == libc::EINTR {
+                continue;
+            }
+            return Err(SysError::new("waitpid", format!("pid {pid}"), e));
+        }
+        if libc::WIFEXITED(status) {
+            return Ok(ExitStatus::Exited(libc::WEXITSTATUS(status)));
+        }
+        if libc::WIFSIGNALED(status) {
+            return Ok(ExitStatus::Signaled(libc::WTERMSIG(status)));
+        }
+    }
+}
+
+/// Kills and reaps a child of ours, ignoring errors (cleanup path).
+pub fn kill_and_reap(pid: i32) {
+    let _ = kill(pid, libc::SIGKILL);
+    let _ = wait_exit(pid);
+}
+
+/// Sets one resource limit of process `pid` (prlimit).
+pub fn set_rlimit(pid: i32, resource: u32, soft: u64, hard: u64) -> SysResult<()> {
+    let new = libc::rlimit64 {
+        rlim_cur: soft,
+        rlim_max: hard,
+    };
+    // SAFETY: `new` is a valid rlimit64; old_limit is null (not requested).
+    let r = unsafe {
+        libc::prlimit64(
+            pid,
+            resource as libc::__rlimit_resource_t,
+            &new,
+            std::ptr::null_mut(),
+        )
+    };
+    if r < 0 {
+        return Err(SysError::last(
+            "prlimit",
+            format!("pid {pid}, resource {resource}, {soft}/{hard}"),
+        ));
+    }
+    Ok(())
+}
+
+/// Scheduling policy (with SCHED_RESET_ON_FORK folded in), static priority.
+pub fn get_scheduler(tid: i32) -> SysResult<(i32, i32)> {
+    // SAFETY: no memory arguments.
+    let policy = unsafe { libc::sched_getscheduler(tid) };
+    if policy < 0 {
+        return Err(SysError::last("sched_getscheduler", format!("tid {tid}")));
+    }
+    let mut param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: the kernel writes one sched_param into `param`.
+    if unsafe { libc::sched_getparam(tid, &mut param) } < 0 {
+        return Err(SysError::last("sched_getparam", format!("tid {tid}")));
+    }
+    Ok((policy, param.sched_priority))
+}
+
+pub fn set_scheduler(tid: i32, policy: i32, priority: i32) -> SysResult<()> {
+    let param = libc::sched_param {
+        sched_priority: priority,
+    };
+    // SAFETY: `param` is a valid sched_param that outlives the call.
+    if unsafe { libc::sched_setscheduler(tid, policy, &param) } < 0 {
+        return Err(SysError::last(
+            "sched_setscheduler",
+            format!("tid {tid}, policy {policy}, priority {priority}"),
+        ));
+    }
+    Ok(())
+}
+
+/// The nice value of thread `tid`.
+pub fn get_nice(tid: i32) -> SysResult<i32> {
+    // SAFETY: getpriority's -1 result is ambiguous, so errno is cleared first.
+    unsafe { *libc::__errno_location() = 0 };
+    // SAFETY: no memory arguments.
+    let r = unsafe { libc::getpriority(libc::PRIO_PROCESS, tid as libc::id_t) };
+    let e = Errno::last();
+    if r == -1 && e.0 != 0 {
+        return Err(SysError::new("getpriority", format!("tid {tid}"), e));
+    }
+    Ok(r)
+}
+
+pub fn set_nice(tid: i32, nice: i32) -> SysResult<()> {
+    // SAFETY: no memory arguments.
+    if unsafe { libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, nice) } < 0 {
+        return Err(SysError::last("setpriority", format!("tid {tid}, nice {nice}")));
+    }
+    Ok(())
+}
+
+/// uname -r of the running kernel.
+pub fn page_size() -> u64 {
+    // SAFETY: sysconf has no memory arguments.
+    unsafe { libc::sysconf(libc::_SC_PAGESIZE) as u64 }
+}
+
+/// XCR0: the XSAVE features enabled by the OS (0 without XSAVE).
+pub fn xsave_features() -> u64 {
+    let leaf1 = std::arch::x86_64::__cpuid(1);
+    let osxsave = leaf1.ecx & (1 << 27) != 0;
+    if !osxsave {
+        return 0;
+    }
+    // SAFETY: xgetbv is valid when CPUID reports OSXSAVE, checked above.
+    unsafe { std::arch::x86_64::_xgetbv(0) }
+}
+
+/// Makes the calling process a child subreaper (orphans below it are re-parented to it).
+pub fn set_child_subreaper() -> SysResult<()> {
+    // SAFETY: prctl with integer arguments only.
+    if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } < 0 {
+        return Err(SysError::last("prctl(PR_SET_CHILD_SUBREAPER)", "self"));
+    }
+    Ok(())
+}

@@ -1,0 +1,151 @@
+//! Remote syscalls: make a ptrace-stopped task execute one system call of our choosing.
+//!
+//! The task's registers are pointed at a `syscall` instruction that already exists in its
+//! address space (in the vDSO at dump, in the scratch page at restore), the arguments are
+//! loaded, and the task runs to the syscall's exit stop. Nothing else in stasis pokes
+//! registers to run code in another task.
+
+use crate::ptrace::{self, UserRegs, WaitStatus};
+use crate::{Errno, SysError, SysResult};
+
+/// `-ERESTARTSYS` and friends: the kernel's "restart me" results, never seen by user space.
+const ERESTARTSYS: i64 = 512;
+const ERESTARTNOINTR: i64 = 513;
+const ERESTARTNOHAND: i64 = 514;
+const ERESTART_RESTARTBLOCK: i64 = 516;
+
+/// How to resume a task that was stopped inside an interrupted system call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RestartPolicy {
+    /// As the kernel does for the same task: restartable calls run again, calls using a
+    /// restart block continue through `restart_syscall`.
+    SameTask,
+    /// For a restored task, which has no kernel restart block: restartable calls run again,
+    /// calls using a restart block (nanosleep, poll with timeout...) return EINTR, as they do
+    /// after a signal handler ran.
+    NewTask,
+}
+
+/// Rewrites registers captured in a ptrace stop so that they can be resumed without the
+/// kernel's syscall-restart logic (which only runs if the task returns through the signal
+/// path): afterwards `orig_rax` is -1 and the interrupted call is re-issued or fails with
+/// EINTR, exactly as the kernel would have arranged.
+pub fn resumable_regs(regs: &UserRegs, policy: RestartPolicy) -> UserRegs {
+    let mut out = *regs;
+    if (regs.orig_rax as i64) >= 0 {
+        match -(regs.rax as i64) {
+            ERESTARTSYS | ERESTARTNOINTR | ERESTARTNOHAND => {
+                out.rax = regs.orig_rax;
+                out.rip = regs.rip.wrapping_sub(2);
+            }
+            ERESTART_RESTARTBLOCK => match policy {
+                RestartPolicy::SameTask => {
+                    out.rax = libc::SYS_restart_syscall as u64;
+                    out.rip = regs.rip.wrapping_sub(2);
+                }
+                RestartPolicy::NewTask => out.rax = (-(libc::EINTR as i64)) as u64,
+            },
+            _ => {}
+        }
+    }
+    out.orig_rax = u64::MAX;
+    out
+}
+
+/// Finds a `syscall` instruction (0f 05) in a block of code, returning its offset.
+pub fn find_syscall_insn(code: &[u8]) -> Option<usize> {
+    code.windows(2).position(|w| w == [0x0f, 0x05])
+}
+
+/// A task in a ptrace stop that we run system calls in.
+#[derive(Debug)]
+pub struct Remote {
+    tid: i32,
+    syscall_insn: u64,
+    base: UserRegs,
+}
+
+impl Remote {
+    /// `base` is the register set the calls are made from (segment registers and flags are
+    /// taken from it); `syscall_insn` is the address of a `syscall` instruction in the task.
+    pub fn new(tid: i32, syscall_insn: u64, base: UserRegs) -> Self {
+        Self {
+            tid,
+            syscall_insn,
+            base,
+        }
+    }
+
+    pub fn tid(&self) -> i32 {
+        self.tid
+    }
+
+    /// Runs one system call and returns the raw result (negative errno on failure).
+    pub fn syscall_raw(&mut self, nr: i64, args: [u64; 6]) -> SysResult<i64> {
+        let mut regs = self.base;
+        regs.rip = self.syscall_insn;
+        regs.rax = nr as u64;
+        regs.orig_rax = u64::MAX;
+        regs.rdi = args[0];
+        regs.rsi = args[1];
+        regs.rdx = args[2];
+        regs.r10 = args[3];
+        regs.r8 = args[4];
+        regs.r9 = args[5];
+        ptrace::set_regs(self.tid, &regs)?;
+        self.run_to_syscall_stop(nr)?; // entry
+        self.run_to_syscall_stop(nr)?; // exit
+        let after = ptrace::get_regs(self.tid)?;
+        Ok(after.rax as i64)
+    }
+
+    /// Runs one system call; a result in -4095..=-1 becomes an error naming the call.
+    pub fn syscall(&mut self, name: &'static str, nr: i64, args: [u64; 6]) -> SysResult<u64> {
+        let r = self.syscall_raw(nr, args)?;
+        if (-4095..0).contains(&r) {
+            return Err(SysError::new(
+                name,
+                format!("remote, in tid {}", self.tid),
+                Errno(-r as i32),
+            ));
+        }
+        Ok(r as u64)
+    }
+
+    fn run_to_syscall_stop(&mut self, nr: i64) -> SysResult<()> {
+        ptrace::syscall(self.tid, 0)?;
+        loop {
+            match ptrace::wait_task(self.tid)? {
+                WaitStatus::SyscallStop => return Ok(()),
+                // Group-stop or interrupt traps: keep going; the stop stays recorded.
+                WaitStatus::Stopped { event, .. } if event != 0 => ptrace::syscall(self.tid, 0)?,
+                WaitStatus::Stopped { sig, .. } => {
+                    // A signal that is not blocked: hold it back, the task gets it again
+                    // when the original mask comes back (it stays pending for the thread).
+                    log::debug!("tid {}: signal {sig} during remote syscall {nr}", self.tid);
+                    ptrace::syscall(self.tid, 0)?
+                }
+                WaitStatus::Exited(code) => {
+                    return Err(SysError::new(
+                        "remote syscall",
+                        format!("tid {} exited with {code} during syscall {nr}", self.tid),
+                        Errno(libc::ESRCH),
+                    ))
+                }
+                WaitStatus::Signaled(sig) => {
+                    return Err(SysError::new(
+                        "remote syscall",
+                        format!("tid {} killed by signal {sig} during syscall {nr}", self.tid),
+                        Errno(libc::ESRCH),
+                    ))
+                }
+                WaitStatus::Continued => {}
+            }
+        }
+    }
+
+    /// Puts `regs` back into the task (it stays stopped).
+    pub fn set_regs(&self, regs: &UserRegs) -> SysResult<()> {
+        ptrace::set_regs(self.tid, regs)
+    }
+}

@@ -1,1 +1,20 @@
+//! The stasis engine: freeze, dump and restore, organised by kernel object.
+//!
+//! `dump` and `restore` only orchestrate; each object module (`mem`, `files`, `signals`,
+//! `task`, `creds`) owns both its dump and its restore side.
 
+pub mod check;
+pub mod creds;
+pub mod dump;
+pub mod error;
+pub mod files;
+pub mod freeze;
+pub mod inject;
+pub mod mem;
+pub mod restore;
+pub mod signals;
+pub mod task;
+
+pub use dump::{dump, DumpOptions, DumpSummary};
+pub use error::{Error, Result};
+pub use restore::{restore, Restored, RestoreOptions};

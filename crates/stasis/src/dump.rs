@@ -1,0 +1,206 @@
+//! Dump orchestration: freeze, read every kind of object, write the image, let go.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use stasis_image::{ImageWriter, Manifest, MetaKind, TaskEntry, TaskImage, VmaKind};
+use stasis_sys::mem::ProcMem;
+use stasis_sys::procfs;
+use stasis_sys::ptrace;
+use stasis_sys::remote::{find_syscall_insn, Remote};
+
+use crate::error::{Error, ProcContext, Result, SysContext};
+use crate::freeze::{Frozen, Release};
+use crate::inject::{Session, DATA_LEN};
+use crate::{creds, files, mem, signals, task};
+
+#[derive(Debug, Clone)]
+pub struct DumpOptions {
+    pub pid: i32,
+    pub images_dir: PathBuf,
+    pub leave_running: bool,
+    pub leave_stopped: bool,
+    pub shell_job: bool,
+}
+
+/// What a dump did, for the log and for benchmarks.
+#[derive(Debug, Clone)]
+pub struct DumpSummary {
+    pub pid: i32,
+    pub pages: u64,
+    /// From the first thread seized to the last one let go.
+    pub frozen_for: Duration,
+    pub total: Duration,
+}
+
+pub fn dump(opts: &DumpOptions) -> Result<DumpSummary> {
+    let started = Instant::now();
+    let pid = opts.pid;
+    let frozen = Frozen::freeze(pid)?;
+    let freeze_start = Instant::now();
+    log::info!("froze pid {pid} ({} thread(s))", frozen.threads.len());
+    let image = dump_frozen(opts, &frozen)?;
+    let how = if opts.leave_stopped {
+        Release::Stopped
+    } else if opts.leave_running {
+        Release::Resume
+    } else {
+        Release::Kill
+    };
+    frozen.release(how)?;
+    let frozen_for = freeze_start.elapsed();
+    log::info!("pid {pid}: released ({how:?}) after {frozen_for:?}");
+    Ok(DumpSummary {
+        pid,
+        pages: image,
+        frozen_for,
+        total: started.elapsed(),
+    })
+}
+
+fn dump_frozen(opts: &DumpOptions, frozen: &Frozen) -> Result<u64> {
+    let pid = frozen.pid;
+    if frozen.threads.len() > 1 {
+        return Err(Error::Unsupported {
+            pid,
+            object: format!("{} threads", frozen.threads.len()),
+            detail: "multi-threaded processes are not supported yet".into(),
+        });
+    }
+    let stat = procfs::stat(pid).proc(pid)?;
+    let status = procfs::status(pid).proc(pid)?;
+    if status.seccomp != 0 {
+        return Err(Error::Unsupported {
+            pid,
+            object: "seccomp".into(),
+            detail: "seccomp filters are not supported yet".into(),
+        });
+    }
+    let smaps = procfs::smaps(pid).proc(pid)?;
+    let vmas = mem::collect_vmas(pid, &smaps)?;
+    let fds = files::dump(pid, opts.shell_job)?;
+
+    let mut writer = ImageWriter::create(&opts.images_dir)?;
+    let pages_name = format!("pages-{pid}.img");
+    let mut pages_out = writer.pages(&pages_name)?;
+    let runs = mem::dump_pages(pid, &vmas, &mut pages_out)?;
+    let stored: u64 = runs.iter().map(|r| r.count).sum();
+    log::info!("pid {pid}: {} mappings, {stored} pages stored", vmas.len());
+
+    let leader = frozen.leader().clone();
+    let mut session = DumpSession::open(pid, &leader, &vmas)?;
+    let s = session.session();
+    let signals = signals::dump(s)?;
+    let thread = task::dump_thread(pid, &leader, s)?;
+    let mut attrs = task::dump_attrs(pid, &status, s)?;
+    attrs.shell_job = opts.shell_job;
+    let creds = creds::dump(&status, s)?;
+    let mm = mem::dump_mm(pid, &stat, s, vmas, runs)?;
+    session.close()?;
+
+    let image = TaskImage {
+        pid,
+        ppid: stat.ppid,
+        pgid: stat.pgrp,
+        sid: stat.session,
+        state: stat.state,
+        job_stopped: frozen.job_stopped,
+        threads: vec![thread],
+        signals,
+        attrs,
+        creds,
+        mm,
+        fds,
+    };
+    let core_name = format!("task-{pid}.img");
+    writer.write_meta(&core_name, MetaKind::Task, &image)?;
+    writer.add_pages(pages_out)?;
+    let mut dump_options = Vec::new();
+    if opts.shell_job {
+        dump_options.push("--shell-job".to_string());
+    }
+    writer.finish(Manifest {
+        tool_version: env!("CARGO_PKG_VERSION").to_string(),
+        kernel_release: procfs::kernel_release(),
+        page_size: stasis_sys::process::page_size(),
+        xsave_features: stasis_sys::process::xsave_features(),
+        root_pid: pid,
+        tasks: vec![TaskEntry {
+            pid,
+            ppid: stat.ppid,
+            core_file: core_name,
+            pages_file: pages_name,
+        }],
+        files: Vec::new(),
+        dump_options,
+    })?;
+    Ok(stored)
+}
+
+/// A remote-syscall session in a frozen thread, with a data page mapped for the duration.
+/// Dropping it (on an error path) unmaps the page; the registers and mask are put back by
+/// the `Frozen` it came from.
+struct DumpSession {
+    session: Session,
+    mapped: bool,
+}
+
+impl DumpSession {
+    fn open(pid: i32, thread: &crate::freeze::FrozenThread, vmas: &[stasis_image::Vma]) -> Result<Self> {
+        let vdso = vmas
+            .iter()
+            .find(|v| matches!(&v.kind, VmaKind::Special { name } if name == "[vdso]"))
+            .ok_or_else(|| Error::Unsupported {
+                pid,
+                object: "address space".into(),
+                detail: "no [vdso] mapping to run remote syscalls from".into(),
+            })?;
+        let mem = ProcMem::open(pid).ctx(pid, || "open /proc/PID/mem".into())?;
+        let mut code = vec![0u8; (vdso.end - vdso.start) as usize];
+        mem.read(vdso.start, &mut code).ctx(pid, || "read the vdso".into())?;
+        let off = find_syscall_insn(&code).ok_or_else(|| Error::Unsupported {
+            pid,
+            object: "vdso".into(),
+            detail: "no syscall instruction in the vdso".into(),
+        })?;
+        // Signals stay pending (not delivered) while we run calls; Frozen restores the mask.
+        ptrace::set_sigmask(thread.tid, !0u64).ctx(pid, || "block signals".into())?;
+        let remote = Remote::new(thread.tid, vdso.start + off as u64, thread.regs);
+        let mut session = Session::new(pid, remote, 0)?;
+        let prot = (libc::PROT_READ | libc::PROT_WRITE) as u64;
+        let flags = (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64;
+        let data = session.call(
+            "mmap",
+            libc::SYS_mmap,
+            [0, DATA_LEN as u64, prot, flags, u64::MAX, 0],
+        )?;
+        session.set_data_addr(data);
+        Ok(Self {
+            session,
+            mapped: true,
+        })
+    }
+
+    fn session(&mut self) -> &mut Session {
+        &mut self.session
+    }
+
+    fn close(mut self) -> Result<()> {
+        self.mapped = false;
+        let data = self.session.data_addr();
+        self.session
+            .call("munmap", libc::SYS_munmap, [data, DATA_LEN as u64, 0, 0, 0, 0])?;
+        Ok(())
+    }
+}
+
+impl Drop for DumpSession {
+    fn drop(&mut self) {
+        if self.mapped {
+            let data = self.session.data_addr();
+            let _ = self
+                .session
+                .call("munmap", libc::SYS_munmap, [data, DATA_LEN as u64, 0, 0, 0, 0]);
+        }
+    }
+}

@@ -1,0 +1,155 @@
+//! Open file descriptors. Each kind of file is one module that knows how to recognise it at
+//! dump and how to open it again at restore; `KINDS` is the registry.
+
+mod chardev;
+mod path;
+mod unsupported;
+
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+
+use stasis_image::{FdImage, FileKind};
+use stasis_sys::own;
+use stasis_sys::procfs::{self, FdInfo};
+
+use crate::error::{Error, ProcContext, Result};
+
+/// What dump knows about one descriptor while classifying it.
+pub struct FdProbe<'a> {
+    pub pid: i32,
+    pub fd: i32,
+    /// readlink of /proc/PID/fd/N.
+    pub target: &'a str,
+    pub info: &'a FdInfo,
+    pub meta: &'a std::fs::Metadata,
+    pub shell_job: bool,
+}
+
+impl FdProbe<'_> {
+    pub fn is_dir(&self) -> bool {
+        self.meta.is_dir()
+    }
+    pub fn is_file(&self) -> bool {
+        self.meta.is_file()
+    }
+    pub fn is_char_device(&self) -> bool {
+        self.meta.file_type().is_char_device()
+    }
+    pub fn unsupported(&self, what: &str) -> Error {
+        Error::Unsupported {
+            pid: self.pid,
+            object: format!("fd {} ({})", self.fd, self.target),
+            detail: what.to_string(),
+        }
+    }
+}
+
+/// A kind of file: `dump` returns None when the descriptor is not of this kind.
+type DumpFn = fn(&FdProbe) -> Result<Option<FileKind>>;
+
+/// The registry, tried in order; the last entry names everything else as unsupported.
+const KINDS: &[DumpFn] = &[
+    unsupported::dump,
+    path::dump,
+    chardev::dump,
+    unsupported::dump_rest,
+];
+
+/// Status flags that describe how the file was opened rather than its state.
+const OPEN_ONLY_FLAGS: u32 = (libc::O_CREAT | libc::O_EXCL | libc::O_TRUNC | libc::O_NOCTTY) as u32;
+
+/// Reads every descriptor of `pid`.
+pub fn dump(pid: i32, shell_job: bool) -> Result<Vec<FdImage>> {
+    let mut out = Vec::new();
+    for fd in procfs::fds(pid).proc(pid)? {
+        let target = procfs::fd_target(pid, fd).proc(pid)?;
+        let info = procfs::fdinfo(pid, fd).proc(pid)?;
+        let meta = std::fs::metadata(format!("/proc/{pid}/fd/{fd}")).map_err(|e| {
+            Error::Unsupported {
+                pid,
+                object: format!("fd {fd} ({target})"),
+                detail: format!("cannot stat it: {e}"),
+            }
+        })?;
+        let probe = FdProbe {
+            pid,
+            fd,
+            target: &target,
+            info: &info,
+            meta: &meta,
+            shell_job,
+        };
+        let mut file = None;
+        for kind in KINDS {
+            if let Some(f) = kind(&probe)? {
+                file = Some(f);
+                break;
+            }
+        }
+        let file = file.ok_or_else(|| probe.unsupported("unknown kind of file"))?;
+        let cloexec = info.flags & libc::O_CLOEXEC as u32 != 0;
+        out.push(FdImage {
+            fd,
+            flags: info.flags & !(libc::O_CLOEXEC as u32) & !OPEN_ONLY_FLAGS,
+            cloexec,
+            pos: info.pos,
+            file,
+        });
+    }
+    Ok(out)
+}
+
+/// Checks, before anything is created, that every file can be opened as it was.
+pub fn check(pid: i32, fds: &[FdImage]) -> Result<()> {
+    for f in fds {
+        match &f.file {
+            FileKind::Regular { path, size, .. } => {
+                let meta = std::fs::metadata(path).map_err(|e| Error::Restore {
+                    pid,
+                    reason: format!("fd {}: file {path} is not available: {e}", f.fd),
+                })?;
+                if meta.len() != *size {
+                    return Err(Error::Restore {
+                        pid,
+                        reason: format!(
+                            "fd {}: file {path} changed since the dump (size {}, was {size})",
+                            f.fd,
+                            meta.len()
+                        ),
+                    });
+                }
+            }
+            FileKind::Directory { path } | FileKind::Path { path } | FileKind::CharDevice { path, .. } => {
+                std::fs::symlink_metadata(path).map_err(|e| Error::Restore {
+                    pid,
+                    reason: format!("fd {}: {path} is not available: {e}", f.fd),
+                })?;
+            }
+            FileKind::Terminal { .. } => {}
+        }
+    }
+    Ok(())
+}
+
+/// Context the restore child needs to reopen files.
+pub struct ReopenContext {
+    /// Path of the caller's terminal, for --shell-job.
+    pub terminal: Option<String>,
+}
+
+/// Opens `f` in the calling (restore child) process and places it at its number. Runs in
+/// the child, which reports errors as text.
+pub fn reopen(f: &FdImage, ctx: &ReopenContext) -> std::result::Result<(), String> {
+    let flags = f.flags as i32 & !libc::O_CLOEXEC;
+    let tmp = match &f.file {
+        FileKind::Regular { .. } | FileKind::Directory { .. } | FileKind::Path { .. } => {
+            path::reopen(f, flags)?
+        }
+        FileKind::CharDevice { .. } | FileKind::Terminal { .. } => chardev::reopen(f, flags, ctx)?,
+    };
+    own::move_fd(tmp, f.fd, f.cloexec).map_err(|e| format!("fd {}: {e}", f.fd))?;
+    Ok(())
+}
+
+pub(crate) fn meta_ino(meta: &std::fs::Metadata) -> (u64, u64) {
+    (meta.dev(), meta.ino())
+}

@@ -1,0 +1,588 @@
+//! Memory: the mappings of an address space, their contents and the mm fields.
+//!
+//! Dump reads /proc/PID/smaps for the mappings, /proc/PID/pagemap to find the pages worth
+//! storing (touched anonymous pages, private copies of file pages), and the pages themselves
+//! with process_vm_readv. Restore rebuilds the mappings in the new task through remote
+//! syscalls and fills them with process_vm_writev straight from the mapped page file.
+
+use std::collections::BTreeMap;
+
+use stasis_image::{MmImage, PageRun, PagesWriter, Vma, VmaKind};
+use stasis_sys::mem::{self as sysmem, ProcMem, RemoteRange};
+use stasis_sys::procfs::{self, MapsEntry, Pagemap, SmapsEntry, Stat};
+
+use crate::error::{Error, ProcContext, Result, SysContext};
+use crate::inject::{self, Session};
+
+pub const PAGE: u64 = 4096;
+/// How much page data is read from the target per batch.
+const BATCH: usize = 64 << 20;
+/// Top of the user address space with 4-level page tables.
+pub const TASK_TOP: u64 = 0x7fff_ffff_f000;
+
+/// Special mappings the kernel owns that are never unmapped or stored.
+const FIXED_SPECIALS: &[&str] = &["[vsyscall]"];
+
+fn prot_of(m: &MapsEntry) -> u32 {
+    let mut p = 0;
+    if m.read {
+        p |= libc::PROT_READ as u32;
+    }
+    if m.write {
+        p |= libc::PROT_WRITE as u32;
+    }
+    if m.exec {
+        p |= libc::PROT_EXEC as u32;
+    }
+    p
+}
+
+/// Turns smaps entries into image VMAs, refusing what cannot be restored yet.
+pub fn collect_vmas(pid: i32, smaps: &[SmapsEntry]) -> Result<Vec<Vma>> {
+    let mut out = Vec::with_capacity(smaps.len());
+    for s in smaps {
+        let m = &s.map;
+        let range = || format!("mapping {:#x}-{:#x} {}", m.start, m.end, m.path);
+        let kind = if m.is_special() {
+            VmaKind::Special {
+                name: m.path.clone(),
+            }
+        } else if m.path.is_empty() || m.path.starts_with('[') {
+            VmaKind::Anonymous {
+                name: (!m.path.is_empty()).then(|| m.path.clone()),
+            }
+        } else if m.shared && m.deleted && m.path == "/dev/zero" {
+            // MAP_SHARED|MAP_ANONYMOUS memory is a deleted shmem file named /dev/zero.
+            VmaKind::Anonymous { name: None }
+        } else if m.deleted {
+            return Err(Error::Unsupported {
+                pid,
+                object: range(),
+                detail: "mapping of a deleted file (memfd, unlinked file or SysV shm)".into(),
+            });
+        } else if m.path.starts_with('/') {
+            let (dev, ino, size, _, _) = stasis_sys::own::stat(std::path::Path::new(&m.path))
+                .ctx(pid, || format!("stat the file of {}", range()))?;
+            if ino != m.inode {
+                return Err(Error::Unsupported {
+                    pid,
+                    object: range(),
+                    detail: format!(
+                        "the path now names another file (inode {ino}, mapped inode {})",
+                        m.inode
+                    ),
+                });
+            }
+            VmaKind::File {
+                path: m.path.clone(),
+                dev,
+                ino,
+                size,
+            }
+        } else {
+            return Err(Error::Unsupported {
+                pid,
+                object: range(),
+                detail: "unknown kind of mapping".into(),
+            });
+        };
+        out.push(Vma {
+            start: m.start,
+            end: m.end,
+            prot: prot_of(m),
+            shared: m.shared,
+            kind,
+            pgoff: m.offset,
+            vm_flags: s.vm_flags.clone(),
+        });
+    }
+    Ok(out)
+}
+
+/// Which pages of a mapping are stored in the image.
+fn store_page(vma: &Vma, entry: u64) -> bool {
+    let present = entry & procfs::PM_PRESENT != 0;
+    let swapped = entry & procfs::PM_SWAP != 0;
+    match &vma.kind {
+        VmaKind::Special { .. } => false,
+        VmaKind::Anonymous { .. } => present || swapped,
+        // Private file mappings: only the pages the process wrote (now anonymous copies).
+        VmaKind::File { .. } if !vma.shared => {
+            swapped || (present && entry & procfs::PM_FILE == 0)
+        }
+        // Shared file mappings: the file holds the data.
+        VmaKind::File { .. } => false,
+    }
+}
+
+/// Reads the pages worth storing and appends them to the page file; returns the index.
+pub fn dump_pages(pid: i32, vmas: &[Vma], out: &mut PagesWriter) -> Result<Vec<PageRun>> {
+    let mut pagemap = Pagemap::open(pid).proc(pid)?;
+    let mem = ProcMem::open(pid).ctx(pid, || "open /proc/PID/mem".into())?;
+    let mut runs: Vec<PageRun> = Vec::new();
+    let mut entries = Vec::new();
+    // Collect runs first (cheap), then read the data in large batches.
+    let mut readable: Vec<bool> = Vec::new();
+    for vma in vmas {
+        if matches!(vma.kind, VmaKind::Special { .. })
+            || (matches!(vma.kind, VmaKind::File { .. }) && vma.shared)
+        {
+            continue;
+        }
+        let pages = ((vma.end - vma.start) / PAGE) as usize;
+        // Read pagemap in slices so huge reservations do not need huge buffers.
+        let mut done = 0usize;
+        while done < pages {
+            let n = (pages - done).min(1 << 18);
+            let start = vma.start + done as u64 * PAGE;
+            entries.clear();
+            pagemap.read(start, n, &mut entries).proc(pid)?;
+            let mut i = 0;
+            while i < entries.len() {
+                if !store_page(vma, entries[i]) {
+                    i += 1;
+                    continue;
+                }
+                let first = i;
+                while i < entries.len() && store_page(vma, entries[i]) {
+                    i += 1;
+                }
+                let vaddr = start + first as u64 * PAGE;
+                let count = (i - first) as u64;
+                let can_read = vma.prot & libc::PROT_READ as u32 != 0;
+                match runs.last_mut() {
+                    Some(last)
+                        if last.vaddr + last.count * PAGE == vaddr
+                            && readable.last() == Some(&can_read) =>
+                    {
+                        last.count += count
+                    }
+                    _ => {
+                        runs.push(PageRun {
+                            vaddr,
+                            count,
+                            offset: 0,
+                        });
+                        readable.push(can_read);
+                    }
+                }
+            }
+            done += n;
+        }
+    }
+    // Offsets follow the order of the runs: the page file is one sequential stream.
+    let mut offset = out.offset();
+    let mut pieces: Vec<(RemoteRange, bool)> = Vec::new();
+    for (r, &can_read) in runs.iter_mut().zip(&readable) {
+        r.offset = offset;
+        offset += r.count * PAGE;
+        // Cut runs into pieces no larger than a batch.
+        let mut addr = r.vaddr;
+        let end = r.vaddr + r.count * PAGE;
+        while addr < end {
+            let len = (end - addr).min(BATCH as u64);
+            pieces.push((RemoteRange { addr, len: len as usize }, can_read));
+            addr += len;
+        }
+    }
+    let total = (offset - out.offset()) as usize;
+    let mut buf = vec![0u8; total.min(BATCH)];
+    let mut i = 0;
+    while i < pieces.len() {
+        let mut len = 0usize;
+        let first = i;
+        while i < pieces.len() && len + pieces[i].0.len <= buf.len() {
+            len += pieces[i].0.len;
+            i += 1;
+        }
+        read_batch(pid, &mem, &pieces[first..i], &mut buf[..len])?;
+        out.write_all(&buf[..len])?;
+    }
+    Ok(runs)
+}
+
+/// Reads one batch of pieces into `buf` (packed): readable ones with process_vm_readv,
+/// the rest (PROT_NONE, or what process_vm_readv refused) through /proc/PID/mem.
+fn read_batch(pid: i32, mem: &ProcMem, pieces: &[(RemoteRange, bool)], buf: &mut [u8]) -> Result<()> {
+    let mut pos = 0usize;
+    let mut k = 0usize;
+    while k < pieces.len() {
+        let first = k;
+        let can_read = pieces[k].1;
+        let mut len = 0usize;
+        while k < pieces.len() && pieces[k].1 == can_read {
+            len += pieces[k].0.len;
+            k += 1;
+        }
+        let group: Vec<RemoteRange> = pieces[first..k].iter().map(|p| p.0).collect();
+        let got = if can_read {
+            sysmem::read_ranges(pid, &group, &mut buf[pos..pos + len])
+                .ctx(pid, || "read memory".into())?
+        } else {
+            0
+        };
+        let mut off = 0usize;
+        for r in &group {
+            let end = off + r.len;
+            if end > got {
+                let skip = got.saturating_sub(off);
+                mem.read(r.addr + skip as u64, &mut buf[pos + off + skip..pos + end])
+                    .ctx(pid, || format!("read memory at {:#x}", r.addr + skip as u64))?;
+            }
+            off = end;
+        }
+        pos += len;
+    }
+    Ok(())
+}
+
+/// The mm fields: most come from /proc/PID/stat, the brk from a remote brk(0).
+pub fn dump_mm(
+    pid: i32,
+    stat: &Stat,
+    session: &mut Session,
+    vmas: Vec<Vma>,
+    pages: Vec<PageRun>,
+) -> Result<MmImage> {
+    let brk = session.call("brk", libc::SYS_brk, [0; 6])?;
+    let auxv = procfs::auxv(pid).proc(pid)?;
+    Ok(MmImage {
+        start_code: stat.start_code,
+        end_code: stat.end_code,
+        start_data: stat.start_data,
+        end_data: stat.end_data,
+        start_brk: stat.start_brk,
+        brk,
+        start_stack: stat.start_stack,
+        arg_start: stat.arg_start,
+        arg_end: stat.arg_end,
+        env_start: stat.env_start,
+        env_end: stat.env_end,
+        auxv,
+        vmas,
+        pages,
+    })
+}
+
+/// A file that mappings are made from at restore, opened by the restore child at `fd`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MapFile {
+    pub path: String,
+    pub fd: i32,
+    pub writable: bool,
+}
+
+/// Chooses descriptor numbers (from `first_fd` up) for the files that mappings need.
+pub fn plan_map_files(mm: &MmImage, first_fd: i32) -> Vec<MapFile> {
+    let mut by_path: BTreeMap<&str, bool> = BTreeMap::new();
+    for v in &mm.vmas {
+        if let VmaKind::File { path, .. } = &v.kind {
+            let w = v.shared
+                && (v.prot & libc::PROT_WRITE as u32 != 0 || v.vm_flags.iter().any(|f| f == "mw"));
+            *by_path.entry(path).or_default() |= w;
+        }
+    }
+    by_path
+        .into_iter()
+        .enumerate()
+        .map(|(i, (path, writable))| MapFile {
+            path: path.to_string(),
+            fd: first_fd + i as i32,
+            writable,
+        })
+        .collect()
+}
+
+/// Checks that every mapped file is still there with the size it had.
+pub fn check_map_files(pid: i32, mm: &MmImage) -> Result<()> {
+    for v in &mm.vmas {
+        if let VmaKind::File { path, size, .. } = &v.kind {
+            let (_, _, now, _, _) = stasis_sys::own::stat(std::path::Path::new(path)).map_err(|e| {
+                Error::Restore {
+                    pid,
+                    reason: format!("mapped file {path} is not available: {e}"),
+                }
+            })?;
+            if now != *size {
+                return Err(Error::Restore {
+                    pid,
+                    reason: format!(
+                        "mapped file {path} changed since the dump (size {now}, was {size})"
+                    ),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Finds `len` free bytes in [lo, hi) outside `occupied` (sorted or not), highest first.
+pub fn find_gap(occupied: &[(u64, u64)], len: u64, lo: u64, hi: u64) -> Option<u64> {
+    let mut occ: Vec<(u64, u64)> = occupied.to_vec();
+    occ.sort_unstable();
+    let mut top = hi;
+    for &(s, e) in occ.iter().rev() {
+        if e <= lo {
+            break;
+        }
+        if e < top && top - e >= len + 2 * PAGE * 16 {
+            return Some(top - len - PAGE * 16);
+        }
+        top = top.min(s);
+    }
+    (top > lo && top - lo >= len + 2 * PAGE * 16).then(|| top - len - PAGE * 16)
+}
+
+const MADVISE_FLAGS: &[(&str, i32)] = &[
+    ("dc", libc::MADV_DONTFORK),
+    ("hg", libc::MADV_HUGEPAGE),
+    ("nh", libc::MADV_NOHUGEPAGE),
+    ("dd", libc::MADV_DONTDUMP),
+    ("wf", libc::MADV_WIPEONFORK),
+    ("mg", libc::MADV_MERGEABLE),
+];
+
+/// Rebuilds the address space of a restore child from its image. On entry the child is a
+/// copy of the tool plus the scratch area `scratch` (start, end); on return it holds the
+/// image's mappings and contents, the kernel's special mappings at their recorded places,
+/// and only the scratch area besides.
+pub fn restore(
+    s: &mut Session,
+    mm: &MmImage,
+    map_files: &[MapFile],
+    exe_fd: i32,
+    pages: &[u8],
+    scratch: (u64, u64),
+) -> Result<()> {
+    let pid = s.pid();
+    let current = procfs::maps(pid).proc(pid)?;
+    unmap_all_but_specials(s, &current, scratch)?;
+    move_specials(s, mm, &current, scratch)?;
+
+    // Map every VMA, writable for now where contents must be filled in.
+    let mut has_pages = vec![false; mm.vmas.len()];
+    for run in &mm.pages {
+        if let Some(i) = mm.vmas.iter().position(|v| v.start <= run.vaddr && run.vaddr < v.end) {
+            has_pages[i] = true;
+        }
+    }
+    for (i, v) in mm.vmas.iter().enumerate() {
+        let (fd, file_flags) = match &v.kind {
+            VmaKind::Special { .. } => continue,
+            VmaKind::Anonymous { .. } => (-1i64, libc::MAP_ANONYMOUS),
+            VmaKind::File { path, .. } => {
+                let f = map_files.iter().find(|f| &f.path == path).ok_or_else(|| {
+                    Error::Restore {
+                        pid,
+                        reason: format!("no descriptor planned for mapped file {path}"),
+                    }
+                })?;
+                (f.fd as i64, 0)
+            }
+        };
+        let mut prot = v.prot;
+        if has_pages[i] {
+            prot |= (libc::PROT_READ | libc::PROT_WRITE) as u32;
+        }
+        let mut flags = libc::MAP_FIXED
+            | file_flags
+            | if v.shared {
+                libc::MAP_SHARED
+            } else {
+                libc::MAP_PRIVATE
+            };
+        if v.vm_flags.iter().any(|f| f == "gd") {
+            flags |= libc::MAP_GROWSDOWN;
+        }
+        if v.vm_flags.iter().any(|f| f == "nr") {
+            flags |= libc::MAP_NORESERVE;
+        }
+        let got = s
+            .call(
+                "mmap",
+                libc::SYS_mmap,
+                [
+                    v.start,
+                    v.end - v.start,
+                    prot as u64,
+                    flags as u64,
+                    fd as u64,
+                    if fd >= 0 { v.pgoff } else { 0 },
+                ],
+            )
+            .map_err(|e| vma_err(pid, v, e))?;
+        if got != v.start {
+            return Err(Error::Restore {
+                pid,
+                reason: format!("mmap of {:#x}-{:#x} landed at {got:#x}", v.start, v.end),
+            });
+        }
+    }
+
+    // Contents: the page file is one stream in the order of the runs.
+    let ranges: Vec<RemoteRange> = mm
+        .pages
+        .iter()
+        .map(|r| RemoteRange {
+            addr: r.vaddr,
+            len: (r.count * PAGE) as usize,
+        })
+        .collect();
+    if let Some(first) = mm.pages.first() {
+        let start = first.offset as usize;
+        let total: usize = ranges.iter().map(|r| r.len).sum();
+        let data = pages.get(start..start + total).ok_or_else(|| Error::Restore {
+            pid,
+            reason: "page index points past the end of the page file".into(),
+        })?;
+        sysmem::write_ranges(pid, &ranges, data).ctx(pid, || "fill memory".into())?;
+    }
+
+    // Final protections and advice.
+    for (i, v) in mm.vmas.iter().enumerate() {
+        if matches!(v.kind, VmaKind::Special { .. }) {
+            continue;
+        }
+        let len = v.end - v.start;
+        if has_pages[i] && v.prot != v.prot | (libc::PROT_READ | libc::PROT_WRITE) as u32 {
+            s.call("mprotect", libc::SYS_mprotect, [v.start, len, v.prot as u64, 0, 0, 0])
+                .map_err(|e| vma_err(pid, v, e))?;
+        }
+        for (flag, advice) in MADVISE_FLAGS {
+            if v.vm_flags.iter().any(|f| f == flag) {
+                s.call("madvise", libc::SYS_madvise, [v.start, len, *advice as u64, 0, 0, 0])
+                    .map_err(|e| vma_err(pid, v, e))?;
+            }
+        }
+        if v.vm_flags.iter().any(|f| f == "lo") {
+            s.call("mlock", libc::SYS_mlock, [v.start, len, 0, 0, 0, 0])
+                .map_err(|e| vma_err(pid, v, e))?;
+        }
+    }
+
+    set_mm_fields(s, mm, exe_fd)
+}
+
+fn vma_err(pid: i32, v: &Vma, e: Error) -> Error {
+    Error::Restore {
+        pid,
+        reason: format!("mapping {:#x}-{:#x} ({:?}): {e}", v.start, v.end, v.kind),
+    }
+}
+
+fn unmap_all_but_specials(s: &mut Session, current: &[MapsEntry], scratch: (u64, u64)) -> Result<()> {
+    let mut keep: Vec<(u64, u64)> = current
+        .iter()
+        .filter(|m| m.is_special())
+        .map(|m| (m.start, m.end))
+        .collect();
+    keep.push(scratch);
+    keep.sort_unstable();
+    let mut at = 0u64;
+    for (start, end) in keep.into_iter().chain(std::iter::once((TASK_TOP, TASK_TOP))) {
+        let start = start.min(TASK_TOP);
+        if start > at {
+            s.call("munmap", libc::SYS_munmap, [at, start - at, 0, 0, 0, 0])?;
+        }
+        at = at.max(end);
+    }
+    Ok(())
+}
+
+/// Moves [vdso], [vvar], [vvar_vclock]... of the child to where the image had them.
+fn move_specials(s: &mut Session, mm: &MmImage, current: &[MapsEntry], scratch: (u64, u64)) -> Result<()> {
+    let pid = s.pid();
+    let wanted: Vec<&Vma> = mm
+        .vmas
+        .iter()
+        .filter(|v| matches!(&v.kind, VmaKind::Special { name } if !FIXED_SPECIALS.contains(&name.as_str())))
+        .collect();
+    let have: Vec<&MapsEntry> = current
+        .iter()
+        .filter(|m| m.is_special() && !FIXED_SPECIALS.contains(&m.path.as_str()))
+        .collect();
+    let name_of = |v: &Vma| match &v.kind {
+        VmaKind::Special { name } => name.clone(),
+        _ => String::new(),
+    };
+    let mismatch = || Error::Restore {
+        pid,
+        reason: format!(
+            "the kernel's special mappings differ from the image's (image: {}; this kernel: {}): restore on the kernel the image was taken on",
+            wanted.iter().map(|v| format!("{} {} KiB", name_of(v), (v.end - v.start) / 1024)).collect::<Vec<_>>().join(", "),
+            have.iter().map(|m| format!("{} {} KiB", m.path, (m.end - m.start) / 1024)).collect::<Vec<_>>().join(", "),
+        ),
+    };
+    if wanted.len() != have.len() {
+        return Err(mismatch());
+    }
+    let mut pairs = Vec::new();
+    for w in &wanted {
+        let h = have
+            .iter()
+            .find(|m| m.path == name_of(w) && m.end - m.start == w.end - w.start)
+            .ok_or_else(mismatch)?;
+        pairs.push((h.start, w.start, w.end - w.start));
+    }
+    // Two moves, through a free area, so that no move lands on a mapping not yet moved.
+    let mut occupied: Vec<(u64, u64)> = mm.vmas.iter().map(|v| (v.start, v.end)).collect();
+    occupied.extend(have.iter().map(|m| (m.start, m.end)));
+    occupied.push(scratch);
+    let total: u64 = pairs.iter().map(|p| p.2).sum();
+    let mut tmp = find_gap(&occupied, total, 1 << 32, TASK_TOP).ok_or_else(|| Error::Restore {
+        pid,
+        reason: "no free address range to move the vdso through".into(),
+    })?;
+    let mut staged = Vec::new();
+    for &(from, to, len) in &pairs {
+        mremap(s, from, tmp, len)?;
+        staged.push((tmp, to, len));
+        tmp += len;
+    }
+    for (from, to, len) in staged {
+        mremap(s, from, to, len)?;
+    }
+    Ok(())
+}
+
+fn mremap(s: &mut Session, from: u64, to: u64, len: u64) -> Result<()> {
+    if from == to {
+        return Ok(());
+    }
+    let flags = (libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED) as u64;
+    s.call("mremap", libc::SYS_mremap, [from, len, len, flags, to, 0])?;
+    Ok(())
+}
+
+const PR_SET_MM: u64 = 35;
+const PR_SET_MM_MAP: u64 = 14;
+
+/// PR_SET_MM_MAP: code/data/brk/stack/arg/env boundaries, auxv and /proc/PID/exe.
+fn set_mm_fields(s: &mut Session, mm: &MmImage, exe_fd: i32) -> Result<()> {
+    let auxv = inject::words(&mm.auxv);
+    let auxv_off = 256usize;
+    let auxv_addr = s.put(auxv_off, &auxv)?;
+    let mut st = inject::words(&[
+        mm.start_code,
+        mm.end_code,
+        mm.start_data,
+        mm.end_data,
+        mm.start_brk,
+        mm.brk,
+        mm.start_stack,
+        mm.arg_start,
+        mm.arg_end,
+        mm.env_start,
+        mm.env_end,
+        auxv_addr,
+    ]);
+    st.extend_from_slice(&(auxv.len() as u32).to_le_bytes());
+    st.extend_from_slice(&(exe_fd as u32).to_le_bytes());
+    let addr = s.put(0, &st)?;
+    s.call(
+        "prctl(PR_SET_MM_MAP)",
+        libc::SYS_prctl,
+        [PR_SET_MM, PR_SET_MM_MAP, addr, st.len() as u64, 0, 0],
+    )?;
+    Ok(())
+}

@@ -1,0 +1,301 @@
+//! Per-process attributes (cwd, root, umask, rlimits, prctl flags...) and per-thread state
+//! (registers, FPU, TLS, masks, robust list, rseq, scheduling).
+
+use stasis_image::{GpRegs, ProcessAttrs, Rlimit, RseqConfig, SchedParams, ThreadImage};
+use stasis_sys::procfs::{self, Status};
+use stasis_sys::ptrace::{self, UserRegs};
+use stasis_sys::remote::{resumable_regs, RestartPolicy};
+use stasis_sys::{own, process};
+
+use crate::error::{Error, ProcContext, Result, SysContext};
+use crate::freeze::FrozenThread;
+use crate::inject::Session;
+use crate::signals;
+
+const PR_GET_TID_ADDRESS: u64 = 40;
+const RSEQ_FLAG_UNREGISTER: u64 = 1;
+const PR_SET_NAME: u64 = 15;
+
+pub fn regs_to_image(r: &UserRegs) -> GpRegs {
+    GpRegs {
+        r15: r.r15,
+        r14: r.r14,
+        r13: r.r13,
+        r12: r.r12,
+        rbp: r.rbp,
+        rbx: r.rbx,
+        r11: r.r11,
+        r10: r.r10,
+        r9: r.r9,
+        r8: r.r8,
+        rax: r.rax,
+        rcx: r.rcx,
+        rdx: r.rdx,
+        rsi: r.rsi,
+        rdi: r.rdi,
+        orig_rax: r.orig_rax,
+        rip: r.rip,
+        cs: r.cs,
+        eflags: r.eflags,
+        rsp: r.rsp,
+        ss: r.ss,
+        fs_base: r.fs_base,
+        gs_base: r.gs_base,
+        ds: r.ds,
+        es: r.es,
+        fs: r.fs,
+        gs: r.gs,
+    }
+}
+
+pub fn regs_from_image(r: &GpRegs) -> UserRegs {
+    UserRegs {
+        r15: r.r15,
+        r14: r.r14,
+        r13: r.r13,
+        r12: r.r12,
+        rbp: r.rbp,
+        rbx: r.rbx,
+        r11: r.r11,
+        r10: r.r10,
+        r9: r.r9,
+        r8: r.r8,
+        rax: r.rax,
+        rcx: r.rcx,
+        rdx: r.rdx,
+        rsi: r.rsi,
+        rdi: r.rdi,
+        orig_rax: r.orig_rax,
+        rip: r.rip,
+        cs: r.cs,
+        eflags: r.eflags,
+        rsp: r.rsp,
+        ss: r.ss,
+        fs_base: r.fs_base,
+        gs_base: r.gs_base,
+        ds: r.ds,
+        es: r.es,
+        fs: r.fs,
+        gs: r.gs,
+    }
+}
+
+/// Everything about one frozen thread; `s` runs in that thread.
+pub fn dump_thread(pid: i32, t: &FrozenThread, s: &mut Session) -> Result<ThreadImage> {
+    let tid = t.tid;
+    let xstate = ptrace::get_xstate(tid).ctx(pid, || format!("thread {tid} FPU state"))?;
+    let sigaltstack = signals::dump_altstack(s)?;
+    let data = s.data_addr();
+    s.call("prctl(PR_GET_TID_ADDRESS)", libc::SYS_prctl, [PR_GET_TID_ADDRESS, data, 0, 0, 0, 0])?;
+    let clear_child_tid = s.get_u64(0)?;
+    let (head, len) = ptrace::get_robust_list(tid).ctx(pid, || format!("thread {tid} robust list"))?;
+    let rseq = ptrace::get_rseq_configuration(tid)
+        .ctx(pid, || format!("thread {tid} rseq"))?;
+    let (policy, priority) = process::get_scheduler(tid).ctx(pid, || format!("thread {tid}"))?;
+    let nice = process::get_nice(tid).ctx(pid, || format!("thread {tid}"))?;
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/comm"))
+        .map(|c| c.trim_end_matches('\n').to_string())
+        .unwrap_or_default();
+    Ok(ThreadImage {
+        tid,
+        comm,
+        regs: regs_to_image(&resumable_regs(&t.regs, RestartPolicy::NewTask)),
+        xstate,
+        sigmask: t.sigmask,
+        sigaltstack,
+        clear_child_tid,
+        robust_list: stasis_image::RobustList { head, len },
+        rseq: (rseq.rseq_abi_size > 0).then_some(RseqConfig {
+            abi_pointer: rseq.rseq_abi_pointer,
+            len: rseq.rseq_abi_size,
+            flags: rseq.flags,
+            signature: rseq.signature,
+        }),
+        sched: SchedParams {
+            policy: policy & !libc::SCHED_RESET_ON_FORK,
+            priority,
+            nice,
+            reset_on_fork: policy & libc::SCHED_RESET_ON_FORK != 0,
+        },
+    })
+}
+
+/// Drops the rseq registration the restore child inherited from the tool: its area is
+/// about to be unmapped, and the kernel would fault writing to it.
+pub fn unregister_inherited_rseq(s: &mut Session) -> Result<()> {
+    let tid = s.tid();
+    let conf = ptrace::get_rseq_configuration(tid).ctx(s.pid(), || "rseq of restore child".into())?;
+    if conf.rseq_abi_size > 0 {
+        s.call(
+            "rseq(unregister)",
+            libc::SYS_rseq,
+            [
+                conf.rseq_abi_pointer,
+                conf.rseq_abi_size as u64,
+                RSEQ_FLAG_UNREGISTER,
+                conf.signature as u64,
+                0,
+                0,
+            ],
+        )?;
+    }
+    Ok(())
+}
+
+/// Thread state set by remote syscalls, once the address space is back.
+pub fn restore_thread_remote(s: &mut Session, t: &ThreadImage) -> Result<()> {
+    signals::restore_altstack(s, &t.sigaltstack)?;
+    // /proc/PID/comm is only writable from inside the thread group: set it from inside.
+    let mut name = t.comm.as_bytes().to_vec();
+    name.truncate(15);
+    name.push(0);
+    let addr = s.put(0, &name)?;
+    s.call("prctl(PR_SET_NAME)", libc::SYS_prctl, [PR_SET_NAME, addr, 0, 0, 0, 0])?;
+    s.call("set_tid_address", libc::SYS_set_tid_address, [t.clear_child_tid, 0, 0, 0, 0, 0])?;
+    s.call(
+        "set_robust_list",
+        libc::SYS_set_robust_list,
+        [t.robust_list.head, t.robust_list.len.max(24), 0, 0, 0, 0],
+    )?;
+    if let Some(r) = t.rseq {
+        s.call(
+            "rseq",
+            libc::SYS_rseq,
+            [r.abi_pointer, r.len as u64, 0, r.signature as u64, 0, 0],
+        )?;
+    }
+    Ok(())
+}
+
+/// Thread state the tool sets from outside.
+pub fn restore_thread_outside(pid: i32, t: &ThreadImage) -> Result<()> {
+    let tid = t.tid;
+    let mut policy = t.sched.policy;
+    if t.sched.reset_on_fork {
+        policy |= libc::SCHED_RESET_ON_FORK;
+    }
+    process::set_scheduler(tid, policy, t.sched.priority).ctx(pid, || format!("thread {tid}"))?;
+    process::set_nice(tid, t.sched.nice).ctx(pid, || format!("thread {tid}"))?;
+    Ok(())
+}
+
+const PR_GET_DUMPABLE: u64 = 3;
+const PR_SET_DUMPABLE: u64 = 4;
+const PR_GET_PDEATHSIG: u64 = 2;
+const PR_SET_PDEATHSIG: u64 = 1;
+const PR_GET_CHILD_SUBREAPER: u64 = 37;
+const PR_SET_CHILD_SUBREAPER: u64 = 36;
+const PR_GET_THP_DISABLE: u64 = 42;
+const PR_SET_THP_DISABLE: u64 = 41;
+const PR_SET_NO_NEW_PRIVS: u64 = 38;
+
+/// Process-wide attributes: from /proc, and from remote prctl calls.
+pub fn dump_attrs(pid: i32, status: &Status, s: &mut Session) -> Result<ProcessAttrs> {
+    let data = s.data_addr();
+    let dumpable = s.call("prctl(PR_GET_DUMPABLE)", libc::SYS_prctl, [PR_GET_DUMPABLE, 0, 0, 0, 0, 0])? as i32;
+    s.put(0, &[0u8; 8])?;
+    s.call("prctl(PR_GET_PDEATHSIG)", libc::SYS_prctl, [PR_GET_PDEATHSIG, data, 0, 0, 0, 0])?;
+    let pdeath_signal = s.get_u64(0)? as u32 as i32;
+    s.put(0, &[0u8; 8])?;
+    s.call(
+        "prctl(PR_GET_CHILD_SUBREAPER)",
+        libc::SYS_prctl,
+        [PR_GET_CHILD_SUBREAPER, data, 0, 0, 0, 0],
+    )?;
+    let child_subreaper = s.get_u64(0)? as u32 != 0;
+    let thp_disable = s.call("prctl(PR_GET_THP_DISABLE)", libc::SYS_prctl, [PR_GET_THP_DISABLE, 0, 0, 0, 0, 0])? != 0;
+    let rlimits = procfs::limits(pid)
+        .proc(pid)?
+        .into_iter()
+        .map(|l| Rlimit {
+            resource: l.resource,
+            soft: l.soft,
+            hard: l.hard,
+        })
+        .collect();
+    Ok(ProcessAttrs {
+        cwd: procfs::link(pid, "cwd").proc(pid)?,
+        root: procfs::link(pid, "root").proc(pid)?,
+        exe: procfs::link(pid, "exe").proc(pid)?,
+        umask: status.umask.unwrap_or(0o022),
+        personality: procfs::personality(pid).proc(pid)?,
+        rlimits,
+        dumpable,
+        pdeath_signal,
+        child_subreaper,
+        no_new_privs: status.no_new_privs,
+        thp_disable,
+        oom_score_adj: procfs::oom_score_adj(pid).proc(pid)?,
+        shell_job: false,
+    })
+}
+
+/// What the restore child does to itself before it is taken over (no ptrace needed).
+pub fn restore_attrs_in_child(a: &ProcessAttrs) -> stasis_sys::SysResult<()> {
+    own::umask(a.umask);
+    own::personality(a.personality)?;
+    // cwd first: its path is as seen from the tool's root, which chroot is about to change.
+    own::chdir(std::path::Path::new(&a.cwd))?;
+    if a.root != "/" {
+        own::chroot(std::path::Path::new(&a.root))?;
+    }
+    Ok(())
+}
+
+/// Attributes set by remote prctl calls, after the address space is back.
+pub fn restore_attrs_remote(s: &mut Session, a: &ProcessAttrs) -> Result<()> {
+    if a.dumpable == 0 || a.dumpable == 1 {
+        s.call("prctl(PR_SET_DUMPABLE)", libc::SYS_prctl, [PR_SET_DUMPABLE, a.dumpable as u64, 0, 0, 0, 0])?;
+    }
+    s.call(
+        "prctl(PR_SET_CHILD_SUBREAPER)",
+        libc::SYS_prctl,
+        [PR_SET_CHILD_SUBREAPER, a.child_subreaper as u64, 0, 0, 0, 0],
+    )?;
+    s.call(
+        "prctl(PR_SET_THP_DISABLE)",
+        libc::SYS_prctl,
+        [PR_SET_THP_DISABLE, a.thp_disable as u64, 0, 0, 0, 0],
+    )?;
+    Ok(())
+}
+
+/// The last remote settings: the parent-death signal (the restore used SIGKILL so that the
+/// child cannot outlive a failed restore) and no_new_privs.
+pub fn restore_attrs_last(s: &mut Session, a: &ProcessAttrs) -> Result<()> {
+    s.call(
+        "prctl(PR_SET_PDEATHSIG)",
+        libc::SYS_prctl,
+        [PR_SET_PDEATHSIG, a.pdeath_signal as u64, 0, 0, 0, 0],
+    )?;
+    if a.no_new_privs {
+        s.call("prctl(PR_SET_NO_NEW_PRIVS)", libc::SYS_prctl, [PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0, 0])?;
+    }
+    Ok(())
+}
+
+/// Attributes the tool sets from outside: rlimits and the OOM score adjustment.
+pub fn restore_attrs_outside(pid: i32, a: &ProcessAttrs) -> Result<()> {
+    let current = procfs::limits(pid).proc(pid)?;
+    for l in &a.rlimits {
+        let same = current
+            .iter()
+            .any(|c| c.resource == l.resource && c.soft == l.soft && c.hard == l.hard);
+        if same {
+            continue;
+        }
+        process::set_rlimit(pid, l.resource, l.soft, l.hard).ctx(pid, || {
+            format!(
+                "restore resource limit {} (raising a hard limit needs CAP_SYS_RESOURCE)",
+                l.resource
+            )
+        })?;
+    }
+    std::fs::write(format!("/proc/{pid}/oom_score_adj"), a.oom_score_adj.to_string()).map_err(
+        |e| Error::Restore {
+            pid,
+            reason: format!("set oom_score_adj {}: {e}", a.oom_score_adj),
+        },
+    )?;
+    Ok(())
+}

@@ -340,7 +340,10 @@ const MADVISE_FLAGS: &[(&str, i32)] = &[
     ("dd", libc::MADV_DONTDUMP),
     ("wf", libc::MADV_WIPEONFORK),
     ("mg", libc::MADV_MERGEABLE),
+    ("sr", libc::MADV_SEQUENTIAL),
+    ("rr", libc::MADV_RANDOM),
 ];
+const SYS_MSEAL: i64 = 462;
 
 /// Rebuilds the address space of a restore child from its image. On entry the child is a
 /// copy of the tool plus the scratch area `scratch` (start, end); on return it holds the
@@ -362,8 +365,11 @@ pub fn restore(
     // Map every VMA, writable for now where contents must be filled in.
     let mut has_pages = vec![false; mm.vmas.len()];
     for run in &mm.pages {
-        if let Some(i) = mm.vmas.iter().position(|v| v.start <= run.vaddr && run.vaddr < v.end) {
-            has_pages[i] = true;
+        let end = run.vaddr + run.count * PAGE;
+        for (i, v) in mm.vmas.iter().enumerate() {
+            if v.start < end && run.vaddr < v.end {
+                has_pages[i] = true;
+            }
         }
     }
     for (i, v) in mm.vmas.iter().enumerate() {
@@ -456,6 +462,13 @@ pub fn restore(
         }
         if v.vm_flags.iter().any(|f| f == "lo") {
             s.call("mlock", libc::SYS_mlock, [v.start, len, 0, 0, 0, 0])
+                .map_err(|e| vma_err(pid, v, e))?;
+        }
+    }
+    // Sealing comes last: a sealed mapping cannot be changed any more.
+    for v in mm.vmas.iter().filter(|v| v.vm_flags.iter().any(|f| f == "sl")) {
+        if !matches!(v.kind, VmaKind::Special { .. }) {
+            s.call("mseal", SYS_MSEAL, [v.start, v.end - v.start, 0, 0, 0, 0])
                 .map_err(|e| vma_err(pid, v, e))?;
         }
     }

@@ -121,11 +121,29 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            log::error!("{e:#}");
-            eprintln!("stasis: error: {e:#}");
+            let msg = error_text(&e);
+            log::error!("{msg}");
+            eprintln!("stasis: error: {msg}");
             ExitCode::from(1)
         }
     }
+}
+
+/// The error and its causes, leaving out a cause whose text the message already shows
+/// (our error types print their source inline).
+fn error_text(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
 }
 
 fn verbosity(g: &Global) -> anyhow::Result<u8> {

@@ -31,7 +31,9 @@ pub struct Manifest {
 /// One task of the dumped tree as listed in the manifest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TaskEntry {
+    /// PID of the task at dump (restore recreates it with this PID).
     pub pid: i32,
+    /// PID of its parent; for the root, the parent outside the dumped tree.
     pub ppid: i32,
     /// Name of the task's core file inside the image directory.
     pub core_file: String,
@@ -42,7 +44,9 @@ pub struct TaskEntry {
 /// Length and checksum of one file of the image.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileDigest {
+    /// File name inside the image directory (no `/`, not hidden).
     pub name: String,
+    /// Length of the whole file in bytes.
     pub len: u64,
     /// XXH3-64 of the whole file.
     pub xxh3: u64,
@@ -53,25 +57,33 @@ pub struct FileDigest {
 pub struct TaskImage {
     pub pid: i32,
     pub ppid: i32,
+    /// Process group.
     pub pgid: i32,
+    /// Session.
     pub sid: i32,
     /// The task's state letter at dump (R, S, D, T, t, Z...).
     pub state: char,
     /// Whether the process was stopped by job control (SIGSTOP, SIGTSTP...) at dump.
     #[serde(default)]
     pub job_stopped: bool,
+    /// Every thread, the thread group leader first.
     pub threads: Vec<ThreadImage>,
+    /// Signal dispositions (shared by all threads).
     pub signals: SignalTable,
     pub attrs: ProcessAttrs,
     pub creds: Credentials,
+    /// The address space and the index of its stored pages.
     pub mm: MmImage,
+    /// Open file descriptors, in fd order.
     pub fds: Vec<FdImage>,
 }
 
 /// Per-thread state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ThreadImage {
+    /// Thread ID at dump.
     pub tid: i32,
+    /// Thread name (/proc/PID/task/TID/comm, at most 15 bytes).
     pub comm: String,
     pub regs: GpRegs,
     /// The raw NT_X86_XSTATE (XSAVE area) as the kernel returned it.
@@ -119,6 +131,7 @@ pub struct GpRegs {
     pub gs: u64,
 }
 
+/// The alternate signal stack (`stack_t` of sigaltstack(2)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct SigAltStack {
     pub sp: u64,
@@ -126,6 +139,7 @@ pub struct SigAltStack {
     pub size: u64,
 }
 
+/// The robust futex list registered with set_robust_list(2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct RobustList {
     pub head: u64,
@@ -143,8 +157,11 @@ pub struct RseqConfig {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct SchedParams {
+    /// SCHED_OTHER (0), SCHED_FIFO (1), SCHED_RR (2), SCHED_BATCH (3), SCHED_IDLE (5)...
     pub policy: i32,
+    /// Real-time priority (0 for the normal policies).
     pub priority: i32,
+    /// Nice value, -20..=19.
     pub nice: i32,
     /// SCHED_RESET_ON_FORK was set.
     #[serde(default)]
@@ -154,6 +171,7 @@ pub struct SchedParams {
 /// Dispositions of signals 1..=64.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct SignalTable {
+    /// One entry per signal, in signal order.
     pub actions: Vec<SigAction>,
 }
 
@@ -171,17 +189,28 @@ pub struct SigAction {
 /// Process-wide attributes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct ProcessAttrs {
+    /// Current directory.
     pub cwd: String,
+    /// Root directory (chroot).
     pub root: String,
+    /// The executable (/proc/PID/exe).
     pub exe: String,
     pub umask: u32,
+    /// personality(2) flags.
     pub personality: u32,
+    /// Resource limits (getrlimit/prlimit).
     pub rlimits: Vec<Rlimit>,
+    /// PR_GET_DUMPABLE.
     pub dumpable: i32,
+    /// PR_GET_PDEATHSIG (0: none).
     pub pdeath_signal: i32,
+    /// PR_GET_CHILD_SUBREAPER.
     pub child_subreaper: bool,
+    /// PR_GET_NO_NEW_PRIVS.
     pub no_new_privs: bool,
+    /// PR_GET_THP_DISABLE.
     pub thp_disable: bool,
+    /// /proc/PID/oom_score_adj.
     pub oom_score_adj: i32,
     /// Whether the tree was restored with the terminal of the caller (`--shell-job`).
     #[serde(default)]
@@ -190,15 +219,22 @@ pub struct ProcessAttrs {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct Rlimit {
+    /// RLIMIT_* number (RLIMIT_NOFILE is 7).
     pub resource: u32,
+    /// Soft limit; `u64::MAX` is RLIM_INFINITY.
     pub soft: u64,
+    /// Hard limit; `u64::MAX` is RLIM_INFINITY.
     pub hard: u64,
 }
 
+/// User and group IDs, capabilities and securebits.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct Credentials {
+    /// Real, effective, saved and file-system UIDs (the order of "Uid:" in /proc/PID/status).
     pub uid: [u32; 4],
+    /// Real, effective, saved and file-system GIDs.
     pub gid: [u32; 4],
+    /// Supplementary groups.
     pub groups: Vec<u32>,
     pub cap_inheritable: u64,
     pub cap_permitted: u64,
@@ -208,7 +244,8 @@ pub struct Credentials {
     pub securebits: u32,
 }
 
-/// The address space.
+/// The address space: the mm fields of prctl(PR_SET_MM_MAP) (from /proc/PID/stat), the
+/// auxiliary vector, the mappings and the index of stored pages.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct MmImage {
     pub start_code: u64,
@@ -224,6 +261,7 @@ pub struct MmImage {
     pub env_end: u64,
     /// The auxiliary vector as pairs of u64 words.
     pub auxv: Vec<u64>,
+    /// Every mapping, sorted by address, not overlapping.
     pub vmas: Vec<Vma>,
     /// Where each stored run of pages lives in the task's page file.
     pub pages: Vec<PageRun>,
@@ -243,18 +281,22 @@ pub struct PageRun {
 /// One mapping of the address space, as /proc/PID/maps and smaps describe it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Vma {
+    /// First address (page aligned).
     pub start: u64,
+    /// Address after the last byte (page aligned).
     pub end: u64,
     /// PROT_* bits.
     pub prot: u32,
+    /// MAP_SHARED rather than MAP_PRIVATE.
     pub shared: bool,
     pub kind: VmaKind,
-    /// File offset for file mappings.
+    /// File offset for file mappings, in bytes (the offset column of /proc/PID/maps).
     pub pgoff: u64,
     /// Two-letter VmFlags from smaps (e.g. "gd", "lo", "dc", "hg").
     pub vm_flags: Vec<String>,
 }
 
+/// What backs a mapping.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum VmaKind {
     /// Anonymous memory (including [heap] and [stack]); `name` is the bracketed name if any.
@@ -273,14 +315,23 @@ pub enum VmaKind {
 /// One open file descriptor.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FdImage {
+    /// Descriptor number.
     pub fd: i32,
     /// Status flags (O_APPEND, O_NONBLOCK, access mode...) as fdinfo reports them.
     pub flags: u32,
+    /// FD_CLOEXEC.
     pub cloexec: bool,
+    /// File position (lseek).
     pub pos: u64,
+    /// Identity of the open file description: descriptors with the same id (dups, or
+    /// inherited across fork) share one description, its offset and status flags. Unique
+    /// within the whole image.
+    #[serde(default)]
+    pub desc: u32,
     pub file: FileKind,
 }
 
+/// What an fd refers to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum FileKind {
     /// A regular file by path; `size` and `ino` are checked at restore.
@@ -330,7 +381,10 @@ mod serde_bytes_compat {
             fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
                 Ok(v)
             }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut a: A) -> Result<Vec<u8>, A::Error> {
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut a: A,
+            ) -> Result<Vec<u8>, A::Error> {
                 let mut out = Vec::new();
                 while let Some(b) = a.next_element::<u8>()? {
                     out.push(b);
@@ -338,6 +392,9 @@ mod serde_bytes_compat {
                 Ok(out)
             }
         }
-        d.deserialize_bytes(V)
+        // `deserialize_byte_buf`, not `deserialize_bytes`: ciborium serves the latter from a
+        // 4 KiB scratch buffer only and refuses longer byte strings, and an XSAVE area with
+        // AVX-512 and AMX state is about 11 KiB.
+        d.deserialize_byte_buf(V)
     }
 }

@@ -237,3 +237,15 @@ pub fn set_child_subreaper() -> SysResult<()> {
     }
     Ok(())
 }
+
+const KCMP_FILE: i32 = 0;
+
+/// Whether descriptor `fd1` of `pid1` and `fd2` of `pid2` are the same open file description.
+pub fn same_file_description(pid1: i32, fd1: i32, pid2: i32, fd2: i32) -> SysResult<bool> {
+    // SAFETY: kcmp with KCMP_FILE takes only integers.
+    let r = unsafe { libc::syscall(libc::SYS_kcmp, pid1, pid2, KCMP_FILE, fd1, fd2) };
+    if r < 0 {
+        return Err(SysError::last("kcmp(KCMP_FILE)", format!("pid {pid1} fd {fd1}, pid {pid2} fd {fd2}")));
+    }
+    Ok(r == 0)
+}

@@ -246,8 +246,8 @@ fn child_setup(t: &TaskImage, plan: &Plan, report_w: i32) -> std::result::Result
     let ctx = ReopenContext {
         terminal: plan.terminal.clone(),
     };
-    for f in &t.fds {
-        files::reopen(f, &ctx)?;
+    for (i, f) in t.fds.iter().enumerate() {
+        files::reopen(f, &ctx, &t.fds[..i])?;
     }
     for mf in &plan.map_files {
         let flags = if mf.writable { libc::O_RDWR } else { libc::O_RDONLY };

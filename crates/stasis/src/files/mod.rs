@@ -8,10 +8,10 @@ mod unsupported;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 
 use stasis_image::{FdImage, FileKind};
-use stasis_sys::own;
+use stasis_sys::{own, process};
 use stasis_sys::procfs::{self, FdInfo};
 
-use crate::error::{Error, ProcContext, Result};
+use crate::error::{Error, ProcContext, Result, SysContext};
 
 /// What dump knows about one descriptor while classifying it.
 pub struct FdProbe<'a> {
@@ -59,7 +59,9 @@ const OPEN_ONLY_FLAGS: u32 = (libc::O_CREAT | libc::O_EXCL | libc::O_TRUNC | lib
 
 /// Reads every descriptor of `pid`.
 pub fn dump(pid: i32, shell_job: bool) -> Result<Vec<FdImage>> {
-    let mut out = Vec::new();
+    let mut out: Vec<FdImage> = Vec::new();
+    // (dev, ino) of each descriptor so far, to find candidates for sharing cheaply.
+    let mut idents: Vec<(u64, u64)> = Vec::new();
     for fd in procfs::fds(pid).proc(pid)? {
         let target = procfs::fd_target(pid, fd).proc(pid)?;
         let info = procfs::fdinfo(pid, fd).proc(pid)?;
@@ -87,11 +89,25 @@ pub fn dump(pid: i32, shell_job: bool) -> Result<Vec<FdImage>> {
         }
         let file = file.ok_or_else(|| probe.unsupported("unknown kind of file"))?;
         let cloexec = info.flags & libc::O_CLOEXEC as u32 != 0;
+        let ident = meta_ino(&meta);
+        let mut desc = None;
+        for (earlier, id) in out.iter().zip(&idents) {
+            if *id == ident
+                && process::same_file_description(pid, earlier.fd, pid, fd)
+                    .ctx(pid, || format!("compare fd {} and fd {fd}", earlier.fd))?
+            {
+                desc = Some(earlier.desc);
+                break;
+            }
+        }
+        let desc = desc.unwrap_or_else(|| out.iter().map(|f| f.desc).max().unwrap_or(0) + 1);
+        idents.push(ident);
         out.push(FdImage {
             fd,
             flags: info.flags & !(libc::O_CLOEXEC as u32) & !OPEN_ONLY_FLAGS,
             cloexec,
             pos: info.pos,
+            desc,
             file,
         });
     }
@@ -138,7 +154,11 @@ pub struct ReopenContext {
 
 /// Opens `f` in the calling (restore child) process and places it at its number. Runs in
 /// the child, which reports errors as text.
-pub fn reopen(f: &FdImage, ctx: &ReopenContext) -> std::result::Result<(), String> {
+pub fn reopen(f: &FdImage, ctx: &ReopenContext, done: &[FdImage]) -> std::result::Result<(), String> {
+    // A description already opened for an earlier descriptor is shared, not reopened.
+    if let Some(first) = done.iter().find(|d| d.desc == f.desc && f.desc != 0) {
+        return own::dup_to(first.fd, f.fd, f.cloexec).map_err(|e| format!("fd {}: {e}", f.fd));
+    }
     let flags = f.flags as i32 & !libc::O_CLOEXEC;
     let tmp = match &f.file {
         FileKind::Regular { .. } | FileKind::Directory { .. } | FileKind::Path { .. } => {

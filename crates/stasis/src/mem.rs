@@ -425,24 +425,17 @@ pub fn restore(
         }
     }
 
-    // Contents: the page file is one stream in the order of the runs.
-    let ranges: Vec<RemoteRange> = mm
-        .pages
-        .iter()
-        .map(|r| RemoteRange {
-            addr: r.vaddr,
-            len: (r.count * PAGE) as usize,
-        })
-        .collect();
-    if let Some(first) = mm.pages.first() {
-        let start = first.offset as usize;
-        let total: usize = ranges.iter().map(|r| r.len).sum();
-        let data = pages.get(start..start + total).ok_or_else(|| Error::Restore {
-            pid,
-            reason: "page index points past the end of the page file".into(),
-        })?;
-        sysmem::write_ranges(pid, &ranges, data).ctx(pid, || "fill memory".into())?;
+    // Advice first: MADV_HUGEPAGE makes the fill below allocate huge pages, as the
+    // original had them.
+    for v in mm.vmas.iter().filter(|v| !matches!(v.kind, VmaKind::Special { .. })) {
+        for (flag, advice) in MADVISE_FLAGS {
+            if v.vm_flags.iter().any(|f| f == flag) {
+                s.call("madvise", libc::SYS_madvise, [v.start, v.end - v.start, *advice as u64, 0, 0, 0])
+                    .map_err(|e| vma_err(pid, v, e))?;
+            }
+        }
     }
+    fill_pages(pid, mm, pages)?;
 
     // Final protections and advice.
     for (i, v) in mm.vmas.iter().enumerate() {
@@ -453,12 +446,6 @@ pub fn restore(
         if has_pages[i] && v.prot != v.prot | (libc::PROT_READ | libc::PROT_WRITE) as u32 {
             s.call("mprotect", libc::SYS_mprotect, [v.start, len, v.prot as u64, 0, 0, 0])
                 .map_err(|e| vma_err(pid, v, e))?;
-        }
-        for (flag, advice) in MADVISE_FLAGS {
-            if v.vm_flags.iter().any(|f| f == flag) {
-                s.call("madvise", libc::SYS_madvise, [v.start, len, *advice as u64, 0, 0, 0])
-                    .map_err(|e| vma_err(pid, v, e))?;
-            }
         }
         if v.vm_flags.iter().any(|f| f == "lo") {
             s.call("mlock", libc::SYS_mlock, [v.start, len, 0, 0, 0, 0])
@@ -474,6 +461,67 @@ pub fn restore(
     }
 
     set_mm_fields(s, mm, exe_fd)
+}
+
+/// Writes the stored pages into the task, from the mapped page file, on every core: the
+/// cost is dominated by the kernel allocating fresh pages in the target.
+fn fill_pages(pid: i32, mm: &MmImage, pages: &[u8]) -> Result<()> {
+    let Some(first) = mm.pages.first() else {
+        return Ok(());
+    };
+    let ranges: Vec<RemoteRange> = mm
+        .pages
+        .iter()
+        .map(|r| RemoteRange {
+            addr: r.vaddr,
+            len: (r.count * PAGE) as usize,
+        })
+        .collect();
+    let start = first.offset as usize;
+    let total: usize = ranges.iter().map(|r| r.len).sum();
+    let data = pages.get(start..start + total).ok_or_else(|| Error::Restore {
+        pid,
+        reason: "page index points past the end of the page file".into(),
+    })?;
+    // Split into one share per core, at run boundaries (and inside a huge run).
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
+    let share = total.div_ceil(workers).max(1 << 20);
+    let mut jobs: Vec<(Vec<RemoteRange>, &[u8])> = Vec::new();
+    let mut cur: Vec<RemoteRange> = Vec::new();
+    let (mut cur_len, mut off) = (0usize, 0usize);
+    for r in &ranges {
+        let mut r = *r;
+        while r.len > 0 {
+            let take = r.len.min(share - cur_len);
+            cur.push(RemoteRange { addr: r.addr, len: take });
+            cur_len += take;
+            r.addr += take as u64;
+            r.len -= take;
+            if cur_len == share {
+                jobs.push((std::mem::take(&mut cur), &data[off..off + cur_len]));
+                off += cur_len;
+                cur_len = 0;
+            }
+        }
+    }
+    if cur_len > 0 {
+        jobs.push((cur, &data[off..off + cur_len]));
+    }
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = jobs
+            .iter()
+            .map(|(ranges, data)| scope.spawn(move || sysmem::write_ranges(pid, ranges, data)))
+            .collect();
+        for h in handles {
+            h.join()
+                .map_err(|_| Error::Restore {
+                    pid,
+                    reason: "a memory fill thread panicked".into(),
+                })?
+                .ctx(pid, || "fill memory".into())?;
+        }
+        Ok(())
+    })
 }
 
 fn vma_err(pid: i32, v: &Vma, e: Error) -> Error {

@@ -60,13 +60,6 @@ pub fn dump(opts: &DumpOptions) -> Result<DumpSummary> {
 
 fn dump_frozen(opts: &DumpOptions, frozen: &Frozen) -> Result<u64> {
     let pid = frozen.pid;
-    if frozen.threads.len() > 1 {
-        return Err(Error::Unsupported {
-            pid,
-            object: format!("{} threads", frozen.threads.len()),
-            detail: "multi-threaded processes are not supported yet".into(),
-        });
-    }
     let stat = procfs::stat(pid).proc(pid)?;
     let status = procfs::status(pid).proc(pid)?;
     if status.seccomp != 0 {
@@ -91,7 +84,17 @@ fn dump_frozen(opts: &DumpOptions, frozen: &Frozen) -> Result<u64> {
     let mut session = DumpSession::open(pid, &leader, &vmas)?;
     let s = session.session();
     let signals = signals::dump(s)?;
-    let thread = task::dump_thread(pid, &leader, s)?;
+    // The leader first, then the other threads, each through a session of its own that
+    // shares the data page.
+    let mut threads = vec![task::dump_thread(pid, &leader, s)?];
+    let data = s.data_addr();
+    let insn = session.syscall_insn;
+    for t in frozen.threads.iter().filter(|t| t.tid != leader.tid) {
+        ptrace::set_sigmask(t.tid, !0u64).ctx(pid, || format!("block signals of thread {}", t.tid))?;
+        let mut ts = Session::new(pid, Remote::new(t.tid, insn, t.regs), data)?;
+        threads.push(task::dump_thread(pid, t, &mut ts)?);
+    }
+    let s = session.session();
     let mut attrs = task::dump_attrs(pid, &status, s)?;
     attrs.shell_job = opts.shell_job;
     let creds = creds::dump(&status, s)?;
@@ -105,7 +108,7 @@ fn dump_frozen(opts: &DumpOptions, frozen: &Frozen) -> Result<u64> {
         sid: stat.session,
         state: stat.state,
         job_stopped: frozen.job_stopped,
-        threads: vec![thread],
+        threads,
         signals,
         attrs,
         creds,
@@ -143,6 +146,7 @@ fn dump_frozen(opts: &DumpOptions, frozen: &Frozen) -> Result<u64> {
 struct DumpSession {
     session: Session,
     mapped: bool,
+    syscall_insn: u64,
 }
 
 impl DumpSession {
@@ -178,6 +182,7 @@ impl DumpSession {
         Ok(Self {
             session,
             mapped: true,
+            syscall_insn: vdso.start + off as u64,
         })
     }
 

@@ -61,12 +61,6 @@ pub fn restore(opts: &RestoreOptions) -> Result<Restored> {
     }
     let t = &tasks[0];
     let pid = t.pid;
-    if t.threads.len() != 1 {
-        return Err(Error::Restore {
-            pid,
-            reason: "multi-threaded processes are not supported yet".into(),
-        });
-    }
     let here = process::xsave_features();
     if manifest.xsave_features & !here != 0 {
         return Err(Error::Restore {
@@ -263,10 +257,19 @@ fn child_setup(t: &TaskImage, plan: &Plan, report_w: i32) -> std::result::Result
     Ok(())
 }
 
+/// Final mask, registers and FPU state of a stopped thread.
+fn finish_thread(pid: i32, th: &stasis_image::ThreadImage) -> Result<()> {
+    let tid = th.tid;
+    ptrace::set_sigmask(tid, th.sigmask).ctx(pid, || format!("signal mask of thread {tid}"))?;
+    ptrace::set_regs(tid, &task::regs_from_image(&th.regs))
+        .ctx(pid, || format!("registers of thread {tid}"))?;
+    ptrace::set_xstate(tid, &th.xstate).ctx(pid, || format!("FPU/vector registers of thread {tid}"))
+}
+
 /// Takes the waiting child over with ptrace and turns it into the image's process.
 fn take_over(t: &TaskImage, plan: &Plan, pages: &[u8]) -> Result<()> {
     let pid = t.pid;
-    ptrace::seize(pid, 0).ctx(pid, || "seize the restore child".into())?;
+    ptrace::seize(pid, libc::PTRACE_O_TRACECLONE).ctx(pid, || "seize the restore child".into())?;
     ptrace::interrupt(pid).ctx(pid, || "interrupt the restore child".into())?;
     loop {
         match ptrace::wait_task(pid).ctx(pid, || "wait for the restore child".into())? {
@@ -307,14 +310,25 @@ fn take_over(t: &TaskImage, plan: &Plan, pages: &[u8]) -> Result<()> {
     creds::restore(&mut s, &t.creds)?;
     task::restore_attrs_last(&mut s, &t.attrs)?;
 
+    // The other threads: created in the main one, set up through sessions of their own,
+    // left stopped with their final registers.
+    for th in t.threads.iter().filter(|th| th.tid != pid) {
+        task::create_thread(&mut s, th.tid)?;
+        let regs = ptrace::get_regs(th.tid).ctx(pid, || format!("registers of new thread {}", th.tid))?;
+        let mut ts = Session::new(pid, Remote::new(th.tid, plan.scratch, regs), plan.scratch + PAGE)?;
+        task::restore_thread_remote(&mut ts, th)?;
+        task::restore_thread_outside(pid, th)?;
+        finish_thread(pid, th)?;
+    }
+
     // Last: the mask, then the scratch page goes; the task stops at that munmap's exit,
     // where it gets its final registers.
-    ptrace::set_sigmask(pid, thread.sigmask).ctx(pid, || "set the signal mask".into())?;
     s.call("munmap", libc::SYS_munmap, [plan.scratch, SCRATCH_LEN, 0, 0, 0, 0])?;
-    s.set_regs(&task::regs_from_image(&thread.regs))?;
-    ptrace::set_xstate(pid, &thread.xstate).ctx(pid, || "set FPU/vector registers".into())?;
+    finish_thread(pid, thread)?;
     let sig = if t.job_stopped { libc::SIGSTOP } else { 0 };
-    ptrace::detach(pid, sig).ctx(pid, || "detach".into())?;
+    for th in &t.threads {
+        ptrace::detach(th.tid, sig).ctx(pid, || format!("detach thread {}", th.tid))?;
+    }
     log::info!("pid {pid}: restored and running");
     Ok(())
 }

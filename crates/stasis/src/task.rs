@@ -299,3 +299,43 @@ pub fn restore_attrs_outside(pid: i32, a: &ProcessAttrs) -> Result<()> {
     )?;
     Ok(())
 }
+
+/// Flags of a thread as pthread_create makes them.
+const THREAD_FLAGS: u64 = (libc::CLONE_VM
+    | libc::CLONE_FS
+    | libc::CLONE_FILES
+    | libc::CLONE_SIGHAND
+    | libc::CLONE_THREAD
+    | libc::CLONE_SYSVSEM) as u64;
+
+/// Creates thread `tid` in the task the session runs in, with a remote clone3. The tracer
+/// must have PTRACE_O_TRACECLONE set on that task: the new thread is then attached and
+/// stops before it runs a single instruction. Returns once it is in that stop.
+pub fn create_thread(s: &mut Session, tid: i32) -> Result<()> {
+    let pid = s.pid();
+    let set_tid_off = 128usize;
+    let set_tid = s.put(set_tid_off, &(tid as u64).to_le_bytes())?;
+    // struct clone_args: flags, pidfd, child_tid, parent_tid, exit_signal, stack,
+    // stack_size, tls, set_tid, set_tid_size, cgroup.
+    let args = crate::inject::words(&[THREAD_FLAGS, 0, 0, 0, 0, 0, 0, 0, set_tid, 1, 0]);
+    let addr = s.put(0, &args)?;
+    let got = s.call("clone3", libc::SYS_clone3, [addr, args.len() as u64, 0, 0, 0, 0])?;
+    if got != tid as u64 {
+        return Err(Error::Restore {
+            pid,
+            reason: format!("clone3 created thread {got}, not {tid}"),
+        });
+    }
+    loop {
+        match ptrace::wait_task(tid).ctx(pid, || format!("wait for new thread {tid}"))? {
+            ptrace::WaitStatus::Stopped { event: 128, .. } => return Ok(()),
+            ptrace::WaitStatus::Stopped { .. } | ptrace::WaitStatus::Continued => {}
+            other => {
+                return Err(Error::Restore {
+                    pid,
+                    reason: format!("new thread {tid}: {other:?}"),
+                })
+            }
+        }
+    }
+}

@@ -6,12 +6,19 @@
 //! makes no Linux calls, so the inspector, converters and fuzzers can use it anywhere.
 //! See docs/IMAGE_FORMAT.md.
 
+#![forbid(unsafe_code)]
+
 pub mod container;
 pub mod dir;
+pub mod render;
+pub mod sample;
 pub mod types;
+pub mod validate;
 
 pub use container::{MetaKind, FORMAT_MAJOR, FORMAT_MINOR};
-pub use dir::{ImageReader, ImageWriter, PagesWriter, MANIFEST_FILE};
+pub use dir::{
+    pages_file_name, task_file_name, ImageReader, ImageWriter, PagesWriter, MANIFEST_FILE,
+};
 pub use types::*;
 
 /// Errors reading or writing an image.
@@ -27,7 +34,11 @@ pub enum ImageError {
     },
     /// A file is shorter than its header or the manifest says.
     #[error("{file}: truncated: {len} bytes, expected {expected}")]
-    Truncated { file: String, len: u64, expected: u64 },
+    Truncated {
+        file: String,
+        len: u64,
+        expected: u64,
+    },
     /// A file is longer than its header says.
     #[error("{file}: {extra} bytes of trailing data after the payload")]
     TrailingData { file: String, extra: u64 },
@@ -35,8 +46,15 @@ pub enum ImageError {
     #[error("{file}: not a stasis image file (bad magic)")]
     BadMagic { file: String },
     /// The format major version is not the one this stasis reads.
-    #[error("{file}: image format version {major}.{minor} is not supported (this stasis reads {}.x)", crate::FORMAT_MAJOR)]
-    UnsupportedVersion { file: String, major: u16, minor: u16 },
+    #[error(
+        "{file}: image format version {major}.{minor} is not supported (this stasis reads {}.x)",
+        crate::FORMAT_MAJOR
+    )]
+    UnsupportedVersion {
+        file: String,
+        major: u16,
+        minor: u16,
+    },
     /// A metadata file holds another kind of record than expected.
     #[error("{file}: expected a {expected} record, found kind {found}")]
     WrongKind {
@@ -53,10 +71,17 @@ pub enum ImageError {
     /// A value could not be encoded.
     #[error("cannot encode image data: {0}")]
     Encode(String),
-    /// The manifest names a file that is not in the directory.
-    #[error("{file}: listed in the manifest but missing from the image directory")]
+    /// The manifest, or a file it names, is not in the directory.
+    #[error("{file}: missing from the image directory")]
     MissingFile { file: String },
     /// The manifest is inconsistent.
     #[error("manifest: {0}")]
     BadManifest(String),
+    /// A file decodes but its content is inconsistent (a page run outside the page file,
+    /// overlapping mappings, a pid that does not match the manifest...).
+    #[error("{file}: invalid image data: {reason}")]
+    Invalid { file: String, reason: String },
+    /// A metadata file is larger than any real image would make it.
+    #[error("{file}: {len} bytes is too large for a metadata file (limit {limit})")]
+    TooLarge { file: String, len: u64, limit: u64 },
 }

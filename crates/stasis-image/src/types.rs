@@ -299,7 +299,7 @@ pub struct Vma {
 /// What backs a mapping.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum VmaKind {
-    /// Anonymous memory (including [heap] and [stack]); `name` is the bracketed name if any.
+    /// Anonymous memory (including `[heap]` and `[stack]`); `name` is the bracketed name if any.
     Anonymous { name: Option<String> },
     /// A mapping of a file by path; dev/ino/size identify it at restore.
     File {
@@ -308,7 +308,7 @@ pub enum VmaKind {
         ino: u64,
         size: u64,
     },
-    /// A kernel special mapping ([vdso], [vvar], [vvar_vclock], [vsyscall], ...), not stored.
+    /// A kernel special mapping (`[vdso]`, `[vvar]`, `[vvar_vclock]`, `[vsyscall]`, ...), not stored.
     Special { name: String },
 }
 

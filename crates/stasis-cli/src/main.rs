@@ -265,7 +265,8 @@ fn show(path: &Path, json: bool) -> anyhow::Result<u8> {
             print!("{}", stasis_image::render::render_text(&reader)?);
         }
     } else if json {
-        bail!("--json needs an image directory, not a single file");
+        let v = stasis_image::render::render_path_json(path)?;
+        println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         print!("{}", stasis_image::render::render_file_text(path)?);
     }

@@ -87,6 +87,7 @@ pub fn task(pid: i32, ppid: i32, pages_per_run: u64) -> TaskImage {
         sid: ppid.max(1),
         state: 'S',
         job_stopped: false,
+        exit_status: 0,
         threads: vec![
             thread(pid, "sample"),
             thread(pid.saturating_add(1000), "sample-worker"),

@@ -66,6 +66,10 @@ pub struct TaskImage {
     /// Whether the process was stopped by job control (SIGSTOP, SIGTSTP...) at dump.
     #[serde(default)]
     pub job_stopped: bool,
+    /// For a zombie (state 'Z'): the wait status its parent will collect (exit code << 8,
+    /// or the signal that killed it). Zombies have no threads, memory or files.
+    #[serde(default)]
+    pub exit_status: i32,
     /// Every thread, the thread group leader first.
     pub threads: Vec<ThreadImage>,
     /// Signal dispositions (shared by all threads).

@@ -250,3 +250,24 @@ pub fn stat(path: &Path) -> SysResult<(u64, u64, u64, u32, u64)> {
     check(unsafe { libc::stat(c.as_ptr(), &mut st) } as _, "stat", || path.display().to_string())?;
     Ok((st.st_dev, st.st_ino, st.st_size as u64, st.st_mode, st.st_rdev))
 }
+
+/// The calling process's process group.
+pub fn getpgid() -> i32 {
+    // SAFETY: no memory arguments.
+    unsafe { libc::getpgid(0) }
+}
+
+/// Ends the calling process by `sig` with the default action (for zombies that died by a
+/// signal).
+pub fn die_by_signal(sig: i32) -> ! {
+    // SAFETY: resetting a disposition and unblocking; the signal then kills us.
+    unsafe {
+        libc::signal(sig, libc::SIG_DFL);
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, sig);
+        libc::sigprocmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+        libc::kill(libc::getpid(), sig);
+        libc::_exit(128 + sig)
+    }
+}

@@ -36,10 +36,14 @@ pub struct DumpSummary {
 pub fn dump(opts: &DumpOptions) -> Result<DumpSummary> {
     let started = Instant::now();
     let pid = opts.pid;
-    let frozen = Frozen::freeze(pid)?;
+    let tree = freeze_tree(pid)?;
     let freeze_start = Instant::now();
-    log::info!("froze pid {pid} ({} thread(s))", frozen.threads.len());
-    let image = dump_frozen(opts, &frozen)?;
+    log::info!(
+        "froze the tree of pid {pid}: {} process(es), {} zombie(s)",
+        tree.live.len(),
+        tree.zombies.len()
+    );
+    let pages = dump_tree(opts, &tree)?;
     let how = if opts.leave_stopped {
         Release::Stopped
     } else if opts.leave_running {
@@ -47,18 +51,132 @@ pub fn dump(opts: &DumpOptions) -> Result<DumpSummary> {
     } else {
         Release::Kill
     };
-    frozen.release(how)?;
+    let mut first_err = None;
+    for frozen in tree.live {
+        if let Err(e) = frozen.release(how) {
+            first_err.get_or_insert(e);
+        }
+    }
+    if let Some(e) = first_err {
+        return Err(e);
+    }
     let frozen_for = freeze_start.elapsed();
     log::info!("pid {pid}: released ({how:?}) after {frozen_for:?}");
     Ok(DumpSummary {
         pid,
-        pages: image,
+        pages,
         frozen_for,
         total: started.elapsed(),
     })
 }
 
-fn dump_frozen(opts: &DumpOptions, frozen: &Frozen) -> Result<u64> {
+/// A frozen process tree: live processes (parents before children) and zombies.
+struct Tree {
+    live: Vec<Frozen>,
+    zombies: Vec<procfs::Stat>,
+}
+
+/// Freezes `root` and all its descendants. A frozen process cannot fork, so once every
+/// frozen process's children are frozen too, the set is complete and consistent.
+fn freeze_tree(root: i32) -> Result<Tree> {
+    let mut tree = Tree {
+        live: vec![Frozen::freeze(root)?],
+        zombies: Vec::new(),
+    };
+    let mut next = 0;
+    while next < tree.live.len() {
+        let (pid, tids): (i32, Vec<i32>) = {
+            let f = &tree.live[next];
+            (f.pid, f.threads.iter().map(|t| t.tid).collect())
+        };
+        next += 1;
+        let mut children = Vec::new();
+        for tid in tids {
+            children.extend(procfs::children(pid, tid).proc(pid)?);
+        }
+        children.sort_unstable();
+        children.dedup();
+        for child in children {
+            let stat = match procfs::stat(child) {
+                Ok(s) => s,
+                Err(e) if e.is_gone() => continue,
+                Err(e) => return Err(Error::Proc { pid: child, source: e }),
+            };
+            if stat.state == 'Z' {
+                tree.zombies.push(stat);
+            } else {
+                tree.live.push(Frozen::freeze(child)?);
+            }
+        }
+    }
+    Ok(tree)
+}
+
+fn dump_tree(opts: &DumpOptions, tree: &Tree) -> Result<u64> {
+    let mut writer = ImageWriter::create(&opts.images_dir)?;
+    let mut entries = Vec::new();
+    let mut descs = files::DescTable::default();
+    let mut stored = 0;
+    for frozen in &tree.live {
+        let (image, pages) = dump_process(opts, frozen, &mut writer, &mut descs)?;
+        stored += pages;
+        entries.push(write_task(&mut writer, &image)?);
+    }
+    for z in &tree.zombies {
+        let image = TaskImage {
+            pid: z.pid,
+            ppid: z.ppid,
+            pgid: z.pgrp,
+            sid: z.session,
+            state: 'Z',
+            job_stopped: false,
+            exit_status: z.exit_code,
+            threads: Vec::new(),
+            signals: Default::default(),
+            attrs: Default::default(),
+            creds: Default::default(),
+            mm: Default::default(),
+            fds: Vec::new(),
+        };
+        let pages = writer.pages(&format!("pages-{}.img", z.pid))?;
+        writer.add_pages(pages)?;
+        entries.push(write_task(&mut writer, &image)?);
+    }
+    let mut dump_options = Vec::new();
+    if opts.shell_job {
+        dump_options.push("--shell-job".to_string());
+    }
+    writer.finish(Manifest {
+        tool_version: env!("CARGO_PKG_VERSION").to_string(),
+        kernel_release: procfs::kernel_release(),
+        page_size: stasis_sys::process::page_size(),
+        xsave_features: stasis_sys::process::xsave_features(),
+        root_pid: tree.live[0].pid,
+        tasks: entries,
+        files: Vec::new(),
+        dump_options,
+    })?;
+    Ok(stored)
+}
+
+fn write_task(writer: &mut ImageWriter, image: &TaskImage) -> Result<TaskEntry> {
+    let core_file = format!("task-{}.img", image.pid);
+    writer.write_meta(&core_file, MetaKind::Task, image)?;
+    Ok(TaskEntry {
+        pid: image.pid,
+        ppid: image.ppid,
+        core_file,
+        pages_file: format!("pages-{}.img", image.pid),
+    })
+}
+
+/// Everything about one frozen process; its pages go to its page file.
+fn dump_process(
+    opts: &DumpOptions,
+    frozen: &Frozen,
+    writer: &mut ImageWriter,
+    descs: &mut files::DescTable,
+) -> Result<(TaskImage, u64)> {
     let pid = frozen.pid;
     let stat = procfs::stat(pid).proc(pid)?;
     let status = procfs::status(pid).proc(pid)?;
@@ -71,12 +189,12 @@ fn dump_frozen(opts: &DumpOptions, frozen: &Frozen) -> Result<u64> {
     }
     let smaps = procfs::smaps(pid).proc(pid)?;
     let vmas = mem::collect_vmas(pid, &smaps)?;
-    let fds = files::dump(pid, opts.shell_job)?;
+    let fds = files::dump(pid, opts.shell_job, descs)?;
 
-    let mut writer = ImageWriter::create(&opts.images_dir)?;
     let pages_name = format!("pages-{pid}.img");
     let mut pages_out = writer.pages(&pages_name)?;
     let runs = mem::dump_pages(pid, &vmas, &mut pages_out)?;
+    writer.add_pages(pages_out)?;
     let stored: u64 = runs.iter().map(|r| r.count).sum();
     log::info!("pid {pid}: {} mappings, {stored} pages stored", vmas.len());
 
@@ -108,6 +226,7 @@ fn dump_frozen(opts: &DumpOptions, frozen: &Frozen) -> Result<u64> {
         sid: stat.session,
         state: stat.state,
         job_stopped: frozen.job_stopped,
+        exit_status: 0,
         threads,
         signals,
         attrs,
@@ -115,29 +234,7 @@ fn dump_frozen(opts: &DumpOptions, frozen: &Frozen) -> Result<u64> {
         mm,
         fds,
     };
-    let core_name = format!("task-{pid}.img");
-    writer.write_meta(&core_name, MetaKind::Task, &image)?;
-    writer.add_pages(pages_out)?;
-    let mut dump_options = Vec::new();
-    if opts.shell_job {
-        dump_options.push("--shell-job".to_string());
-    }
-    writer.finish(Manifest {
-        tool_version: env!("CARGO_PKG_VERSION").to_string(),
-        kernel_release: procfs::kernel_release(),
-        page_size: stasis_sys::process::page_size(),
-        xsave_features: stasis_sys::process::xsave_features(),
-        root_pid: pid,
-        tasks: vec![TaskEntry {
-            pid,
-            ppid: stat.ppid,
-            core_file: core_name,
-            pages_file: pages_name,
-        }],
-        files: Vec::new(),
-        dump_options,
-    })?;
-    Ok(stored)
+    Ok((image, stored))
 }
 
 /// A remote-syscall session in a frozen thread, with a data page mapped for the duration.

@@ -36,13 +36,37 @@ impl Restored {
     }
 }
 
-/// Everything the restore child needs, computed before it is created.
-struct Plan {
+/// Everything the restore children need, computed before the first one is created.
+///
+/// Every open file description of the tree is opened once, by the root, at a "slot"
+/// descriptor above all the image's numbers; children inherit the slots when they are
+/// forked, take their own descriptors from them, and close the rest. So descriptions
+/// shared between processes come back shared.
+struct TreePlan {
     report_fd: i32,
+    slot_base: i32,
+    /// For each description id, the first descriptor that refers to it: (task, fd index).
+    descs: Vec<(u32, usize, usize)>,
+    tasks: Vec<TaskPlan>,
+    terminal: Option<String>,
+}
+
+struct TaskPlan {
     map_files: Vec<MapFile>,
     exe_fd: i32,
     scratch: u64,
-    terminal: Option<String>,
+    /// Indices of this task's children in the image's task list.
+    children: Vec<usize>,
+}
+
+impl TreePlan {
+    fn slot(&self, desc: u32) -> i32 {
+        self.slot_base + desc as i32
+    }
+
+    fn slots(&self) -> Vec<i32> {
+        self.descs.iter().map(|d| self.slot(d.0)).collect()
+    }
 }
 
 const SCRATCH_LEN: u64 = 2 * PAGE;
@@ -53,18 +77,11 @@ pub fn restore(opts: &RestoreOptions) -> Result<Restored> {
     let reader = ImageReader::open(&opts.images_dir)?;
     let manifest = reader.manifest().clone();
     let tasks = reader.tasks()?;
-    if tasks.len() != 1 {
-        return Err(Error::Restore {
-            pid: manifest.root_pid,
-            reason: format!("the image holds {} processes; trees are not supported yet", tasks.len()),
-        });
-    }
-    let t = &tasks[0];
-    let pid = t.pid;
+    let root = &tasks[0];
     let here = process::xsave_features();
     if manifest.xsave_features & !here != 0 {
         return Err(Error::Restore {
-            pid,
+            pid: root.pid,
             reason: format!(
                 "the image needs CPU register state this CPU lacks (XSAVE features {:#x}, this CPU {here:#x})",
                 manifest.xsave_features
@@ -73,76 +90,121 @@ pub fn restore(opts: &RestoreOptions) -> Result<Restored> {
     }
     if manifest.page_size != process::page_size() {
         return Err(Error::Restore {
-            pid,
+            pid: root.pid,
             reason: format!("page size {} differs from this machine's", manifest.page_size),
         });
     }
-    let entry = &manifest.tasks[0];
-    let pages_file = File::open(reader.path_of(&entry.pages_file)).map_err(|e| Error::Restore {
-        pid,
-        reason: format!("open {}: {e}", entry.pages_file),
-    })?;
-    let pages = MappedFile::open(&pages_file, &entry.pages_file).ctx(pid, || "map the page file".into())?;
-    reader.verify_pages(&entry.pages_file, pages.bytes())?;
-    files::check(pid, &t.fds)?;
-    mem::check_map_files(pid, &t.mm)?;
-    if opts.shell_job != t.attrs.shell_job && t.fds.iter().any(|f| matches!(f.file, stasis_image::FileKind::Terminal { .. })) && !opts.shell_job {
-        return Err(Error::Restore {
+    // Everything is checked before anything is created.
+    let mut pages = Vec::with_capacity(tasks.len());
+    for (t, entry) in tasks.iter().zip(&manifest.tasks) {
+        let pid = t.pid;
+        let file = File::open(reader.path_of(&entry.pages_file)).map_err(|e| Error::Restore {
             pid,
-            reason: "the image was dumped with --shell-job; restore it with --shell-job".into(),
-        });
-    }
-    wait_pid_free(pid)?;
-
-    let plan = make_plan(t, opts)?;
-    let (report_r, report_w) = own::pipe().ctx(pid, || "create report pipe".into())?;
-    let child = process::spawn_with_pid(pid, || child_main(t, &plan, report_w))
-        .map_err(|e| {
-            own::close(report_r);
-            own::close(report_w);
-            if e.errno.0 == libc::EEXIST {
-                Error::PidInUse {
-                    pid,
-                    comm: comm_of(pid),
-                }
-            } else {
-                Error::Sys {
-                    pid,
-                    context: "create the process with its PID (clone3 set_tid)".into(),
-                    source: e,
-                }
-            }
+            reason: format!("open {}: {e}", entry.pages_file),
         })?;
+        let map = MappedFile::open(&file, &entry.pages_file).ctx(pid, || "map the page file".into())?;
+        reader.verify_pages(&entry.pages_file, map.bytes())?;
+        pages.push(map);
+        files::check(pid, &t.fds)?;
+        mem::check_map_files(pid, &t.mm)?;
+        let has_terminal = t.fds.iter().any(|f| matches!(f.file, stasis_image::FileKind::Terminal { .. }));
+        if has_terminal && !opts.shell_job {
+            return Err(Error::Restore {
+                pid,
+                reason: "the image was dumped with --shell-job; restore it with --shell-job".into(),
+            });
+        }
+    }
+    for t in &tasks {
+        wait_pid_free(t.pid)?;
+    }
+
+    let plan = make_plan(&tasks, opts)?;
+    let (report_r, report_w) = own::pipe().ctx(root.pid, || "create report pipe".into())?;
+    let spawned = process::spawn_with_pid(root.pid, || task_main(&tasks, &plan, 0, Some(report_w)));
     own::close(report_w);
-    let mut guard = ChildGuard(Some(child));
-    let report = own::read_to_end(report_r).ctx(pid, || "read the child's report".into());
+    let root_pid = match spawned {
+        Ok(p) => p,
+        Err(e) => {
+            own::close(report_r);
+            return Err(spawn_error(root.pid, e));
+        }
+    };
+    let mut guard = TreeGuard {
+        root: Some(root_pid),
+        all: tasks.iter().map(|t| t.pid).collect(),
+    };
+    let report = own::read_to_end(report_r).ctx(root.pid, || "read the children's reports".into());
     own::close(report_r);
     let report = String::from_utf8_lossy(&report?).into_owned();
-    if report != "ok" {
-        return Err(Error::ChildSetup {
-            pid,
-            message: report.trim_start_matches("error: ").to_string(),
-        });
+    check_reports(&tasks, &report)?;
+    log::info!("{} process(es) created, file tables and attributes set up", tasks.len());
+    for (i, t) in tasks.iter().enumerate() {
+        if t.state != 'Z' {
+            take_over(t, &plan.tasks[i], pages[i].bytes())?;
+        }
     }
-    log::info!("pid {pid}: created, file table and attributes set up");
-    take_over(t, &plan, pages.bytes())?;
     if let Some(path) = &opts.pidfile {
-        std::fs::write(path, format!("{pid}\n")).map_err(|e| Error::Restore {
-            pid,
+        std::fs::write(path, format!("{root_pid}\n")).map_err(|e| Error::Restore {
+            pid: root_pid,
             reason: format!("write pidfile {}: {e}", path.display()),
         })?;
     }
-    guard.0 = None;
-    Ok(Restored { root_pid: pid })
+    guard.root = None;
+    Ok(Restored { root_pid })
 }
 
-/// Kills and reaps the restore child unless the restore completed.
-struct ChildGuard(Option<i32>);
+fn spawn_error(pid: i32, e: stasis_sys::SysError) -> Error {
+    if e.errno.0 == libc::EEXIST {
+        Error::PidInUse {
+            pid,
+            comm: comm_of(pid),
+        }
+    } else {
+        Error::Sys {
+            pid,
+            context: "create the process with its PID (clone3 set_tid)".into(),
+            source: e,
+        }
+    }
+}
 
-impl Drop for ChildGuard {
+/// Every task reports one line, "PID ok" or "PID error: ...".
+fn check_reports(tasks: &[TaskImage], report: &str) -> Result<()> {
+    for line in report.lines() {
+        let (pid, rest) = line.split_once(' ').unwrap_or((line, ""));
+        if let Some(msg) = rest.strip_prefix("error: ") {
+            return Err(Error::ChildSetup {
+                pid: pid.parse().unwrap_or(0),
+                message: msg.to_string(),
+            });
+        }
+    }
+    for t in tasks.iter().filter(|t| t.state != 'Z') {
+        let ok = format!("{} ok", t.pid);
+        if !report.lines().any(|l| l == ok) {
+            return Err(Error::ChildSetup {
+                pid: t.pid,
+                message: "it ended without reporting (killed?)".into(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Kills every process of the tree and reaps the root unless the restore completed.
+struct TreeGuard {
+    root: Option<i32>,
+    all: Vec<i32>,
+}
+
+impl Drop for TreeGuard {
     fn drop(&mut self) {
-        if let Some(pid) = self.0 {
-            process::kill_and_reap(pid);
+        if let Some(root) = self.root {
+            for &pid in self.all.iter().rev() {
+                let _ = process::kill(pid, libc::SIGKILL);
+            }
+            process::kill_and_reap(root);
         }
     }
 }
@@ -167,27 +229,59 @@ fn wait_pid_free(pid: i32) -> Result<()> {
     }
 }
 
-fn make_plan(t: &TaskImage, opts: &RestoreOptions) -> Result<Plan> {
-    let pid = t.pid;
-    let max_fd = t.fds.iter().map(|f| f.fd).max().unwrap_or(2).max(2);
+fn make_plan(tasks: &[TaskImage], opts: &RestoreOptions) -> Result<TreePlan> {
+    let root = tasks[0].pid;
+    let max_fd = tasks
+        .iter()
+        .flat_map(|t| t.fds.iter().map(|f| f.fd))
+        .max()
+        .unwrap_or(2)
+        .max(2);
     let report_fd = max_fd + 1;
-    let map_files = mem::plan_map_files(&t.mm, report_fd + 1);
-    let exe_fd = report_fd + 1 + map_files.len() as i32;
-    // The scratch area must be free both in our own layout (the child starts as our copy)
-    // and in the image's.
-    let mut occupied: Vec<(u64, u64)> = t.mm.vmas.iter().map(|v| (v.start, v.end)).collect();
-    occupied.extend(
-        procfs::maps(std::process::id() as i32)
-            .proc(pid)?
-            .iter()
-            .map(|m| (m.start, m.end)),
-    );
-    let scratch = mem::find_gap(&occupied, SCRATCH_LEN, 1 << 32, TASK_TOP).ok_or_else(|| {
-        Error::Restore {
-            pid,
-            reason: "no free address range for the scratch page".into(),
+    let slot_base = max_fd + 2;
+    let mut descs: Vec<(u32, usize, usize)> = Vec::new();
+    for (ti, t) in tasks.iter().enumerate() {
+        for (fi, f) in t.fds.iter().enumerate() {
+            if !descs.iter().any(|d| d.0 == f.desc) {
+                descs.push((f.desc, ti, fi));
+            }
         }
-    })?;
+    }
+    let max_desc = descs.iter().map(|d| d.0).max().unwrap_or(0) as i32;
+    let mut next_fd = slot_base + max_desc + 1;
+    let own_maps: Vec<(u64, u64)> = procfs::maps(std::process::id() as i32)
+        .proc(root)?
+        .iter()
+        .map(|m| (m.start, m.end))
+        .collect();
+    let mut plans = Vec::with_capacity(tasks.len());
+    for t in tasks {
+        let map_files = mem::plan_map_files(&t.mm, next_fd);
+        let exe_fd = next_fd + map_files.len() as i32;
+        next_fd = exe_fd + 1;
+        // The scratch area must be free both in our own layout (the child starts as our
+        // copy) and in the image's.
+        let mut occupied: Vec<(u64, u64)> = t.mm.vmas.iter().map(|v| (v.start, v.end)).collect();
+        occupied.extend_from_slice(&own_maps);
+        let scratch = mem::find_gap(&occupied, SCRATCH_LEN, 1 << 32, TASK_TOP).ok_or_else(|| {
+            Error::Restore {
+                pid: t.pid,
+                reason: "no free address range for the scratch page".into(),
+            }
+        })?;
+        let children = tasks
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.ppid == t.pid && c.pid != root)
+            .map(|(i, _)| i)
+            .collect();
+        plans.push(TaskPlan {
+            map_files,
+            exe_fd,
+            scratch,
+            children,
+        });
+    }
     let terminal = if opts.shell_job {
         std::fs::read_link("/proc/self/fd/0")
             .ok()
@@ -196,65 +290,121 @@ fn make_plan(t: &TaskImage, opts: &RestoreOptions) -> Result<Plan> {
     } else {
         None
     };
-    Ok(Plan {
+    Ok(TreePlan {
         report_fd,
-        map_files,
-        exe_fd,
-        scratch,
+        slot_base,
+        descs,
+        tasks: plans,
         terminal,
     })
 }
 
-/// Runs in the new process (a copy of the tool): sets up what it can do itself, reports,
-/// and waits to be taken over.
-fn child_main(t: &TaskImage, plan: &Plan, report_w: i32) -> i32 {
+/// Runs in each new process (a copy of the tool): sets up what it can do itself, creates
+/// its children, reports, and waits to be taken over. `report_w` is the tool's pipe for
+/// the root; other tasks inherit it at `plan.report_fd`.
+fn task_main(tasks: &[TaskImage], plan: &TreePlan, idx: usize, report_w: Option<i32>) -> i32 {
     own::block_all_signals();
     let _ = own::set_pdeathsig(libc::SIGKILL);
-    let r = child_setup(t, plan, report_w);
-    let (msg, code) = match &r {
-        Ok(()) => ("ok".to_string(), 0),
-        Err(e) => (format!("error: {e}"), 1),
+    let pid = tasks[idx].pid;
+    let r = task_setup(tasks, plan, idx, report_w);
+    let line = match &r {
+        Ok(()) => format!("{pid} ok\n"),
+        Err(e) => format!("{pid} error: {}\n", e.replace('\n', " ")),
     };
-    let fd = if r.is_ok() || own::dup_to(report_w, plan.report_fd, true).is_ok() {
-        plan.report_fd
-    } else {
-        report_w
-    };
-    let _ = own::write_all(fd, msg.as_bytes());
-    own::close(fd);
-    if code != 0 {
-        return code;
+    // On an early failure the report descriptor may not have been moved yet.
+    if own::write_all(plan.report_fd, line.as_bytes()).is_err() {
+        if let Some(w) = report_w {
+            let _ = own::write_all(w, line.as_bytes());
+        }
+    }
+    own::close(plan.report_fd);
+    if r.is_err() {
+        return 1;
     }
     own::park()
 }
 
-fn child_setup(t: &TaskImage, plan: &Plan, report_w: i32) -> std::result::Result<(), String> {
+fn task_setup(
+    tasks: &[TaskImage],
+    plan: &TreePlan,
+    idx: usize,
+    report_w: Option<i32>,
+) -> std::result::Result<(), String> {
+    let t = &tasks[idx];
+    let tp = &plan.tasks[idx];
     let pid = t.pid;
-    own::dup_to(report_w, plan.report_fd, true).map_err(|e| e.to_string())?;
-    own::close_all_except(&[plan.report_fd]);
-    if t.sid == pid {
-        own::setsid().map_err(|e| e.to_string())?;
-    } else if t.pgid == pid {
-        own::setpgid(0, 0).map_err(|e| e.to_string())?;
+    let mut keep = plan.slots();
+    keep.push(plan.report_fd);
+    if let Some(w) = report_w {
+        // The root: only the report pipe comes from the tool; it opens every description.
+        own::dup_to(w, plan.report_fd, true).map_err(|e| e.to_string())?;
+        own::close_all_except(&[plan.report_fd]);
+        let ctx = ReopenContext {
+            terminal: plan.terminal.clone(),
+        };
+        for &(desc, ti, fi) in &plan.descs {
+            files::open_at(&tasks[ti].fds[fi], &ctx, plan.slot(desc))?;
+        }
+    } else {
+        own::close_all_except(&keep);
     }
-    let ctx = ReopenContext {
-        terminal: plan.terminal.clone(),
-    };
-    for (i, f) in t.fds.iter().enumerate() {
-        files::reopen(f, &ctx, &t.fds[..i])?;
+    set_session(t)?;
+    for f in &t.fds {
+        own::dup_to(plan.slot(f.desc), f.fd, f.cloexec).map_err(|e| format!("fd {}: {e}", f.fd))?;
     }
-    for mf in &plan.map_files {
+    for &ci in &tp.children {
+        let c = &tasks[ci];
+        let r = if c.state == 'Z' {
+            process::spawn_with_pid(c.pid, || zombie_main(c))
+        } else {
+            process::spawn_with_pid(c.pid, || task_main(tasks, plan, ci, None))
+        };
+        r.map_err(|e| format!("create child {}: {e}", c.pid))?;
+    }
+    let mut own_fds: Vec<i32> = t.fds.iter().map(|f| f.fd).collect();
+    own_fds.push(plan.report_fd);
+    own::close_all_except(&own_fds);
+    for mf in &tp.map_files {
         let flags = if mf.writable { libc::O_RDWR } else { libc::O_RDONLY };
-        let fd = own::open(Path::new(&mf.path), flags, 0)
-            .map_err(|e| format!("open mapped file: {e}"))?;
+        let fd = own::open(Path::new(&mf.path), flags, 0).map_err(|e| format!("open mapped file: {e}"))?;
         own::move_fd(fd, mf.fd, true).map_err(|e| e.to_string())?;
     }
     let exe = own::open(Path::new(&t.attrs.exe), libc::O_RDONLY, 0)
         .map_err(|e| format!("open executable: {e}"))?;
-    own::move_fd(exe, plan.exe_fd, true).map_err(|e| e.to_string())?;
+    own::move_fd(exe, tp.exe_fd, true).map_err(|e| e.to_string())?;
+    // Paths are resolved above; chroot comes now.
     task::restore_attrs_in_child(&t.attrs).map_err(|e| e.to_string())?;
-    own::map_scratch(plan.scratch, SCRATCH_LEN as usize, &SCRATCH_CODE).map_err(|e| e.to_string())?;
+    own::map_scratch(tp.scratch, SCRATCH_LEN as usize, &SCRATCH_CODE).map_err(|e| e.to_string())?;
+    let _ = pid;
     Ok(())
+}
+
+/// Session and process group, as far as a process can set them itself.
+fn set_session(t: &TaskImage) -> std::result::Result<(), String> {
+    let pid = t.pid;
+    if t.sid == pid {
+        own::setsid().map_err(|e| e.to_string())?;
+    }
+    if own::getpgid() == t.pgid {
+        return Ok(());
+    }
+    if t.pgid == pid {
+        own::setpgid(0, 0).map_err(|e| e.to_string())?;
+    } else if t.sid != pid {
+        own::setpgid(0, t.pgid)
+            .map_err(|e| format!("join process group {} (its leader is not restored before it?): {e}", t.pgid))?;
+    }
+    Ok(())
+}
+
+/// A zombie comes back as a child that ends at once with the status it had.
+fn zombie_main(t: &TaskImage) -> i32 {
+    let _ = set_session(t);
+    let status = t.exit_status;
+    if libc::WIFSIGNALED(status) {
+        own::die_by_signal(libc::WTERMSIG(status));
+    }
+    libc::WEXITSTATUS(status)
 }
 
 /// Final mask, registers and FPU state of a stopped thread.
@@ -267,7 +417,7 @@ fn finish_thread(pid: i32, th: &stasis_image::ThreadImage) -> Result<()> {
 }
 
 /// Takes the waiting child over with ptrace and turns it into the image's process.
-fn take_over(t: &TaskImage, plan: &Plan, pages: &[u8]) -> Result<()> {
+fn take_over(t: &TaskImage, plan: &TaskPlan, pages: &[u8]) -> Result<()> {
     let pid = t.pid;
     ptrace::seize(pid, libc::PTRACE_O_TRACECLONE).ctx(pid, || "seize the restore child".into())?;
     ptrace::interrupt(pid).ctx(pid, || "interrupt the restore child".into())?;

@@ -57,11 +57,35 @@ const KINDS: &[DumpFn] = &[
 /// Status flags that describe how the file was opened rather than its state.
 const OPEN_ONLY_FLAGS: u32 = (libc::O_CREAT | libc::O_EXCL | libc::O_TRUNC | libc::O_NOCTTY) as u32;
 
+/// Open file descriptions seen so far in the tree, to find the ones that are shared.
+#[derive(Default)]
+pub struct DescTable {
+    /// (pid, fd, (dev, ino), desc id)
+    seen: Vec<(i32, i32, (u64, u64), u32)>,
+    next: u32,
+}
+
+impl DescTable {
+    /// The id of the description behind `pid`'s `fd`: an earlier one if shared, else new.
+    fn id_of(&mut self, pid: i32, fd: i32, ident: (u64, u64)) -> Result<u32> {
+        for &(p, f, id, desc) in &self.seen {
+            if id == ident
+                && process::same_file_description(p, f, pid, fd)
+                    .ctx(pid, || format!("compare fd {fd} with fd {f} of pid {p}"))?
+            {
+                self.seen.push((pid, fd, ident, desc));
+                return Ok(desc);
+            }
+        }
+        self.next += 1;
+        self.seen.push((pid, fd, ident, self.next));
+        Ok(self.next)
+    }
+}
+
 /// Reads every descriptor of `pid`.
-pub fn dump(pid: i32, shell_job: bool) -> Result<Vec<FdImage>> {
+pub fn dump(pid: i32, shell_job: bool, descs: &mut DescTable) -> Result<Vec<FdImage>> {
     let mut out: Vec<FdImage> = Vec::new();
-    // (dev, ino) of each descriptor so far, to find candidates for sharing cheaply.
-    let mut idents: Vec<(u64, u64)> = Vec::new();
     for fd in procfs::fds(pid).proc(pid)? {
         let target = procfs::fd_target(pid, fd).proc(pid)?;
         let info = procfs::fdinfo(pid, fd).proc(pid)?;
@@ -89,19 +113,7 @@ pub fn dump(pid: i32, shell_job: bool) -> Result<Vec<FdImage>> {
         }
         let file = file.ok_or_else(|| probe.unsupported("unknown kind of file"))?;
         let cloexec = info.flags & libc::O_CLOEXEC as u32 != 0;
-        let ident = meta_ino(&meta);
-        let mut desc = None;
-        for (earlier, id) in out.iter().zip(&idents) {
-            if *id == ident
-                && process::same_file_description(pid, earlier.fd, pid, fd)
-                    .ctx(pid, || format!("compare fd {} and fd {fd}", earlier.fd))?
-            {
-                desc = Some(earlier.desc);
-                break;
-            }
-        }
-        let desc = desc.unwrap_or_else(|| out.iter().map(|f| f.desc).max().unwrap_or(0) + 1);
-        idents.push(ident);
+        let desc = descs.id_of(pid, fd, meta_ino(&meta))?;
         out.push(FdImage {
             fd,
             flags: info.flags & !(libc::O_CLOEXEC as u32) & !OPEN_ONLY_FLAGS,
@@ -152,13 +164,9 @@ pub struct ReopenContext {
     pub terminal: Option<String>,
 }
 
-/// Opens `f` in the calling (restore child) process and places it at its number. Runs in
-/// the child, which reports errors as text.
-pub fn reopen(f: &FdImage, ctx: &ReopenContext, done: &[FdImage]) -> std::result::Result<(), String> {
-    // A description already opened for an earlier descriptor is shared, not reopened.
-    if let Some(first) = done.iter().find(|d| d.desc == f.desc && f.desc != 0) {
-        return own::dup_to(first.fd, f.fd, f.cloexec).map_err(|e| format!("fd {}: {e}", f.fd));
-    }
+/// Opens the description `f` refers to in the calling (restore child) process and puts it
+/// at descriptor number `at`. Runs in the child, which reports errors as text.
+pub fn open_at(f: &FdImage, ctx: &ReopenContext, at: i32) -> std::result::Result<(), String> {
     let flags = f.flags as i32 & !libc::O_CLOEXEC;
     let tmp = match &f.file {
         FileKind::Regular { .. } | FileKind::Directory { .. } | FileKind::Path { .. } => {
@@ -166,8 +174,7 @@ pub fn reopen(f: &FdImage, ctx: &ReopenContext, done: &[FdImage]) -> std::result
         }
         FileKind::CharDevice { .. } | FileKind::Terminal { .. } => chardev::reopen(f, flags, ctx)?,
     };
-    own::move_fd(tmp, f.fd, f.cloexec).map_err(|e| format!("fd {}: {e}", f.fd))?;
-    Ok(())
+    own::move_fd(tmp, at, true).map_err(|e| format!("fd {}: {e}", f.fd))
 }
 
 pub(crate) fn meta_ino(meta: &std::fs::Metadata) -> (u64, u64) {

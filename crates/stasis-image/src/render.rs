@@ -611,6 +611,14 @@ fn write_fds(out: &mut String, fds: &[FdImage]) -> fmt::Result {
             FileKind::Path { path } => format!("O_PATH {path}"),
             FileKind::CharDevice { path, rdev } => format!("chardev {path} (rdev {rdev:#x})"),
             FileKind::Terminal { path } => format!("terminal {path}"),
+            FileKind::Pipe {
+                inode,
+                read_end,
+                capacity,
+            } => format!(
+                "pipe:[{inode}] {} end, capacity {capacity}",
+                if *read_end { "read" } else { "write" }
+            ),
         };
         writeln!(
             out,

@@ -234,6 +234,7 @@ pub fn task(pid: i32, ppid: i32, pages_per_run: u64) -> TaskImage {
                 },
             },
         ],
+        pipe_data: Vec::new(),
     }
 }
 

@@ -80,6 +80,9 @@ pub struct TaskImage {
     pub mm: MmImage,
     /// Open file descriptors, in fd order.
     pub fds: Vec<FdImage>,
+    /// Data queued in the pipes whose first end (in tree order) this task holds.
+    #[serde(default)]
+    pub pipe_data: Vec<PipeData>,
 }
 
 /// Per-thread state.
@@ -362,6 +365,24 @@ pub enum FileKind {
     Terminal {
         path: String,
     },
+    /// One end of a pipe; both ends are in the tree. Its queued data is in the
+    /// [`PipeData`] of the same inode.
+    Pipe {
+        /// Inode of the pipe at dump: ends with the same inode are one pipe.
+        inode: u64,
+        /// The read end (else the write end).
+        read_end: bool,
+        /// Capacity in bytes (F_GETPIPE_SZ).
+        capacity: u32,
+    },
+}
+
+/// Bytes queued in a pipe at dump, to be written into it again at restore.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PipeData {
+    pub inode: u64,
+    #[serde(with = "serde_bytes_compat")]
+    pub data: Vec<u8>,
 }
 
 /// `Vec<u8>` as a CBOR byte string rather than an array of integers.

@@ -305,6 +305,13 @@ fn file_kind() -> impl Strategy<Value = FileKind> {
         text().prop_map(|path| FileKind::Path { path }),
         (text(), any::<u64>()).prop_map(|(path, rdev)| FileKind::CharDevice { path, rdev }),
         text().prop_map(|path| FileKind::Terminal { path }),
+        (any::<u64>(), any::<bool>(), any::<u32>()).prop_map(|(inode, read_end, capacity)| {
+            FileKind::Pipe {
+                inode,
+                read_end,
+                capacity,
+            }
+        }),
     ]
 }
 
@@ -366,6 +373,7 @@ fn task() -> impl Strategy<Value = TaskImage> {
                     creds,
                     mm,
                     fds,
+                    pipe_data: Vec::new(),
                 }
             },
         )

@@ -271,3 +271,57 @@ pub fn die_by_signal(sig: i32) -> ! {
         libc::_exit(128 + sig)
     }
 }
+
+/// Capacity of a pipe (F_GETPIPE_SZ).
+pub fn pipe_capacity(fd: i32) -> SysResult<u32> {
+    // SAFETY: fcntl with an integer argument.
+    let r = unsafe { libc::fcntl(fd, libc::F_GETPIPE_SZ) };
+    check(r as _, "fcntl(F_GETPIPE_SZ)", || format!("fd {fd}")).map(|v| v as u32)
+}
+
+/// Sets the capacity of a pipe (F_SETPIPE_SZ).
+pub fn set_pipe_capacity(fd: i32, bytes: u32) -> SysResult<()> {
+    // SAFETY: fcntl with an integer argument.
+    let r = unsafe { libc::fcntl(fd, libc::F_SETPIPE_SZ, bytes as libc::c_int) };
+    check(r as _, "fcntl(F_SETPIPE_SZ)", || format!("fd {fd} to {bytes}")).map(drop)
+}
+
+/// The bytes queued in the pipe whose read end is `fd`, without consuming them: tee(2)
+/// duplicates them into a scratch pipe, which is then drained.
+pub fn peek_pipe(fd: i32, capacity: u32) -> SysResult<Vec<u8>> {
+    let (r, w) = pipe()?;
+    let result = (|| {
+        set_pipe_capacity(w, capacity.max(4096))?;
+        // SAFETY: tee takes descriptors and flags only.
+        let n = unsafe { libc::tee(fd, w, capacity as usize, libc::SPLICE_F_NONBLOCK) };
+        if n < 0 {
+            let e = Errno::last();
+            if e.0 == libc::EAGAIN {
+                return Ok(Vec::new()); // empty pipe
+            }
+            return Err(SysError::new("tee", format!("pipe fd {fd}"), e));
+        }
+        let mut out = vec![0u8; n as usize];
+        let mut got = 0usize;
+        while got < out.len() {
+            // SAFETY: reading into the unfilled tail of `out`.
+            let k = unsafe { libc::read(r, out[got..].as_mut_ptr().cast(), out.len() - got) };
+            if k <= 0 {
+                return Err(SysError::last("read", "scratch pipe"));
+            }
+            got += k as usize;
+        }
+        Ok(out)
+    })();
+    close(r);
+    close(w);
+    result
+}
+
+/// pipe2 with the given flags (O_CLOEXEC, O_NONBLOCK...): (read end, write end).
+pub fn pipe_with(flags: i32) -> SysResult<(i32, i32)> {
+    let mut fds = [0i32; 2];
+    // SAFETY: pipe2 writes two ints into `fds`.
+    check(unsafe { libc::pipe2(fds.as_mut_ptr(), flags) } as _, "pipe2", String::new)?;
+    Ok((fds[0], fds[1]))
+}

@@ -249,3 +249,33 @@ pub fn same_file_description(pid1: i32, fd1: i32, pid2: i32, fd2: i32) -> SysRes
     }
     Ok(r == 0)
 }
+
+/// A descriptor of another process, duplicated into ours (pidfd_getfd).
+pub struct RemoteFd(std::os::fd::OwnedFd);
+
+impl RemoteFd {
+    pub fn raw(&self) -> i32 {
+        use std::os::fd::AsRawFd;
+        self.0.as_raw_fd()
+    }
+}
+
+/// Duplicates descriptor `fd` of process `pid` into the calling process.
+pub fn pidfd_getfd(pid: i32, fd: i32) -> SysResult<RemoteFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: pidfd_open takes integers only.
+    let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if pidfd < 0 {
+        return Err(SysError::last("pidfd_open", format!("pid {pid}")));
+    }
+    // SAFETY: as above; the pidfd is ours.
+    let r = unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd as i32, fd, 0) };
+    let err = Errno::last();
+    // SAFETY: closing the pidfd we opened.
+    unsafe { libc::close(pidfd as i32) };
+    if r < 0 {
+        return Err(SysError::new("pidfd_getfd", format!("pid {pid} fd {fd}"), err));
+    }
+    // SAFETY: r is a fresh descriptor that nothing else owns.
+    Ok(RemoteFd(unsafe { std::os::fd::OwnedFd::from_raw_fd(r as i32) }))
+}

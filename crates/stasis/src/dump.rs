@@ -117,10 +117,19 @@ fn dump_tree(opts: &DumpOptions, tree: &Tree) -> Result<u64> {
     let mut entries = Vec::new();
     let mut descs = files::DescTable::default();
     let mut stored = 0;
+    let mut images = Vec::with_capacity(tree.live.len());
     for frozen in &tree.live {
         let (image, pages) = dump_process(opts, frozen, &mut writer, &mut descs)?;
         stored += pages;
-        entries.push(write_task(&mut writer, &image)?);
+        images.push(image);
+    }
+    for (pid, data) in descs.pipe_data()? {
+        if let Some(image) = images.iter_mut().find(|i| i.pid == pid) {
+            image.pipe_data.push(data);
+        }
+    }
+    for image in &images {
+        entries.push(write_task(&mut writer, image)?);
     }
     for z in &tree.zombies {
         let image = TaskImage {
@@ -137,6 +146,7 @@ fn dump_tree(opts: &DumpOptions, tree: &Tree) -> Result<u64> {
             creds: Default::default(),
             mm: Default::default(),
             fds: Vec::new(),
+            pipe_data: Vec::new(),
         };
         let pages = writer.pages(&format!("pages-{}.img", z.pid))?;
         writer.add_pages(pages)?;
@@ -233,6 +243,7 @@ fn dump_process(
         creds,
         mm,
         fds,
+        pipe_data: Vec::new(),
     };
     Ok((image, stored))
 }

@@ -342,9 +342,11 @@ fn task_setup(
         let ctx = ReopenContext {
             terminal: plan.terminal.clone(),
         };
-        for &(desc, ti, fi) in &plan.descs {
-            files::open_at(&tasks[ti].fds[fi], &ctx, plan.slot(desc))?;
-        }
+        let descs: Vec<(u32, &stasis_image::FdImage)> =
+            plan.descs.iter().map(|&(d, ti, fi)| (d, &tasks[ti].fds[fi])).collect();
+        let pipe_data: Vec<&stasis_image::PipeData> =
+            tasks.iter().flat_map(|t| t.pipe_data.iter()).collect();
+        files::open_descriptions(&descs, &pipe_data, &ctx, |d| plan.slot(d))?;
     } else {
         own::close_all_except(&keep);
     }

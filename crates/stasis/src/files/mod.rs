@@ -3,11 +3,14 @@
 
 mod chardev;
 mod path;
+mod pipe;
 mod unsupported;
 
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 
-use stasis_image::{FdImage, FileKind};
+use std::collections::BTreeMap;
+
+use stasis_image::{FdImage, FileKind, PipeData};
 use stasis_sys::{own, process};
 use stasis_sys::procfs::{self, FdInfo};
 
@@ -48,6 +51,7 @@ type DumpFn = fn(&FdProbe) -> Result<Option<FileKind>>;
 
 /// The registry, tried in order; the last entry names everything else as unsupported.
 const KINDS: &[DumpFn] = &[
+    pipe::dump,
     unsupported::dump,
     path::dump,
     chardev::dump,
@@ -63,6 +67,54 @@ pub struct DescTable {
     /// (pid, fd, (dev, ino), desc id)
     seen: Vec<(i32, i32, (u64, u64), u32)>,
     next: u32,
+    pipes: BTreeMap<u64, PipeEnds>,
+}
+
+/// Where the ends of one pipe were found.
+#[derive(Default)]
+struct PipeEnds {
+    first_pid: i32,
+    reader: Option<(i32, i32)>,
+    writer: Option<(i32, i32)>,
+    capacity: u32,
+}
+
+impl DescTable {
+    fn note_pipe(&mut self, pid: i32, fd: i32, file: &FileKind) {
+        if let FileKind::Pipe {
+            inode,
+            read_end,
+            capacity,
+        } = *file
+        {
+            let e = self.pipes.entry(inode).or_insert_with(|| PipeEnds {
+                first_pid: pid,
+                capacity,
+                ..Default::default()
+            });
+            let end = if read_end { &mut e.reader } else { &mut e.writer };
+            end.get_or_insert((pid, fd));
+        }
+    }
+
+    /// Checks that every pipe has both ends in the tree and reads what is queued in it.
+    /// Returns the data keyed by the pid of the task that records it.
+    pub fn pipe_data(&self) -> Result<Vec<(i32, PipeData)>> {
+        let mut out = Vec::new();
+        for (&inode, e) in &self.pipes {
+            let (Some((rpid, rfd)), Some(_)) = (e.reader, e.writer) else {
+                let (pid, fd) = e.reader.or(e.writer).unwrap_or((e.first_pid, -1));
+                return Err(Error::Unsupported {
+                    pid,
+                    object: format!("fd {fd} (pipe:[{inode}])"),
+                    detail: "the other end of the pipe is held by a process outside the dumped tree".into(),
+                });
+            };
+            let data = pipe::peek(rpid, rfd, e.capacity)?;
+            out.push((e.first_pid, PipeData { inode, data }));
+        }
+        Ok(out)
+    }
 }
 
 impl DescTable {
@@ -114,6 +166,7 @@ pub fn dump(pid: i32, shell_job: bool, descs: &mut DescTable) -> Result<Vec<FdIm
         let file = file.ok_or_else(|| probe.unsupported("unknown kind of file"))?;
         let cloexec = info.flags & libc::O_CLOEXEC as u32 != 0;
         let desc = descs.id_of(pid, fd, meta_ino(&meta))?;
+        descs.note_pipe(pid, fd, &file);
         out.push(FdImage {
             fd,
             flags: info.flags & !(libc::O_CLOEXEC as u32) & !OPEN_ONLY_FLAGS,
@@ -152,7 +205,7 @@ pub fn check(pid: i32, fds: &[FdImage]) -> Result<()> {
                     reason: format!("fd {}: {path} is not available: {e}", f.fd),
                 })?;
             }
-            FileKind::Terminal { .. } => {}
+            FileKind::Terminal { .. } | FileKind::Pipe { .. } => {}
         }
     }
     Ok(())
@@ -164,17 +217,49 @@ pub struct ReopenContext {
     pub terminal: Option<String>,
 }
 
-/// Opens the description `f` refers to in the calling (restore child) process and puts it
-/// at descriptor number `at`. Runs in the child, which reports errors as text.
-pub fn open_at(f: &FdImage, ctx: &ReopenContext, at: i32) -> std::result::Result<(), String> {
-    let flags = f.flags as i32 & !libc::O_CLOEXEC;
-    let tmp = match &f.file {
-        FileKind::Regular { .. } | FileKind::Directory { .. } | FileKind::Path { .. } => {
-            path::reopen(f, flags)?
+/// Opens every open file description of the tree in the calling (restore root) process:
+/// `descs` gives for each description id the first descriptor that refers to it, and
+/// `slot` the number it must be put at. Runs in the child, which reports errors as text.
+pub fn open_descriptions(
+    descs: &[(u32, &FdImage)],
+    pipe_data: &[&PipeData],
+    ctx: &ReopenContext,
+    slot: impl Fn(u32) -> i32,
+) -> std::result::Result<(), String> {
+    let mut pipes: Vec<pipe::NewPipe> = Vec::new();
+    for &(desc, f) in descs {
+        let at = slot(desc);
+        let flags = f.flags as i32 & !libc::O_CLOEXEC;
+        let err = |e: stasis_sys::SysError| format!("fd {}: {e}", f.fd);
+        match &f.file {
+            FileKind::Regular { .. } | FileKind::Directory { .. } | FileKind::Path { .. } => {
+                let tmp = path::reopen(f, flags)?;
+                own::move_fd(tmp, at, true).map_err(err)?;
+            }
+            FileKind::CharDevice { .. } | FileKind::Terminal { .. } => {
+                let tmp = chardev::reopen(f, flags, ctx)?;
+                own::move_fd(tmp, at, true).map_err(err)?;
+            }
+            FileKind::Pipe { inode, read_end, .. } => {
+                if !pipes.iter().any(|p| p.inode == *inode) {
+                    let data = pipe_data
+                        .iter()
+                        .find(|d| d.inode == *inode)
+                        .map_or(&[][..], |d| &d.data[..]);
+                    pipes.push(pipe::create(f, data)?);
+                }
+                let p = pipes.iter().find(|p| p.inode == *inode).expect("created above");
+                let end = if *read_end { p.read } else { p.write };
+                own::dup_to(end, at, true).map_err(err)?;
+                own::set_status_flags(at, flags & (libc::O_NONBLOCK | libc::O_ASYNC)).map_err(err)?;
+            }
         }
-        FileKind::CharDevice { .. } | FileKind::Terminal { .. } => chardev::reopen(f, flags, ctx)?,
-    };
-    own::move_fd(tmp, at, true).map_err(|e| format!("fd {}: {e}", f.fd))
+    }
+    for p in pipes {
+        own::close(p.read);
+        own::close(p.write);
+    }
+    Ok(())
 }
 
 pub(crate) fn meta_ino(meta: &std::fs::Metadata) -> (u64, u64) {

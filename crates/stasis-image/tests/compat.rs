@@ -238,7 +238,7 @@ fn an_unknown_enum_variant_is_refused() {
     let mut v = to_value(&sample::task(100, 1, 2));
     let fd = &mut field(&mut v, "fds").as_array_mut().unwrap()[0];
     *field(fd, "file") = Value::Map(vec![(
-        Value::Text("Pipe".into()),
+        Value::Text("FutureKind".into()),
         Value::Map(vec![(Value::Text("ino".into()), 5.into())]),
     )]);
     let e = container::decode::<TaskImage>(
@@ -247,10 +247,10 @@ fn an_unknown_enum_variant_is_refused() {
         &frame_value(MetaKind::Task, 3, &v),
     )
     .unwrap_err();
-    assert_eq!(
-        e.to_string(),
-        "task-100.img: cannot decode: unknown variant `Pipe`, expected one of \
-         `Regular`, `Directory`, `Path`, `CharDevice`, `Terminal`"
+    let msg = e.to_string();
+    assert!(
+        msg.starts_with("task-100.img: cannot decode: unknown variant `FutureKind`, expected one of"),
+        "{msg}"
     );
 }
 

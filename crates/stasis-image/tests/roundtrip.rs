@@ -351,7 +351,6 @@ fn task() -> impl Strategy<Value = TaskImage> {
                 (pid, ppid, pgid, sid),
                 state,
                 job_stopped,
-                exit_status: 0,
                 threads,
                 actions,
                 attrs,

@@ -56,6 +56,7 @@ fn thread(tid: i32, comm: &str) -> ThreadImage {
             signature: 0x5305_3053,
         }),
         sched: SchedParams::default(),
+        pending: Vec::new(),
     }
 }
 
@@ -234,6 +235,7 @@ pub fn task(pid: i32, ppid: i32, pages_per_run: u64) -> TaskImage {
                 },
             },
         ],
+        shared_pending: Vec::new(),
         pipe_data: Vec::new(),
     }
 }

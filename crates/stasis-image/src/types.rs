@@ -80,6 +80,9 @@ pub struct TaskImage {
     pub mm: MmImage,
     /// Open file descriptors, in fd order.
     pub fds: Vec<FdImage>,
+    /// Signals queued for the whole process, oldest first.
+    #[serde(default)]
+    pub shared_pending: Vec<PendingSignal>,
     /// Data queued in the pipes whose first end (in tree order) this task holds.
     #[serde(default)]
     pub pipe_data: Vec<PipeData>,
@@ -103,6 +106,9 @@ pub struct ThreadImage {
     pub clear_child_tid: u64,
     pub robust_list: RobustList,
     pub rseq: Option<RseqConfig>,
+    /// Signals queued for this thread, oldest first.
+    #[serde(default)]
+    pub pending: Vec<PendingSignal>,
     pub sched: SchedParams,
 }
 
@@ -375,6 +381,15 @@ pub enum FileKind {
         /// Capacity in bytes (F_GETPIPE_SZ).
         capacity: u32,
     },
+}
+
+/// A queued signal with its full siginfo (sender, value...).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingSignal {
+    pub signo: i32,
+    /// The kernel's 128-byte siginfo_t, as PTRACE_PEEKSIGINFO returned it.
+    #[serde(with = "serde_bytes_compat")]
+    pub siginfo: Vec<u8>,
 }
 
 /// Bytes queued in a pipe at dump, to be written into it again at restore.

@@ -140,6 +140,7 @@ fn thread() -> impl Strategy<Value = ThreadImage> {
                         nice: sched.2,
                         reset_on_fork: sched.3,
                     },
+                    pending: Vec::new(),
                 }
             },
         )
@@ -372,6 +373,7 @@ fn task() -> impl Strategy<Value = TaskImage> {
                     creds,
                     mm,
                     fds,
+                    shared_pending: Vec::new(),
                     pipe_data: Vec::new(),
                 }
             },

@@ -311,3 +311,41 @@ pub fn get_robust_list(tid: i32) -> SysResult<(u64, u64)> {
     }
     Ok((head, len as u64))
 }
+
+const PTRACE_PEEKSIGINFO: libc::c_uint = 0x4209;
+const PTRACE_PEEKSIGINFO_SHARED: u32 = 1;
+/// Size of the kernel's siginfo_t.
+pub const SIGINFO_LEN: usize = 128;
+
+#[repr(C)]
+struct PeekSiginfoArgs {
+    off: u64,
+    flags: u32,
+    nr: i32,
+}
+
+/// The signals queued for thread `tid` (or, with `shared`, for its whole process), oldest
+/// first, as raw siginfo records. The queue is left as it is.
+pub fn peek_pending(tid: i32, shared: bool) -> SysResult<Vec<[u8; SIGINFO_LEN]>> {
+    const BATCH: usize = 32;
+    let mut out = Vec::new();
+    loop {
+        let mut args = PeekSiginfoArgs {
+            off: out.len() as u64,
+            flags: if shared { PTRACE_PEEKSIGINFO_SHARED } else { 0 },
+            nr: BATCH as i32,
+        };
+        let mut buf = [[0u8; SIGINFO_LEN]; BATCH];
+        let n = ptrace_raw(
+            PTRACE_PEEKSIGINFO,
+            tid,
+            &mut args as *mut PeekSiginfoArgs as usize,
+            buf.as_mut_ptr() as usize,
+            "ptrace(PTRACE_PEEKSIGINFO)",
+        )? as usize;
+        out.extend_from_slice(&buf[..n.min(BATCH)]);
+        if n < BATCH {
+            return Ok(out);
+        }
+    }
+}

@@ -146,6 +146,7 @@ fn dump_tree(opts: &DumpOptions, tree: &Tree) -> Result<u64> {
             creds: Default::default(),
             mm: Default::default(),
             fds: Vec::new(),
+            shared_pending: Vec::new(),
             pipe_data: Vec::new(),
         };
         let pages = writer.pages(&format!("pages-{}.img", z.pid))?;
@@ -226,6 +227,7 @@ fn dump_process(
     let mut attrs = task::dump_attrs(pid, &status, s)?;
     attrs.shell_job = opts.shell_job;
     let creds = creds::dump(&status, s)?;
+    let shared_pending = signals::dump_pending(pid, pid, true)?;
     let mm = mem::dump_mm(pid, &stat, s, vmas, runs)?;
     session.close()?;
 
@@ -243,6 +245,7 @@ fn dump_process(
         creds,
         mm,
         fds,
+        shared_pending,
         pipe_data: Vec::new(),
     };
     Ok((image, stored))

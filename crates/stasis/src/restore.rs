@@ -459,6 +459,7 @@ fn take_over(t: &TaskImage, plan: &TaskPlan, pages: &[u8]) -> Result<()> {
     task::restore_thread_remote(&mut s, thread)?;
     task::restore_thread_outside(pid, thread)?;
     task::restore_attrs_outside(pid, &t.attrs)?;
+    signals::restore_pending(&mut s, None, &t.shared_pending)?;
     creds::restore(&mut s, &t.creds)?;
     task::restore_attrs_last(&mut s, &t.attrs)?;
 

@@ -1,6 +1,9 @@
 //! Signal dispositions (per process) and the per-thread signal state that goes with them.
 
-use stasis_image::{SigAction, SigAltStack, SignalTable};
+use stasis_image::{PendingSignal, SigAction, SigAltStack, SignalTable};
+use stasis_sys::ptrace;
+
+use crate::error::SysContext;
 
 use crate::error::Result;
 use crate::inject::{self, Session};
@@ -83,5 +86,45 @@ pub fn restore_altstack(s: &mut Session, st: &SigAltStack) -> Result<()> {
     };
     let addr = s.put(0, &inject::words(&[sp, flags as u32 as u64, size]))?;
     s.call("sigaltstack", libc::SYS_sigaltstack, [addr, 0, 0, 0, 0, 0])?;
+    Ok(())
+}
+
+/// Signals queued for thread `tid` (or, with `shared`, for its process), left queued.
+pub fn dump_pending(pid: i32, tid: i32, shared: bool) -> Result<Vec<PendingSignal>> {
+    let raw = ptrace::peek_pending(tid, shared).ctx(pid, || format!("pending signals of thread {tid}"))?;
+    Ok(raw
+        .into_iter()
+        .map(|info| PendingSignal {
+            signo: i32::from_le_bytes(info[0..4].try_into().expect("4 bytes")),
+            siginfo: info.to_vec(),
+        })
+        .collect())
+}
+
+/// Queues signals again, in order, from inside the task (a task may queue any siginfo to
+/// itself). `tid` None means process-directed. The task must have them blocked for now.
+pub fn restore_pending(s: &mut Session, tid: Option<i32>, pending: &[PendingSignal]) -> Result<()> {
+    let tgid = s.pid();
+    for p in pending {
+        if p.siginfo.len() != ptrace::SIGINFO_LEN {
+            return Err(crate::error::Error::Restore {
+                pid: tgid,
+                reason: format!("pending signal {} has a siginfo of {} bytes", p.signo, p.siginfo.len()),
+            });
+        }
+        let info = s.put(0, &p.siginfo)?;
+        match tid {
+            Some(tid) => s.call(
+                "rt_tgsigqueueinfo",
+                libc::SYS_rt_tgsigqueueinfo,
+                [tgid as u64, tid as u64, p.signo as u64, info, 0, 0],
+            )?,
+            None => s.call(
+                "rt_sigqueueinfo",
+                libc::SYS_rt_sigqueueinfo,
+                [tgid as u64, p.signo as u64, info, 0, 0, 0],
+            )?,
+        };
+    }
     Ok(())
 }

@@ -117,6 +117,7 @@ pub fn dump_thread(pid: i32, t: &FrozenThread, s: &mut Session) -> Result<Thread
             nice,
             reset_on_fork: policy & libc::SCHED_RESET_ON_FORK != 0,
         },
+        pending: signals::dump_pending(pid, tid, false)?,
     })
 }
 
@@ -144,6 +145,7 @@ pub fn unregister_inherited_rseq(s: &mut Session) -> Result<()> {
 
 /// Thread state set by remote syscalls, once the address space is back.
 pub fn restore_thread_remote(s: &mut Session, t: &ThreadImage) -> Result<()> {
+    signals::restore_pending(s, Some(t.tid), &t.pending)?;
     signals::restore_altstack(s, &t.sigaltstack)?;
     // /proc/PID/comm is only writable from inside the thread group: set it from inside.
     let mut name = t.comm.as_bytes().to_vec();

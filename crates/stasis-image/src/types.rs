@@ -80,6 +80,9 @@ pub struct TaskImage {
     pub mm: MmImage,
     /// Open file descriptors, in fd order.
     pub fds: Vec<FdImage>,
+    /// Interval timers (setitimer): REAL, VIRTUAL, PROF.
+    #[serde(default)]
+    pub itimers: Vec<ITimer>,
     /// Signals queued for the whole process, oldest first.
     #[serde(default)]
     pub shared_pending: Vec<PendingSignal>,
@@ -381,6 +384,15 @@ pub enum FileKind {
         /// Capacity in bytes (F_GETPIPE_SZ).
         capacity: u32,
     },
+}
+
+/// One interval timer as getitimer reported it at dump, in microseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct ITimer {
+    /// ITIMER_REAL (0), ITIMER_VIRTUAL (1) or ITIMER_PROF (2).
+    pub which: i32,
+    pub interval_us: u64,
+    pub value_us: u64,
 }
 
 /// A queued signal with its full siginfo (sender, value...).

@@ -373,6 +373,7 @@ fn task() -> impl Strategy<Value = TaskImage> {
                     creds,
                     mm,
                     fds,
+                    itimers: Vec::new(),
                     shared_pending: Vec::new(),
                     pipe_data: Vec::new(),
                 }

@@ -12,7 +12,7 @@ use stasis_sys::remote::{find_syscall_insn, Remote};
 use crate::error::{Error, ProcContext, Result, SysContext};
 use crate::freeze::{Frozen, Release};
 use crate::inject::{Session, DATA_LEN};
-use crate::{creds, files, mem, signals, task};
+use crate::{creds, files, mem, signals, task, timers};
 
 #[derive(Debug, Clone)]
 pub struct DumpOptions {
@@ -146,6 +146,7 @@ fn dump_tree(opts: &DumpOptions, tree: &Tree) -> Result<u64> {
             creds: Default::default(),
             mm: Default::default(),
             fds: Vec::new(),
+            itimers: Vec::new(),
             shared_pending: Vec::new(),
             pipe_data: Vec::new(),
         };
@@ -228,6 +229,7 @@ fn dump_process(
     attrs.shell_job = opts.shell_job;
     let creds = creds::dump(&status, s)?;
     let shared_pending = signals::dump_pending(pid, pid, true)?;
+    let itimers = timers::dump(s)?;
     let mm = mem::dump_mm(pid, &stat, s, vmas, runs)?;
     session.close()?;
 
@@ -245,6 +247,7 @@ fn dump_process(
         creds,
         mm,
         fds,
+        itimers,
         shared_pending,
         pipe_data: Vec::new(),
     };

@@ -14,6 +14,7 @@ pub mod mem;
 pub mod restore;
 pub mod signals;
 pub mod task;
+pub mod timers;
 
 pub use dump::{dump, DumpOptions, DumpSummary};
 pub use error::{Error, Result};

@@ -14,7 +14,7 @@ use crate::error::{Error, ProcContext, Result, SysContext};
 use crate::files::{self, ReopenContext};
 use crate::inject::Session;
 use crate::mem::{self, MapFile, PAGE, TASK_TOP};
-use crate::{creds, signals, task};
+use crate::{creds, signals, task, timers};
 
 #[derive(Debug, Clone, Default)]
 pub struct RestoreOptions {
@@ -459,6 +459,7 @@ fn take_over(t: &TaskImage, plan: &TaskPlan, pages: &[u8]) -> Result<()> {
     task::restore_thread_remote(&mut s, thread)?;
     task::restore_thread_outside(pid, thread)?;
     task::restore_attrs_outside(pid, &t.attrs)?;
+    timers::restore(&mut s, &t.itimers)?;
     signals::restore_pending(&mut s, None, &t.shared_pending)?;
     creds::restore(&mut s, &t.creds)?;
     task::restore_attrs_last(&mut s, &t.attrs)?;

@@ -1,0 +1,57 @@
+//! Timers: interval timers (setitimer).
+
+use stasis_image::ITimer;
+
+use crate::error::Result;
+use crate::inject::{self, Session};
+
+const WHICH: [i32; 3] = [libc::ITIMER_REAL, libc::ITIMER_VIRTUAL, libc::ITIMER_PROF];
+
+fn to_us(sec: u64, usec: u64) -> u64 {
+    sec * 1_000_000 + usec
+}
+
+/// The armed interval timers of the process the session runs in.
+pub fn dump(s: &mut Session) -> Result<Vec<ITimer>> {
+    let mut out = Vec::new();
+    for which in WHICH {
+        let addr = s.data_addr();
+        s.call("getitimer", libc::SYS_getitimer, [which as u64, addr, 0, 0, 0, 0])?;
+        let b = s.get(0, 32)?;
+        let (isec, iusec, vsec, vusec) = (
+            inject::word_at(&b, 0),
+            inject::word_at(&b, 1),
+            inject::word_at(&b, 2),
+            inject::word_at(&b, 3),
+        );
+        if vsec != 0 || vusec != 0 || isec != 0 || iusec != 0 {
+            out.push(ITimer {
+                which,
+                interval_us: to_us(isec, iusec),
+                value_us: to_us(vsec, vusec),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Arms the timers again with the time they had left at dump.
+pub fn restore(s: &mut Session, timers: &[ITimer]) -> Result<()> {
+    for t in timers {
+        let words = [
+            t.interval_us / 1_000_000,
+            t.interval_us % 1_000_000,
+            t.value_us / 1_000_000,
+            t.value_us % 1_000_000,
+        ];
+        // A timer about to fire at dump still fires (a zero value would disarm it).
+        let words = if words[2] == 0 && words[3] == 0 {
+            [words[0], words[1], 0, 1]
+        } else {
+            words
+        };
+        let addr = s.put(0, &inject::words(&words))?;
+        s.call("setitimer", libc::SYS_setitimer, [t.which as u64, addr, 0, 0, 0, 0])?;
+    }
+    Ok(())
+}

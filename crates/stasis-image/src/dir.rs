@@ -52,9 +52,24 @@ fn length_error(file: &str, len: u64, expected: u64) -> ImageError {
 
 /// Writes the files of a new image; the manifest comes last, so a failed dump never leaves
 /// a directory that looks like a complete image.
+///
+/// Dropped before [`ImageWriter::finish`] (a dump that failed), it removes every file it
+/// created, so no half-written image is left behind.
 pub struct ImageWriter {
     dir: PathBuf,
     files: Vec<FileDigest>,
+    created: Vec<PathBuf>,
+    finished: bool,
+}
+
+impl Drop for ImageWriter {
+    fn drop(&mut self) {
+        if !self.finished {
+            for path in &self.created {
+                let _ = fs::remove_file(path);
+            }
+        }
+    }
 }
 
 impl ImageWriter {
@@ -71,6 +86,8 @@ impl ImageWriter {
         Ok(Self {
             dir: dir.to_path_buf(),
             files: Vec::new(),
+            created: Vec::new(),
+            finished: false,
         })
     }
 
@@ -100,7 +117,9 @@ impl ImageWriter {
     ) -> Result<(), ImageError> {
         self.check_name(name)?;
         let bytes = container::encode(kind, value)?;
-        fs::write(self.dir.join(name), &bytes).map_err(io_err(name, "write"))?;
+        let path = self.dir.join(name);
+        self.created.push(path.clone());
+        fs::write(path, &bytes).map_err(io_err(name, "write"))?;
         self.files.push(FileDigest {
             name: name.to_string(),
             len: bytes.len() as u64,
@@ -115,9 +134,11 @@ impl ImageWriter {
     }
 
     /// Starts a raw page file.
-    pub fn pages(&self, name: &str) -> Result<PagesWriter, ImageError> {
+    pub fn pages(&mut self, name: &str) -> Result<PagesWriter, ImageError> {
         self.check_name(name)?;
-        let file = File::create(self.dir.join(name)).map_err(io_err(name, "create"))?;
+        let path = self.dir.join(name);
+        self.created.push(path.clone());
+        let file = File::create(path).map_err(io_err(name, "create"))?;
         Ok(PagesWriter {
             name: name.to_string(),
             file: BufWriter::with_capacity(1 << 20, file),
@@ -142,8 +163,11 @@ impl ImageWriter {
         validate::validate_manifest(&manifest)?;
         let bytes = container::encode(MetaKind::Manifest, &manifest)?;
         let tmp = self.dir.join(format!("{MANIFEST_FILE}.tmp"));
+        self.created.push(tmp.clone());
         fs::write(&tmp, &bytes).map_err(io_err(MANIFEST_FILE, "write"))?;
-        fs::rename(&tmp, self.dir.join(MANIFEST_FILE)).map_err(io_err(MANIFEST_FILE, "rename"))
+        fs::rename(&tmp, self.dir.join(MANIFEST_FILE)).map_err(io_err(MANIFEST_FILE, "rename"))?;
+        self.finished = true;
+        Ok(())
     }
 }
 

@@ -9,6 +9,9 @@ use anyhow::{bail, Context};
 /// The bundled program: counts forever, appending one number per line to `out`, with the
 /// count held only in its memory.
 pub fn counter(out: &Path) -> anyhow::Result<u8> {
+    // Descriptors leaked by whoever started us (a pipe to a terminal multiplexer...) would
+    // make the process depend on the outside world; it needs none of them.
+    stasis_sys::own::close_all_except(&[0, 1, 2]);
     let mut f = std::fs::OpenOptions::new()
         .create(true)
         .append(true)

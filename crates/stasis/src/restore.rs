@@ -450,7 +450,17 @@ fn take_over(t: &TaskImage, plan: &TaskPlan, pages: &[u8]) -> Result<()> {
     let thread = &t.threads[0];
 
     task::unregister_inherited_rseq(&mut s)?;
-    mem::restore(&mut s, &t.mm, &plan.map_files, plan.exe_fd, pages, (plan.scratch, plan.scratch + SCRATCH_LEN))?;
+    // The child's exe is the tool's; when the image's is the same file, it stays (the
+    // kernel refuses to replace an exe that is still mapped).
+    let same_exe = match (
+        own::stat(Path::new(&t.attrs.exe)),
+        own::stat(Path::new("/proc/self/exe")),
+    ) {
+        (Ok(a), Ok(b)) => (a.0, a.1) == (b.0, b.1),
+        _ => false,
+    };
+    let exe_fd = if same_exe { -1 } else { plan.exe_fd };
+    mem::restore(&mut s, &t.mm, &plan.map_files, exe_fd, pages, (plan.scratch, plan.scratch + SCRATCH_LEN))?;
     for fd in plan.map_files.iter().map(|m| m.fd).chain([plan.exe_fd]) {
         s.call("close", libc::SYS_close, [fd as u64, 0, 0, 0, 0, 0])?;
     }

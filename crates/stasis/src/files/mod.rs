@@ -183,6 +183,8 @@ pub fn dump(pid: i32, shell_job: bool, descs: &mut DescTable) -> Result<Vec<FdIm
 pub fn check(pid: i32, fds: &[FdImage]) -> Result<()> {
     for f in fds {
         match &f.file {
+            // A process's own /proc files exist only once it does.
+            FileKind::Regular { path, .. } if path.starts_with("/proc/") => {}
             FileKind::Regular { path, size, .. } => {
                 let meta = std::fs::metadata(path).map_err(|e| Error::Restore {
                     pid,

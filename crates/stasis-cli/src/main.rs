@@ -85,6 +85,10 @@ struct RestoreArgs {
     /// Give the restored process the current terminal.
     #[arg(short = 'j', long = "shell-job")]
     shell_job: bool,
+    /// Restore into a new PID namespace (with a minimal init as its PID 1), so that the
+    /// image's PIDs are free even while the original runs, or for several copies at once.
+    #[arg(long = "new-pidns")]
+    new_pidns: bool,
 }
 
 #[derive(Args, Debug)]
@@ -197,6 +201,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 images_dir: a.images_dir.clone(),
                 shell_job: a.shell_job,
                 pidfile: a.pidfile.clone(),
+                new_pidns: a.new_pidns,
             })
             .with_context(|| format!("restore from {} failed", a.images_dir.display()))?;
             if a.detached {

@@ -169,10 +169,7 @@ fn dumped_simple(tag: &str) -> (Session, PathBuf) {
 
 /// The untouched image still restores and PASSes: the failures before were the damage.
 fn restore_pristine(s: &mut Session, images: &Path) {
-    let t = s.spawn_restore(images, &[]);
-    s.wait_restored(t);
-    s.go();
-    s.finish_restored(t, "restore of the undamaged image (control)");
+    s.restore_and_finish(images, "restore of the undamaged image (control)");
 }
 
 #[test]

@@ -108,15 +108,11 @@ fn check_dd(f: &Finished) {
     }
 }
 
+// (no --leave-running run for dd: it keeps writing its output while and after it is
+// dumped, so the output file cannot be put back as it was at dump time)
 #[test]
 fn dd_copy_byte_by_byte() {
     let f = run_cycle(&dd());
-    check_dd(&f);
-}
-
-#[test]
-fn dd_leave_running() {
-    let f = run_leave_running(&dd());
     check_dd(&f);
 }
 

@@ -325,3 +325,50 @@ pub fn pipe_with(flags: i32) -> SysResult<(i32, i32)> {
     check(unsafe { libc::pipe2(fds.as_mut_ptr(), flags) } as _, "pipe2", String::new)?;
     Ok((fds[0], fds[1]))
 }
+
+/// Makes every mount of the calling process's (new) mount namespace private and mounts a
+/// fresh /proc, so that /proc shows the PID namespace the process is in.
+pub fn remount_proc_private() -> SysResult<()> {
+    let none = c"none";
+    let root = c"/";
+    let proc_ = c"proc";
+    let target = c"/proc";
+    // SAFETY: NUL-terminated static strings; no data argument.
+    let r = unsafe {
+        libc::mount(
+            none.as_ptr(),
+            root.as_ptr(),
+            std::ptr::null(),
+            libc::MS_REC | libc::MS_PRIVATE,
+            std::ptr::null(),
+        )
+    };
+    check(r as _, "mount(MS_PRIVATE)", || "/".into())?;
+    // SAFETY: as above.
+    let r = unsafe {
+        libc::mount(
+            proc_.as_ptr(),
+            target.as_ptr(),
+            proc_.as_ptr(),
+            libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+            std::ptr::null(),
+        )
+    };
+    check(r as _, "mount(proc)", || "/proc".into()).map(drop)
+}
+
+/// Waits for any child; None when there is none left.
+pub fn wait_any() -> Option<(i32, i32)> {
+    loop {
+        let mut status = 0;
+        // SAFETY: waitpid writes one int.
+        let r = unsafe { libc::waitpid(-1, &mut status, libc::__WALL) };
+        if r < 0 {
+            if Errno::last().0 == libc::EINTR {
+                continue;
+            }
+            return None;
+        }
+        return Some((r, status));
+    }
+}

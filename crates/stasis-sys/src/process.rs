@@ -54,6 +54,11 @@ struct CloneArgs {
 /// The caller must be single-threaded (checked): after a fork from a multi-threaded
 /// process, the child could deadlock on a lock held by a thread that does not exist in it.
 pub fn spawn_with_pid(pid: i32, child: impl FnOnce() -> i32) -> SysResult<i32> {
+    spawn_with(pid, 0, child)
+}
+
+/// [`spawn_with_pid`] with extra clone flags (CLONE_NEWPID, CLONE_NEWNS...).
+pub fn spawn_with(pid: i32, flags: u64, child: impl FnOnce() -> i32) -> SysResult<i32> {
     if own_thread_count() != 1 {
         return Err(SysError::new(
             "clone3",
@@ -63,6 +68,7 @@ pub fn spawn_with_pid(pid: i32, child: impl FnOnce() -> i32) -> SysResult<i32> {
     }
     let set_tid: [libc::pid_t; 1] = [pid];
     let mut args = CloneArgs {
+        flags,
         exit_signal: libc::SIGCHLD as u64,
         ..Default::default()
     };

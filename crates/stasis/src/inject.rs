@@ -12,6 +12,9 @@ pub const DATA_LEN: usize = 4096;
 
 pub struct Session {
     pid: i32,
+    /// The task's PID as the task itself sees it (differs from `pid` in a new PID
+    /// namespace); used where a PID is a syscall argument run inside the task.
+    ns_pid: i32,
     remote: Remote,
     mem: ProcMem,
     data: u64,
@@ -23,6 +26,7 @@ impl Session {
         let mem = ProcMem::open(pid).ctx(pid, || "open /proc/PID/mem".into())?;
         Ok(Self {
             pid,
+            ns_pid: pid,
             remote,
             mem,
             data,
@@ -31,6 +35,14 @@ impl Session {
 
     pub fn pid(&self) -> i32 {
         self.pid
+    }
+
+    pub fn ns_pid(&self) -> i32 {
+        self.ns_pid
+    }
+
+    pub fn set_ns_pid(&mut self, ns_pid: i32) {
+        self.ns_pid = ns_pid;
     }
 
     pub fn tid(&self) -> i32 {

@@ -21,18 +21,25 @@ pub struct RestoreOptions {
     pub images_dir: PathBuf,
     pub shell_job: bool,
     pub pidfile: Option<PathBuf>,
+    /// Restore into a new PID namespace (with a minimal init as its PID 1), where the
+    /// image's PIDs are free even while the original runs, and so for any number of copies.
+    pub new_pidns: bool,
 }
 
-/// A restored tree: its root is a child of the calling process.
+/// A restored tree: its root (or, with a new PID namespace, that namespace's init, which
+/// ends with the root's status) is a child of the calling process.
 #[derive(Debug)]
 pub struct Restored {
+    /// The root's PID as seen from here.
     pub root_pid: i32,
+    /// The process to wait for: the root, or the namespace's init.
+    pub child_pid: i32,
 }
 
 impl Restored {
     /// Waits for the root to end.
     pub fn wait(&self) -> Result<process::ExitStatus> {
-        process::wait_exit(self.root_pid).ctx(self.root_pid, || "wait for the restored process".into())
+        process::wait_exit(self.child_pid).ctx(self.root_pid, || "wait for the restored process".into())
     }
 }
 
@@ -115,15 +122,29 @@ pub fn restore(opts: &RestoreOptions) -> Result<Restored> {
             });
         }
     }
-    for t in &tasks {
-        wait_pid_free(t.pid)?;
+    if opts.new_pidns {
+        if root.pid == 1 {
+            return Err(Error::Restore {
+                pid: 1,
+                reason: "the root is PID 1 already; restoring a PID namespace's init into a new namespace is not supported yet".into(),
+            });
+        }
+    } else {
+        for t in &tasks {
+            wait_pid_free(t.pid)?;
+        }
     }
 
     let plan = make_plan(&tasks, opts)?;
     let (report_r, report_w) = own::pipe().ctx(root.pid, || "create report pipe".into())?;
-    let spawned = process::spawn_with_pid(root.pid, || task_main(&tasks, &plan, 0, Some(report_w)));
+    let spawned = if opts.new_pidns {
+        let flags = (libc::CLONE_NEWPID | libc::CLONE_NEWNS) as u64;
+        process::spawn_with(0, flags, || init_main(&tasks, &plan, report_w))
+    } else {
+        process::spawn_with_pid(root.pid, || task_main(&tasks, &plan, 0, Some(report_w)))
+    };
     own::close(report_w);
-    let root_pid = match spawned {
+    let child_pid = match spawned {
         Ok(p) => p,
         Err(e) => {
             own::close(report_r);
@@ -131,27 +152,36 @@ pub fn restore(opts: &RestoreOptions) -> Result<Restored> {
         }
     };
     let mut guard = TreeGuard {
-        root: Some(root_pid),
-        all: tasks.iter().map(|t| t.pid).collect(),
+        child: Some(child_pid),
+        all: if opts.new_pidns { Vec::new() } else { tasks.iter().map(|t| t.pid).collect() },
     };
     let report = own::read_to_end(report_r).ctx(root.pid, || "read the children's reports".into());
     own::close(report_r);
     let report = String::from_utf8_lossy(&report?).into_owned();
     check_reports(&tasks, &report)?;
     log::info!("{} process(es) created, file tables and attributes set up", tasks.len());
+    let pids = if opts.new_pidns {
+        PidMap::of_namespace(child_pid)?
+    } else {
+        PidMap::Same
+    };
     for (i, t) in tasks.iter().enumerate() {
         if t.state != 'Z' {
-            take_over(t, &plan.tasks[i], pages[i].bytes())?;
+            take_over(t, &plan.tasks[i], pages[i].bytes(), &pids)?;
         }
     }
+    let root_pid = pids.host(root.pid)?;
     if let Some(path) = &opts.pidfile {
         std::fs::write(path, format!("{root_pid}\n")).map_err(|e| Error::Restore {
             pid: root_pid,
             reason: format!("write pidfile {}: {e}", path.display()),
         })?;
     }
-    guard.root = None;
-    Ok(Restored { root_pid })
+    guard.child = None;
+    Ok(Restored {
+        root_pid,
+        child_pid,
+    })
 }
 
 fn spawn_error(pid: i32, e: stasis_sys::SysError) -> Error {
@@ -192,21 +222,112 @@ fn check_reports(tasks: &[TaskImage], report: &str) -> Result<()> {
     Ok(())
 }
 
-/// Kills every process of the tree and reaps the root unless the restore completed.
+/// Kills every process of the tree and reaps our child (the root, or the namespace's
+/// init, whose death takes the whole namespace with it) unless the restore completed.
 struct TreeGuard {
-    root: Option<i32>,
+    child: Option<i32>,
     all: Vec<i32>,
 }
 
 impl Drop for TreeGuard {
     fn drop(&mut self) {
-        if let Some(root) = self.root {
+        if let Some(child) = self.child {
             for &pid in self.all.iter().rev() {
                 let _ = process::kill(pid, libc::SIGKILL);
             }
-            process::kill_and_reap(root);
+            process::kill_and_reap(child);
         }
     }
+}
+
+/// How the image's PIDs map to PIDs the tool can use.
+enum PidMap {
+    /// Restored with their own PIDs in our namespace.
+    Same,
+    /// Restored in a new PID namespace: (PID inside, PID here).
+    Namespace(Vec<(i32, i32)>),
+}
+
+impl PidMap {
+    /// Reads /proc/*/status NSpid of every process in the PID namespace of `init`.
+    fn of_namespace(init: i32) -> Result<Self> {
+        let ns = std::fs::read_link(format!("/proc/{init}/ns/pid")).map_err(|e| Error::Restore {
+            pid: init,
+            reason: format!("read the PID namespace of the restore init: {e}"),
+        })?;
+        let mut map = Vec::new();
+        for entry in std::fs::read_dir("/proc").map_err(|e| Error::Restore {
+            pid: init,
+            reason: format!("list /proc: {e}"),
+        })? {
+            let Some(host) = entry.ok().and_then(|e| e.file_name().to_str()?.parse::<i32>().ok()) else {
+                continue;
+            };
+            if std::fs::read_link(format!("/proc/{host}/ns/pid")).ok().as_ref() != Some(&ns) {
+                continue;
+            }
+            if let Ok(st) = procfs::status(host) {
+                if let Some(&inner) = st.ns_pid.last() {
+                    map.push((inner, host));
+                }
+            }
+        }
+        Ok(Self::Namespace(map))
+    }
+
+    fn host(&self, pid: i32) -> Result<i32> {
+        match self {
+            Self::Same => Ok(pid),
+            Self::Namespace(map) => map.iter().find(|m| m.0 == pid).map(|m| m.1).ok_or(Error::Restore {
+                pid,
+                reason: "the restored process is not in the new PID namespace".into(),
+            }),
+        }
+    }
+
+    /// The PID here of thread `tid` (a PID inside) of process `host_pid` (a PID here).
+    fn host_thread(&self, host_pid: i32, tid: i32) -> Result<i32> {
+        if let Self::Same = self {
+            return Ok(tid);
+        }
+        for t in procfs::threads(host_pid).proc(host_pid)? {
+            if procfs::task_status(host_pid, t).is_ok_and(|s| s.ns_pid.last() == Some(&tid)) {
+                return Ok(t);
+            }
+        }
+        Err(Error::Restore {
+            pid: host_pid,
+            reason: format!("thread {tid} not found after creating it"),
+        })
+    }
+}
+
+/// PID 1 of a new PID namespace: gives it its own /proc, creates the tree's root with its
+/// PID, reaps orphans, and ends with the root's status (taking the namespace with it).
+fn init_main(tasks: &[TaskImage], plan: &TreePlan, report_w: i32) -> i32 {
+    let root = &tasks[0];
+    if let Err(e) = own::remount_proc_private() {
+        let _ = own::write_all(report_w, format!("{} error: new PID namespace: {e}\n", root.pid).as_bytes());
+        return 1;
+    }
+    let spawned = process::spawn_with_pid(root.pid, || task_main(tasks, plan, 0, Some(report_w)));
+    if let Err(e) = &spawned {
+        let _ = own::write_all(report_w, format!("{} error: {e}\n", root.pid).as_bytes());
+    }
+    own::close_all_except(&[]);
+    let Ok(root_pid) = spawned else {
+        return 1;
+    };
+    while let Some((pid, status)) = own::wait_any() {
+        if pid == root_pid {
+            return if libc::WIFSIGNALED(status) {
+                128 + libc::WTERMSIG(status)
+            } else {
+                libc::WEXITSTATUS(status)
+            };
+        }
+    }
+    1
 }
 
 fn comm_of(pid: i32) -> String {
@@ -410,8 +531,7 @@ fn zombie_main(t: &TaskImage) -> i32 {
 }
 
 /// Final mask, registers and FPU state of a stopped thread.
-fn finish_thread(pid: i32, th: &stasis_image::ThreadImage) -> Result<()> {
-    let tid = th.tid;
+fn finish_thread(pid: i32, tid: i32, th: &stasis_image::ThreadImage) -> Result<()> {
     ptrace::set_sigmask(tid, th.sigmask).ctx(pid, || format!("signal mask of thread {tid}"))?;
     ptrace::set_regs(tid, &task::regs_from_image(&th.regs))
         .ctx(pid, || format!("registers of thread {tid}"))?;
@@ -419,8 +539,8 @@ fn finish_thread(pid: i32, th: &stasis_image::ThreadImage) -> Result<()> {
 }
 
 /// Takes the waiting child over with ptrace and turns it into the image's process.
-fn take_over(t: &TaskImage, plan: &TaskPlan, pages: &[u8]) -> Result<()> {
-    let pid = t.pid;
+fn take_over(t: &TaskImage, plan: &TaskPlan, pages: &[u8], pids: &PidMap) -> Result<()> {
+    let pid = pids.host(t.pid)?;
     ptrace::seize(pid, libc::PTRACE_O_TRACECLONE).ctx(pid, || "seize the restore child".into())?;
     ptrace::interrupt(pid).ctx(pid, || "interrupt the restore child".into())?;
     loop {
@@ -447,6 +567,7 @@ fn take_over(t: &TaskImage, plan: &TaskPlan, pages: &[u8]) -> Result<()> {
     let regs = ptrace::get_regs(pid).ctx(pid, || "registers of the restore child".into())?;
     let remote = Remote::new(pid, plan.scratch, regs);
     let mut s = Session::new(pid, remote, plan.scratch + PAGE)?;
+    s.set_ns_pid(t.pid);
     let thread = &t.threads[0];
 
     task::unregister_inherited_rseq(&mut s)?;
@@ -467,7 +588,7 @@ fn take_over(t: &TaskImage, plan: &TaskPlan, pages: &[u8]) -> Result<()> {
     signals::restore(&mut s, &t.signals)?;
     task::restore_attrs_remote(&mut s, &t.attrs)?;
     task::restore_thread_remote(&mut s, thread)?;
-    task::restore_thread_outside(pid, thread)?;
+    task::restore_thread_outside(pid, pid, thread)?;
     task::restore_attrs_outside(pid, &t.attrs)?;
     timers::restore(&mut s, &t.itimers)?;
     signals::restore_pending(&mut s, None, &t.shared_pending)?;
@@ -476,22 +597,25 @@ fn take_over(t: &TaskImage, plan: &TaskPlan, pages: &[u8]) -> Result<()> {
 
     // The other threads: created in the main one, set up through sessions of their own,
     // left stopped with their final registers.
-    for th in t.threads.iter().filter(|th| th.tid != pid) {
-        task::create_thread(&mut s, th.tid)?;
-        let regs = ptrace::get_regs(th.tid).ctx(pid, || format!("registers of new thread {}", th.tid))?;
-        let mut ts = Session::new(pid, Remote::new(th.tid, plan.scratch, regs), plan.scratch + PAGE)?;
+    let mut host_tids = vec![pid];
+    for th in t.threads.iter().filter(|th| th.tid != t.pid) {
+        let tid = task::create_thread(&mut s, th.tid, |ns_tid| pids.host_thread(pid, ns_tid))?;
+        host_tids.push(tid);
+        let regs = ptrace::get_regs(tid).ctx(pid, || format!("registers of new thread {tid}"))?;
+        let mut ts = Session::new(pid, Remote::new(tid, plan.scratch, regs), plan.scratch + PAGE)?;
+        ts.set_ns_pid(t.pid);
         task::restore_thread_remote(&mut ts, th)?;
-        task::restore_thread_outside(pid, th)?;
-        finish_thread(pid, th)?;
+        task::restore_thread_outside(pid, tid, th)?;
+        finish_thread(pid, tid, th)?;
     }
 
     // Last: the mask, then the scratch page goes; the task stops at that munmap's exit,
     // where it gets its final registers.
     s.call("munmap", libc::SYS_munmap, [plan.scratch, SCRATCH_LEN, 0, 0, 0, 0])?;
-    finish_thread(pid, thread)?;
+    finish_thread(pid, pid, thread)?;
     let sig = if t.job_stopped { libc::SIGSTOP } else { 0 };
-    for th in &t.threads {
-        ptrace::detach(th.tid, sig).ctx(pid, || format!("detach thread {}", th.tid))?;
+    for tid in host_tids {
+        ptrace::detach(tid, sig).ctx(pid, || format!("detach thread {tid}"))?;
     }
     log::info!("pid {pid}: restored and running");
     Ok(())

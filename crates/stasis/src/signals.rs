@@ -104,7 +104,7 @@ pub fn dump_pending(pid: i32, tid: i32, shared: bool) -> Result<Vec<PendingSigna
 /// Queues signals again, in order, from inside the task (a task may queue any siginfo to
 /// itself). `tid` None means process-directed. The task must have them blocked for now.
 pub fn restore_pending(s: &mut Session, tid: Option<i32>, pending: &[PendingSignal]) -> Result<()> {
-    let tgid = s.pid();
+    let tgid = s.ns_pid();
     for p in pending {
         if p.siginfo.len() != ptrace::SIGINFO_LEN {
             return Err(crate::error::Error::Restore {

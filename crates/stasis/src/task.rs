@@ -170,8 +170,7 @@ pub fn restore_thread_remote(s: &mut Session, t: &ThreadImage) -> Result<()> {
 }
 
 /// Thread state the tool sets from outside.
-pub fn restore_thread_outside(pid: i32, t: &ThreadImage) -> Result<()> {
-    let tid = t.tid;
+pub fn restore_thread_outside(pid: i32, tid: i32, t: &ThreadImage) -> Result<()> {
     let mut policy = t.sched.policy;
     if t.sched.reset_on_fork {
         policy |= libc::SCHED_RESET_ON_FORK;
@@ -313,7 +312,7 @@ const THREAD_FLAGS: u64 = (libc::CLONE_VM
 /// Creates thread `tid` in the task the session runs in, with a remote clone3. The tracer
 /// must have PTRACE_O_TRACECLONE set on that task: the new thread is then attached and
 /// stops before it runs a single instruction. Returns once it is in that stop.
-pub fn create_thread(s: &mut Session, tid: i32) -> Result<()> {
+pub fn create_thread(s: &mut Session, tid: i32, host_tid: impl Fn(i32) -> Result<i32>) -> Result<i32> {
     let pid = s.pid();
     let set_tid_off = 128usize;
     let set_tid = s.put(set_tid_off, &(tid as u64).to_le_bytes())?;
@@ -328,9 +327,10 @@ pub fn create_thread(s: &mut Session, tid: i32) -> Result<()> {
             reason: format!("clone3 created thread {got}, not {tid}"),
         });
     }
+    let tid = host_tid(tid)?;
     loop {
         match ptrace::wait_task(tid).ctx(pid, || format!("wait for new thread {tid}"))? {
-            ptrace::WaitStatus::Stopped { event: 128, .. } => return Ok(()),
+            ptrace::WaitStatus::Stopped { event: 128, .. } => return Ok(tid),
             ptrace::WaitStatus::Stopped { .. } | ptrace::WaitStatus::Continued => {}
             other => {
                 return Err(Error::Restore {

@@ -611,6 +611,26 @@ fn write_fds(out: &mut String, fds: &[FdImage]) -> fmt::Result {
             FileKind::Path { path } => format!("O_PATH {path}"),
             FileKind::CharDevice { path, rdev } => format!("chardev {path} (rdev {rdev:#x})"),
             FileKind::Terminal { path } => format!("terminal {path}"),
+            FileKind::EventFd { count, semaphore } => {
+                format!("eventfd count {count}{}", if *semaphore { " (semaphore)" } else { "" })
+            }
+            FileKind::SignalFd { mask } => format!("signalfd mask {mask:#018x}"),
+            FileKind::TimerFd {
+                clockid,
+                value_ns,
+                interval_ns,
+                ticks,
+            } => format!(
+                "timerfd clock {clockid}, {value_ns} ns left, interval {interval_ns} ns, {ticks} unread"
+            ),
+            FileKind::Epoll { targets } => format!(
+                "epoll: {}",
+                targets
+                    .iter()
+                    .map(|t| format!("fd {} events {:#x} data {:#x}", t.fd, t.events, t.data))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
             FileKind::Pipe {
                 inode,
                 read_end,

@@ -374,6 +374,20 @@ pub enum FileKind {
     Terminal {
         path: String,
     },
+    /// An eventfd with its counter.
+    EventFd { count: u64, semaphore: bool },
+    /// A signalfd and the signals it accepts (bit N-1 for signal N).
+    SignalFd { mask: u64 },
+    /// A timerfd: its clock, the time left and interval (ns) and expirations not yet read.
+    TimerFd {
+        clockid: i32,
+        value_ns: u64,
+        interval_ns: u64,
+        ticks: u64,
+    },
+    /// An epoll instance and its registrations. Target descriptor numbers are those of the
+    /// first task (in tree order) that holds the epoll descriptor.
+    Epoll { targets: Vec<EpollTarget> },
     /// One end of a pipe; both ends are in the tree. Its queued data is in the
     /// [`PipeData`] of the same inode.
     Pipe {
@@ -402,6 +416,14 @@ pub struct PendingSignal {
     /// The kernel's 128-byte siginfo_t, as PTRACE_PEEKSIGINFO returned it.
     #[serde(with = "serde_bytes_compat")]
     pub siginfo: Vec<u8>,
+}
+
+/// One registration of an epoll instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EpollTarget {
+    pub fd: i32,
+    pub events: u32,
+    pub data: u64,
 }
 
 /// Bytes queued in a pipe at dump, to be written into it again at restore.

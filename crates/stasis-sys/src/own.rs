@@ -372,3 +372,64 @@ pub fn wait_any() -> Option<(i32, i32)> {
         return Some((r, status));
     }
 }
+
+/// eventfd(2): a new event counter.
+pub fn eventfd(count: u64, flags: i32) -> SysResult<i32> {
+    // SAFETY: integers only.
+    let r = unsafe { libc::eventfd(count.min(u32::MAX as u64) as u32, flags) };
+    let fd = check(r as _, "eventfd", || format!("count {count}"))? as i32;
+    if count > u32::MAX as u64 {
+        // eventfd() takes an unsigned int: add the rest with a write.
+        let rest = count - u32::MAX as u64;
+        write_all(fd, &rest.to_ne_bytes())?;
+    }
+    Ok(fd)
+}
+
+/// signalfd(2) for the signals in `mask` (bit N-1 for signal N).
+pub fn signalfd(mask: u64, flags: i32) -> SysResult<i32> {
+    // SAFETY: the kernel reads 8 bytes of mask from `mask`.
+    let r = unsafe { libc::syscall(libc::SYS_signalfd4, -1, &mask as *const u64, 8usize, flags) };
+    check(r as _, "signalfd", || format!("mask {mask:#x}")).map(|v| v as i32)
+}
+
+/// timerfd_create + timerfd_settime (relative) + the ticks not yet read.
+pub fn timerfd(clockid: i32, flags: i32, value_ns: u64, interval_ns: u64, ticks: u64) -> SysResult<i32> {
+    // SAFETY: integers only.
+    let fd = check(
+        unsafe { libc::timerfd_create(clockid, flags) } as _,
+        "timerfd_create",
+        || format!("clock {clockid}"),
+    )? as i32;
+    let ts = |ns: u64| libc::timespec {
+        tv_sec: (ns / 1_000_000_000) as libc::time_t,
+        tv_nsec: (ns % 1_000_000_000) as libc::c_long,
+    };
+    let spec = libc::itimerspec {
+        it_interval: ts(interval_ns),
+        it_value: ts(value_ns),
+    };
+    // SAFETY: `spec` is a valid itimerspec; the old value is not requested.
+    let r = unsafe { libc::timerfd_settime(fd, 0, &spec, std::ptr::null_mut()) };
+    check(r as _, "timerfd_settime", || format!("fd {fd}"))?;
+    if ticks > 0 {
+        const TFD_IOC_SET_TICKS: libc::c_ulong = 0x4008_5400;
+        // SAFETY: the ioctl reads one u64 from `ticks`.
+        let r = unsafe { libc::ioctl(fd, TFD_IOC_SET_TICKS, &ticks as *const u64) };
+        check(r as _, "ioctl(TFD_IOC_SET_TICKS)", || format!("fd {fd}"))?;
+    }
+    Ok(fd)
+}
+
+pub fn epoll_create(flags: i32) -> SysResult<i32> {
+    // SAFETY: integers only.
+    check(unsafe { libc::epoll_create1(flags) } as _, "epoll_create1", String::new).map(|v| v as i32)
+}
+
+/// EPOLL_CTL_ADD of `fd` with raw `events` and `data`.
+pub fn epoll_add(epfd: i32, fd: i32, events: u32, data: u64) -> SysResult<()> {
+    let mut ev = libc::epoll_event { events, u64: data };
+    // SAFETY: `ev` is a valid epoll_event for the duration of the call.
+    let r = unsafe { libc::epoll_ctl(epfd, libc::EPOLL_CTL_ADD, fd, &mut ev) };
+    check(r as _, "epoll_ctl(ADD)", || format!("epoll fd {epfd}, fd {fd}")).map(drop)
+}

@@ -475,6 +475,7 @@ fn task_setup(
     for f in &t.fds {
         own::dup_to(plan.slot(f.desc), f.fd, f.cloexec).map_err(|e| format!("fd {}: {e}", f.fd))?;
     }
+    files::register_epolls(&t.fds, |f| plan.descs.iter().any(|&(d, ti, _)| d == f.desc && ti == idx))?;
     for &ci in &tp.children {
         let c = &tasks[ci];
         let r = if c.state == 'Z' {

@@ -1,7 +1,9 @@
 //! Open file descriptors. Each kind of file is one module that knows how to recognise it at
 //! dump and how to open it again at restore; `KINDS` is the registry.
 
+mod anon;
 mod chardev;
+mod epoll;
 mod path;
 mod pipe;
 mod unsupported;
@@ -52,6 +54,8 @@ type DumpFn = fn(&FdProbe) -> Result<Option<FileKind>>;
 /// The registry, tried in order; the last entry names everything else as unsupported.
 const KINDS: &[DumpFn] = &[
     pipe::dump,
+    anon::dump,
+    epoll::dump,
     unsupported::dump,
     path::dump,
     chardev::dump,
@@ -207,7 +211,12 @@ pub fn check(pid: i32, fds: &[FdImage]) -> Result<()> {
                     reason: format!("fd {}: {path} is not available: {e}", f.fd),
                 })?;
             }
-            FileKind::Terminal { .. } | FileKind::Pipe { .. } => {}
+            FileKind::Terminal { .. }
+            | FileKind::Pipe { .. }
+            | FileKind::EventFd { .. }
+            | FileKind::SignalFd { .. }
+            | FileKind::TimerFd { .. }
+            | FileKind::Epoll { .. } => {}
         }
     }
     Ok(())
@@ -242,6 +251,14 @@ pub fn open_descriptions(
                 let tmp = chardev::reopen(f, flags, ctx)?;
                 own::move_fd(tmp, at, true).map_err(err)?;
             }
+            FileKind::EventFd { .. } | FileKind::SignalFd { .. } | FileKind::TimerFd { .. } => {
+                let tmp = anon::create(f)?;
+                own::move_fd(tmp, at, true).map_err(err)?;
+            }
+            FileKind::Epoll { .. } => {
+                let tmp = epoll::create(f)?;
+                own::move_fd(tmp, at, true).map_err(err)?;
+            }
             FileKind::Pipe { inode, read_end, .. } => {
                 if !pipes.iter().any(|p| p.inode == *inode) {
                     let data = pipe_data
@@ -260,6 +277,15 @@ pub fn open_descriptions(
     for p in pipes {
         own::close(p.read);
         own::close(p.write);
+    }
+    Ok(())
+}
+
+/// Makes the epoll registrations of the epoll descriptors this task holds first (`first`
+/// says whether a descriptor's description is first held by this task).
+pub fn register_epolls(fds: &[FdImage], first: impl Fn(&FdImage) -> bool) -> std::result::Result<(), String> {
+    for f in fds.iter().filter(|f| matches!(f.file, FileKind::Epoll { .. }) && first(f)) {
+        epoll::register(f)?;
     }
     Ok(())
 }

@@ -54,7 +54,10 @@ pub fn run(dir: Option<PathBuf>) -> anyhow::Result<u8> {
     let _ = std::fs::remove_file(&out);
     let exe = std::env::current_exe().context("find the stasis binary")?;
 
-    println!("== starting the bundled counter (it appends 1, 2, 3... to {})", out.display());
+    println!(
+        "== starting the bundled counter (it appends 1, 2, 3... to {})",
+        out.display()
+    );
     let mut child = std::process::Command::new(&exe)
         .arg("demo-counter")
         .arg(&out)
@@ -67,7 +70,10 @@ pub fn run(dir: Option<PathBuf>) -> anyhow::Result<u8> {
     wait_for("the counter to reach 10", Duration::from_secs(10), || {
         last_number(&out).is_some_and(|n| n >= 10)
     })?;
-    println!("   counter pid {pid} has counted to {}", last_number(&out).unwrap_or(0));
+    println!(
+        "   counter pid {pid} has counted to {}",
+        last_number(&out).unwrap_or(0)
+    );
 
     println!("== stasis dump -t {pid} -D {}", images.display());
     let t = Instant::now();
@@ -81,7 +87,10 @@ pub fn run(dir: Option<PathBuf>) -> anyhow::Result<u8> {
     .context("dump the counter")?;
     let _ = child.wait();
     let at_dump = last_number(&out).unwrap_or(0);
-    println!("   dumped and killed in {:?}; the count stopped at {at_dump}", t.elapsed());
+    println!(
+        "   dumped and killed in {:?}; the count stopped at {at_dump}",
+        t.elapsed()
+    );
     std::thread::sleep(Duration::from_millis(500));
     if last_number(&out) != Some(at_dump) {
         bail!("the counter is still counting after the dump killed it");
@@ -97,9 +106,11 @@ pub fn run(dir: Option<PathBuf>) -> anyhow::Result<u8> {
     .context("restore the counter")?;
     println!("   restored pid {} in {:?}", restored.root_pid, t.elapsed());
     let target = at_dump + 10;
-    let waited = wait_for("the restored counter to go on", Duration::from_secs(10), || {
-        last_number(&out).is_some_and(|n| n >= target)
-    });
+    let waited = wait_for(
+        "the restored counter to go on",
+        Duration::from_secs(10),
+        || last_number(&out).is_some_and(|n| n >= target),
+    );
     let _ = stasis_sys::process::kill(restored.root_pid, libc::SIGKILL);
     let _ = restored.wait();
     waited?;

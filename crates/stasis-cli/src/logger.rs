@@ -50,9 +50,11 @@ pub fn init(verbosity: u8, file: Option<&Path>) -> anyhow::Result<()> {
         _ => log::LevelFilter::Trace,
     };
     let file = match file {
-        Some(p) => Some(Mutex::new(
-            File::create(p).with_context(|| format!("create log file {}", p.display()))?,
-        )),
+        Some(p) => {
+            Some(Mutex::new(File::create(p).with_context(|| {
+                format!("create log file {}", p.display())
+            })?))
+        }
         None => None,
     };
     let logger = Logger {

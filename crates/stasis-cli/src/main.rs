@@ -10,7 +10,11 @@ use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser, Debug)]
-#[command(name = "stasis", version, about = "Checkpoint and restore Linux processes")]
+#[command(
+    name = "stasis",
+    version,
+    about = "Checkpoint and restore Linux processes"
+)]
 struct Cli {
     #[command(flatten)]
     global: Global,
@@ -164,7 +168,11 @@ fn setup_log(g: &Global, images_dir: Option<&Path>) -> anyhow::Result<()> {
         None => None,
         Some(f) if f.is_absolute() => Some(f.clone()),
         Some(f) => {
-            let base = g.work_dir.as_deref().or(images_dir).unwrap_or(Path::new("."));
+            let base = g
+                .work_dir
+                .as_deref()
+                .or(images_dir)
+                .unwrap_or(Path::new("."));
             std::fs::create_dir_all(base)
                 .with_context(|| format!("create work directory {}", base.display()))?;
             Some(base.join(f))

@@ -375,9 +375,14 @@ pub enum FileKind {
         path: String,
     },
     /// An eventfd with its counter.
-    EventFd { count: u64, semaphore: bool },
+    EventFd {
+        count: u64,
+        semaphore: bool,
+    },
     /// A signalfd and the signals it accepts (bit N-1 for signal N).
-    SignalFd { mask: u64 },
+    SignalFd {
+        mask: u64,
+    },
     /// A timerfd: its clock, the time left and interval (ns) and expirations not yet read.
     TimerFd {
         clockid: i32,
@@ -387,7 +392,9 @@ pub enum FileKind {
     },
     /// An epoll instance and its registrations. Target descriptor numbers are those of the
     /// first task (in tree order) that holds the epoll descriptor.
-    Epoll { targets: Vec<EpollTarget> },
+    Epoll {
+        targets: Vec<EpollTarget>,
+    },
     /// One end of a pipe; both ends are in the tree. Its queued data is in the
     /// [`PipeData`] of the same inode.
     Pipe {

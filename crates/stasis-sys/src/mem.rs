@@ -136,7 +136,9 @@ impl ProcMem {
             .read(true)
             .write(true)
             .open(&path)
-            .map_err(|e| SysError::new("open", path, crate::Errno(e.raw_os_error().unwrap_or(0))))?;
+            .map_err(|e| {
+                SysError::new("open", path, crate::Errno(e.raw_os_error().unwrap_or(0)))
+            })?;
         Ok(Self { pid, file })
     }
 

@@ -12,7 +12,11 @@ fn cstr(path: &Path) -> SysResult<CString> {
         .map_err(|_| SysError::new("path", path.display().to_string(), Errno(libc::EINVAL)))
 }
 
-fn check(r: libc::c_long, call: &'static str, what: impl FnOnce() -> String) -> SysResult<libc::c_long> {
+fn check(
+    r: libc::c_long,
+    call: &'static str,
+    what: impl FnOnce() -> String,
+) -> SysResult<libc::c_long> {
     if r < 0 {
         Err(SysError::last(call, what()))
     } else {
@@ -25,7 +29,10 @@ pub fn open(path: &Path, flags: i32, mode: u32) -> SysResult<i32> {
     let c = cstr(path)?;
     // SAFETY: `c` is a NUL-terminated path that outlives the call.
     let fd = unsafe { libc::open(c.as_ptr(), flags, mode) };
-    check(fd as _, "open", || format!("{} flags {flags:#o}", path.display())).map(|v| v as i32)
+    check(fd as _, "open", || {
+        format!("{} flags {flags:#o}", path.display())
+    })
+    .map(|v| v as i32)
 }
 
 /// Moves descriptor `from` to number `to` (closing `from`), with close-on-exec as given.
@@ -59,18 +66,22 @@ pub fn dup_to(from: i32, to: i32, cloexec: bool) -> SysResult<()> {
 pub fn set_cloexec(fd: i32, cloexec: bool) -> SysResult<()> {
     let v = if cloexec { libc::FD_CLOEXEC } else { 0 };
     // SAFETY: fcntl F_SETFD with an integer argument.
-    check(unsafe { libc::fcntl(fd, libc::F_SETFD, v) } as _, "fcntl(F_SETFD)", || {
-        format!("fd {fd}")
-    })
+    check(
+        unsafe { libc::fcntl(fd, libc::F_SETFD, v) } as _,
+        "fcntl(F_SETFD)",
+        || format!("fd {fd}"),
+    )
     .map(drop)
 }
 
 /// Sets the file status flags that F_SETFL can change (O_APPEND, O_NONBLOCK, O_ASYNC...).
 pub fn set_status_flags(fd: i32, flags: i32) -> SysResult<()> {
     // SAFETY: fcntl F_SETFL with an integer argument.
-    check(unsafe { libc::fcntl(fd, libc::F_SETFL, flags) } as _, "fcntl(F_SETFL)", || {
-        format!("fd {fd}")
-    })
+    check(
+        unsafe { libc::fcntl(fd, libc::F_SETFL, flags) } as _,
+        "fcntl(F_SETFL)",
+        || format!("fd {fd}"),
+    )
     .map(drop)
 }
 
@@ -108,13 +119,19 @@ pub fn close_all_except(keep: &[i32]) {
 pub fn chdir(path: &Path) -> SysResult<()> {
     let c = cstr(path)?;
     // SAFETY: NUL-terminated path.
-    check(unsafe { libc::chdir(c.as_ptr()) } as _, "chdir", || path.display().to_string()).map(drop)
+    check(unsafe { libc::chdir(c.as_ptr()) } as _, "chdir", || {
+        path.display().to_string()
+    })
+    .map(drop)
 }
 
 pub fn chroot(path: &Path) -> SysResult<()> {
     let c = cstr(path)?;
     // SAFETY: NUL-terminated path.
-    check(unsafe { libc::chroot(c.as_ptr()) } as _, "chroot", || path.display().to_string()).map(drop)
+    check(unsafe { libc::chroot(c.as_ptr()) } as _, "chroot", || {
+        path.display().to_string()
+    })
+    .map(drop)
 }
 
 pub fn umask(mask: u32) {
@@ -124,9 +141,11 @@ pub fn umask(mask: u32) {
 
 pub fn personality(persona: u32) -> SysResult<()> {
     // SAFETY: no memory arguments.
-    check(unsafe { libc::personality(persona as libc::c_ulong) } as _, "personality", || {
-        format!("{persona:#x}")
-    })
+    check(
+        unsafe { libc::personality(persona as libc::c_ulong) } as _,
+        "personality",
+        || format!("{persona:#x}"),
+    )
     .map(drop)
 }
 
@@ -182,7 +201,11 @@ pub fn map_scratch(addr: u64, len: usize, code: &[u8]) -> SysResult<()> {
         return Err(SysError::last("mmap", format!("scratch at {addr:#x}")));
     }
     if p as u64 != addr {
-        return Err(SysError::new("mmap", format!("scratch at {addr:#x}"), Errno(libc::EEXIST)));
+        return Err(SysError::new(
+            "mmap",
+            format!("scratch at {addr:#x}"),
+            Errno(libc::EEXIST),
+        ));
     }
     assert!(code.len() <= len);
     // SAFETY: p..p+len is the fresh writable mapping created above and code fits in it.
@@ -194,7 +217,11 @@ pub fn map_scratch(addr: u64, len: usize, code: &[u8]) -> SysResult<()> {
 pub fn pipe() -> SysResult<(i32, i32)> {
     let mut fds = [0i32; 2];
     // SAFETY: pipe2 writes two ints into `fds`.
-    check(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } as _, "pipe2", String::new)?;
+    check(
+        unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } as _,
+        "pipe2",
+        String::new,
+    )?;
     Ok((fds[0], fds[1]))
 }
 
@@ -247,8 +274,18 @@ pub fn stat(path: &Path) -> SysResult<(u64, u64, u64, u32, u64)> {
     // SAFETY: stat is plain data; the kernel fills it.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
     // SAFETY: NUL-terminated path and a valid stat buffer.
-    check(unsafe { libc::stat(c.as_ptr(), &mut st) } as _, "stat", || path.display().to_string())?;
-    Ok((st.st_dev, st.st_ino, st.st_size as u64, st.st_mode, st.st_rdev))
+    check(
+        unsafe { libc::stat(c.as_ptr(), &mut st) } as _,
+        "stat",
+        || path.display().to_string(),
+    )?;
+    Ok((
+        st.st_dev,
+        st.st_ino,
+        st.st_size as u64,
+        st.st_mode,
+        st.st_rdev,
+    ))
 }
 
 /// The calling process's process group.
@@ -283,7 +320,10 @@ pub fn pipe_capacity(fd: i32) -> SysResult<u32> {
 pub fn set_pipe_capacity(fd: i32, bytes: u32) -> SysResult<()> {
     // SAFETY: fcntl with an integer argument.
     let r = unsafe { libc::fcntl(fd, libc::F_SETPIPE_SZ, bytes as libc::c_int) };
-    check(r as _, "fcntl(F_SETPIPE_SZ)", || format!("fd {fd} to {bytes}")).map(drop)
+    check(r as _, "fcntl(F_SETPIPE_SZ)", || {
+        format!("fd {fd} to {bytes}")
+    })
+    .map(drop)
 }
 
 /// The bytes queued in the pipe whose read end is `fd`, without consuming them: tee(2)
@@ -322,7 +362,11 @@ pub fn peek_pipe(fd: i32, capacity: u32) -> SysResult<Vec<u8>> {
 pub fn pipe_with(flags: i32) -> SysResult<(i32, i32)> {
     let mut fds = [0i32; 2];
     // SAFETY: pipe2 writes two ints into `fds`.
-    check(unsafe { libc::pipe2(fds.as_mut_ptr(), flags) } as _, "pipe2", String::new)?;
+    check(
+        unsafe { libc::pipe2(fds.as_mut_ptr(), flags) } as _,
+        "pipe2",
+        String::new,
+    )?;
     Ok((fds[0], fds[1]))
 }
 
@@ -394,7 +438,13 @@ pub fn signalfd(mask: u64, flags: i32) -> SysResult<i32> {
 }
 
 /// timerfd_create + timerfd_settime (relative) + the ticks not yet read.
-pub fn timerfd(clockid: i32, flags: i32, value_ns: u64, interval_ns: u64, ticks: u64) -> SysResult<i32> {
+pub fn timerfd(
+    clockid: i32,
+    flags: i32,
+    value_ns: u64,
+    interval_ns: u64,
+    ticks: u64,
+) -> SysResult<i32> {
     // SAFETY: integers only.
     let fd = check(
         unsafe { libc::timerfd_create(clockid, flags) } as _,
@@ -423,7 +473,12 @@ pub fn timerfd(clockid: i32, flags: i32, value_ns: u64, interval_ns: u64, ticks:
 
 pub fn epoll_create(flags: i32) -> SysResult<i32> {
     // SAFETY: integers only.
-    check(unsafe { libc::epoll_create1(flags) } as _, "epoll_create1", String::new).map(|v| v as i32)
+    check(
+        unsafe { libc::epoll_create1(flags) } as _,
+        "epoll_create1",
+        String::new,
+    )
+    .map(|v| v as i32)
 }
 
 /// EPOLL_CTL_ADD of `fd` with raw `events` and `data`.
@@ -431,5 +486,8 @@ pub fn epoll_add(epfd: i32, fd: i32, events: u32, data: u64) -> SysResult<()> {
     let mut ev = libc::epoll_event { events, u64: data };
     // SAFETY: `ev` is a valid epoll_event for the duration of the call.
     let r = unsafe { libc::epoll_ctl(epfd, libc::EPOLL_CTL_ADD, fd, &mut ev) };
-    check(r as _, "epoll_ctl(ADD)", || format!("epoll fd {epfd}, fd {fd}")).map(drop)
+    check(r as _, "epoll_ctl(ADD)", || {
+        format!("epoll fd {epfd}, fd {fd}")
+    })
+    .map(drop)
 }

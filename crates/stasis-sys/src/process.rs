@@ -213,7 +213,10 @@ pub fn get_nice(tid: i32) -> SysResult<i32> {
 pub fn set_nice(tid: i32, nice: i32) -> SysResult<()> {
     // SAFETY: no memory arguments.
     if unsafe { libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, nice) } < 0 {
-        return Err(SysError::last("setpriority", format!("tid {tid}, nice {nice}")));
+        return Err(SysError::last(
+            "setpriority",
+            format!("tid {tid}, nice {nice}"),
+        ));
     }
     Ok(())
 }
@@ -251,7 +254,10 @@ pub fn same_file_description(pid1: i32, fd1: i32, pid2: i32, fd2: i32) -> SysRes
     // SAFETY: kcmp with KCMP_FILE takes only integers.
     let r = unsafe { libc::syscall(libc::SYS_kcmp, pid1, pid2, KCMP_FILE, fd1, fd2) };
     if r < 0 {
-        return Err(SysError::last("kcmp(KCMP_FILE)", format!("pid {pid1} fd {fd1}, pid {pid2} fd {fd2}")));
+        return Err(SysError::last(
+            "kcmp(KCMP_FILE)",
+            format!("pid {pid1} fd {fd1}, pid {pid2} fd {fd2}"),
+        ));
     }
     Ok(r == 0)
 }
@@ -280,8 +286,14 @@ pub fn pidfd_getfd(pid: i32, fd: i32) -> SysResult<RemoteFd> {
     // SAFETY: closing the pidfd we opened.
     unsafe { libc::close(pidfd as i32) };
     if r < 0 {
-        return Err(SysError::new("pidfd_getfd", format!("pid {pid} fd {fd}"), err));
+        return Err(SysError::new(
+            "pidfd_getfd",
+            format!("pid {pid} fd {fd}"),
+            err,
+        ));
     }
     // SAFETY: r is a fresh descriptor that nothing else owns.
-    Ok(RemoteFd(unsafe { std::os::fd::OwnedFd::from_raw_fd(r as i32) }))
+    Ok(RemoteFd(unsafe {
+        std::os::fd::OwnedFd::from_raw_fd(r as i32)
+    }))
 }

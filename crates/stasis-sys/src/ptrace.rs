@@ -57,7 +57,10 @@ pub enum WaitStatus {
     Exited(i32),
     Signaled(i32),
     /// A ptrace stop: the signal and the event (status >> 16).
-    Stopped { sig: i32, event: i32 },
+    Stopped {
+        sig: i32,
+        event: i32,
+    },
     /// A syscall-enter or -exit stop (PTRACE_O_TRACESYSGOOD).
     SyscallStop,
     Continued,
@@ -123,7 +126,14 @@ fn ptrace_raw(
 ) -> SysResult<libc::c_long> {
     // SAFETY: every caller passes addr/data that are either plain integers or pointers to
     // buffers it owns and that are large enough for the request; the kernel validates tid.
-    let r = unsafe { libc::ptrace(req, tid, addr as *mut libc::c_void, data as *mut libc::c_void) };
+    let r = unsafe {
+        libc::ptrace(
+            req,
+            tid,
+            addr as *mut libc::c_void,
+            data as *mut libc::c_void,
+        )
+    };
     if r < 0 {
         Err(SysError::last(name, format!("tid {tid}")))
     } else {
@@ -145,7 +155,14 @@ pub fn seize(tid: i32, extra_options: i32) -> SysResult<()> {
 }
 
 pub fn interrupt(tid: i32) -> SysResult<()> {
-    ptrace_raw(libc::PTRACE_INTERRUPT, tid, 0, 0, "ptrace(PTRACE_INTERRUPT)").map(drop)
+    ptrace_raw(
+        libc::PTRACE_INTERRUPT,
+        tid,
+        0,
+        0,
+        "ptrace(PTRACE_INTERRUPT)",
+    )
+    .map(drop)
 }
 
 /// Detaches, delivering `sig` (0 for none).
@@ -161,7 +178,14 @@ pub fn detach(tid: i32, sig: i32) -> SysResult<()> {
 }
 
 pub fn cont(tid: i32, sig: i32) -> SysResult<()> {
-    ptrace_raw(libc::PTRACE_CONT, tid, 0, sig as usize, "ptrace(PTRACE_CONT)").map(drop)
+    ptrace_raw(
+        libc::PTRACE_CONT,
+        tid,
+        0,
+        sig as usize,
+        "ptrace(PTRACE_CONT)",
+    )
+    .map(drop)
 }
 
 /// Resumes until the next syscall entry or exit.

@@ -135,7 +135,10 @@ impl Remote {
                 WaitStatus::Signaled(sig) => {
                     return Err(SysError::new(
                         "remote syscall",
-                        format!("tid {} killed by signal {sig} during syscall {nr}", self.tid),
+                        format!(
+                            "tid {} killed by signal {sig} during syscall {nr}",
+                            self.tid
+                        ),
                         Errno(libc::ESRCH),
                     ))
                 }

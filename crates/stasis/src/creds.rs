@@ -17,8 +17,11 @@ const SECBIT_KEEP_CAPS: u32 = 1 << 4;
 const LAST_CAP: u32 = 63;
 
 pub fn dump(status: &Status, s: &mut Session) -> Result<Credentials> {
-    let securebits =
-        s.call("prctl(PR_GET_SECUREBITS)", libc::SYS_prctl, [PR_GET_SECUREBITS, 0, 0, 0, 0, 0])? as u32;
+    let securebits = s.call(
+        "prctl(PR_GET_SECUREBITS)",
+        libc::SYS_prctl,
+        [PR_GET_SECUREBITS, 0, 0, 0, 0, 0],
+    )? as u32;
     Ok(Credentials {
         uid: status.uid,
         gid: status.gid,
@@ -37,8 +40,11 @@ pub fn dump(status: &Status, s: &mut Session) -> Result<Credentials> {
 pub fn restore(s: &mut Session, c: &Credentials) -> Result<()> {
     let pid = s.pid();
     let now = procfs::task_status(pid, s.tid()).proc(pid)?;
-    let securebits_now =
-        s.call("prctl(PR_GET_SECUREBITS)", libc::SYS_prctl, [PR_GET_SECUREBITS, 0, 0, 0, 0, 0])? as u32;
+    let securebits_now = s.call(
+        "prctl(PR_GET_SECUREBITS)",
+        libc::SYS_prctl,
+        [PR_GET_SECUREBITS, 0, 0, 0, 0, 0],
+    )? as u32;
     let same = now.uid == c.uid
         && now.gid == c.gid
         && now.groups == c.groups
@@ -54,7 +60,11 @@ pub fn restore(s: &mut Session, c: &Credentials) -> Result<()> {
     for cap in 0..=LAST_CAP {
         let bit = 1u64 << cap;
         if now.cap_bnd & bit != 0 && c.cap_bounding & bit == 0 {
-            s.call("prctl(PR_CAPBSET_DROP)", libc::SYS_prctl, [PR_CAPBSET_DROP, cap as u64, 0, 0, 0, 0])?;
+            s.call(
+                "prctl(PR_CAPBSET_DROP)",
+                libc::SYS_prctl,
+                [PR_CAPBSET_DROP, cap as u64, 0, 0, 0, 0],
+            )?;
         }
     }
     // Securebits other than keep-caps need privileges: set them while we still have them.
@@ -62,18 +72,49 @@ pub fn restore(s: &mut Session, c: &Credentials) -> Result<()> {
         s.call(
             "prctl(PR_SET_SECUREBITS)",
             libc::SYS_prctl,
-            [PR_SET_SECUREBITS, (c.securebits | SECBIT_KEEP_CAPS) as u64, 0, 0, 0, 0],
+            [
+                PR_SET_SECUREBITS,
+                (c.securebits | SECBIT_KEEP_CAPS) as u64,
+                0,
+                0,
+                0,
+                0,
+            ],
         )?;
     }
     let groups: Vec<u8> = c.groups.iter().flat_map(|g| g.to_le_bytes()).collect();
     let gaddr = s.put(512, &groups)?;
-    s.call("setgroups", libc::SYS_setgroups, [c.groups.len() as u64, gaddr, 0, 0, 0, 0])?;
-    s.call("setresgid", libc::SYS_setresgid, [c.gid[0] as u64, c.gid[1] as u64, c.gid[2] as u64, 0, 0, 0])?;
-    s.call("setfsgid", libc::SYS_setfsgid, [c.gid[3] as u64, 0, 0, 0, 0, 0])?;
+    s.call(
+        "setgroups",
+        libc::SYS_setgroups,
+        [c.groups.len() as u64, gaddr, 0, 0, 0, 0],
+    )?;
+    s.call(
+        "setresgid",
+        libc::SYS_setresgid,
+        [c.gid[0] as u64, c.gid[1] as u64, c.gid[2] as u64, 0, 0, 0],
+    )?;
+    s.call(
+        "setfsgid",
+        libc::SYS_setfsgid,
+        [c.gid[3] as u64, 0, 0, 0, 0, 0],
+    )?;
     // Keep the permitted set across the uid change; capset below sets the real sets.
-    s.call("prctl(PR_SET_KEEPCAPS)", libc::SYS_prctl, [PR_SET_KEEPCAPS, 1, 0, 0, 0, 0])?;
-    s.call("setresuid", libc::SYS_setresuid, [c.uid[0] as u64, c.uid[1] as u64, c.uid[2] as u64, 0, 0, 0])?;
-    s.call("setfsuid", libc::SYS_setfsuid, [c.uid[3] as u64, 0, 0, 0, 0, 0])?;
+    s.call(
+        "prctl(PR_SET_KEEPCAPS)",
+        libc::SYS_prctl,
+        [PR_SET_KEEPCAPS, 1, 0, 0, 0, 0],
+    )?;
+    s.call(
+        "setresuid",
+        libc::SYS_setresuid,
+        [c.uid[0] as u64, c.uid[1] as u64, c.uid[2] as u64, 0, 0, 0],
+    )?;
+    s.call(
+        "setfsuid",
+        libc::SYS_setfsuid,
+        [c.uid[3] as u64, 0, 0, 0, 0, 0],
+    )?;
     let mut capdata = Vec::new();
     capdata.extend_from_slice(&CAP_VERSION_3.to_le_bytes());
     capdata.extend_from_slice(&0i32.to_le_bytes());
@@ -86,7 +127,11 @@ pub fn restore(s: &mut Session, c: &Credentials) -> Result<()> {
     let hdr = s.put(0, &capdata)?;
     s.call("capset", libc::SYS_capset, [hdr, hdr + 8, 0, 0, 0, 0])?;
     let keep = (c.securebits & SECBIT_KEEP_CAPS != 0) as u64;
-    s.call("prctl(PR_SET_KEEPCAPS)", libc::SYS_prctl, [PR_SET_KEEPCAPS, keep, 0, 0, 0, 0])?;
+    s.call(
+        "prctl(PR_SET_KEEPCAPS)",
+        libc::SYS_prctl,
+        [PR_SET_KEEPCAPS, keep, 0, 0, 0, 0],
+    )?;
     for cap in 0..=LAST_CAP {
         if c.cap_ambient & (1u64 << cap) != 0 {
             s.call(

@@ -100,7 +100,12 @@ fn freeze_tree(root: i32) -> Result<Tree> {
             let stat = match procfs::stat(child) {
                 Ok(s) => s,
                 Err(e) if e.is_gone() => continue,
-                Err(e) => return Err(Error::Proc { pid: child, source: e }),
+                Err(e) => {
+                    return Err(Error::Proc {
+                        pid: child,
+                        source: e,
+                    })
+                }
             };
             if stat.state == 'Z' {
                 tree.zombies.push(stat);
@@ -220,7 +225,8 @@ fn dump_process(
     let data = s.data_addr();
     let insn = session.syscall_insn;
     for t in frozen.threads.iter().filter(|t| t.tid != leader.tid) {
-        ptrace::set_sigmask(t.tid, !0u64).ctx(pid, || format!("block signals of thread {}", t.tid))?;
+        ptrace::set_sigmask(t.tid, !0u64)
+            .ctx(pid, || format!("block signals of thread {}", t.tid))?;
         let mut ts = Session::new(pid, Remote::new(t.tid, insn, t.regs), data)?;
         threads.push(task::dump_thread(pid, t, &mut ts)?);
     }
@@ -264,7 +270,11 @@ struct DumpSession {
 }
 
 impl DumpSession {
-    fn open(pid: i32, thread: &crate::freeze::FrozenThread, vmas: &[stasis_image::Vma]) -> Result<Self> {
+    fn open(
+        pid: i32,
+        thread: &crate::freeze::FrozenThread,
+        vmas: &[stasis_image::Vma],
+    ) -> Result<Self> {
         let vdso = vmas
             .iter()
             .find(|v| matches!(&v.kind, VmaKind::Special { name } if name == "[vdso]"))
@@ -275,7 +285,8 @@ impl DumpSession {
             })?;
         let mem = ProcMem::open(pid).ctx(pid, || "open /proc/PID/mem".into())?;
         let mut code = vec![0u8; (vdso.end - vdso.start) as usize];
-        mem.read(vdso.start, &mut code).ctx(pid, || "read the vdso".into())?;
+        mem.read(vdso.start, &mut code)
+            .ctx(pid, || "read the vdso".into())?;
         let off = find_syscall_insn(&code).ok_or_else(|| Error::Unsupported {
             pid,
             object: "vdso".into(),
@@ -307,8 +318,11 @@ impl DumpSession {
     fn close(mut self) -> Result<()> {
         self.mapped = false;
         let data = self.session.data_addr();
-        self.session
-            .call("munmap", libc::SYS_munmap, [data, DATA_LEN as u64, 0, 0, 0, 0])?;
+        self.session.call(
+            "munmap",
+            libc::SYS_munmap,
+            [data, DATA_LEN as u64, 0, 0, 0, 0],
+        )?;
         Ok(())
     }
 }
@@ -317,9 +331,11 @@ impl Drop for DumpSession {
     fn drop(&mut self) {
         if self.mapped {
             let data = self.session.data_addr();
-            let _ = self
-                .session
-                .call("munmap", libc::SYS_munmap, [data, DATA_LEN as u64, 0, 0, 0, 0]);
+            let _ = self.session.call(
+                "munmap",
+                libc::SYS_munmap,
+                [data, DATA_LEN as u64, 0, 0, 0, 0],
+            );
         }
     }
 }

@@ -79,7 +79,10 @@ impl Session {
 
     /// Copies `bytes` to the data area at `offset`; returns the target address.
     pub fn put(&self, offset: usize, bytes: &[u8]) -> Result<u64> {
-        assert!(offset + bytes.len() <= DATA_LEN, "remote data area overflow");
+        assert!(
+            offset + bytes.len() <= DATA_LEN,
+            "remote data area overflow"
+        );
         let addr = self.data + offset as u64;
         self.mem
             .write(addr, bytes)

@@ -18,4 +18,4 @@ pub mod timers;
 
 pub use dump::{dump, DumpOptions, DumpSummary};
 pub use error::{Error, Result};
-pub use restore::{restore, Restored, RestoreOptions};
+pub use restore::{restore, RestoreOptions, Restored};

@@ -107,9 +107,7 @@ fn store_page(vma: &Vma, entry: u64) -> bool {
         VmaKind::Special { .. } => false,
         VmaKind::Anonymous { .. } => present || swapped,
         // Private file mappings: only the pages the process wrote (now anonymous copies).
-        VmaKind::File { .. } if !vma.shared => {
-            swapped || (present && entry & procfs::PM_FILE == 0)
-        }
+        VmaKind::File { .. } if !vma.shared => swapped || (present && entry & procfs::PM_FILE == 0),
         // Shared file mappings: the file holds the data.
         VmaKind::File { .. } => false,
     }
@@ -181,7 +179,13 @@ pub fn dump_pages(pid: i32, vmas: &[Vma], out: &mut PagesWriter) -> Result<Vec<P
         let end = r.vaddr + r.count * PAGE;
         while addr < end {
             let len = (end - addr).min(BATCH as u64);
-            pieces.push((RemoteRange { addr, len: len as usize }, can_read));
+            pieces.push((
+                RemoteRange {
+                    addr,
+                    len: len as usize,
+                },
+                can_read,
+            ));
             addr += len;
         }
     }
@@ -203,7 +207,12 @@ pub fn dump_pages(pid: i32, vmas: &[Vma], out: &mut PagesWriter) -> Result<Vec<P
 
 /// Reads one batch of pieces into `buf` (packed): readable ones with process_vm_readv,
 /// the rest (PROT_NONE, or what process_vm_readv refused) through /proc/PID/mem.
-fn read_batch(pid: i32, mem: &ProcMem, pieces: &[(RemoteRange, bool)], buf: &mut [u8]) -> Result<()> {
+fn read_batch(
+    pid: i32,
+    mem: &ProcMem,
+    pieces: &[(RemoteRange, bool)],
+    buf: &mut [u8],
+) -> Result<()> {
     let mut pos = 0usize;
     let mut k = 0usize;
     while k < pieces.len() {
@@ -227,7 +236,9 @@ fn read_batch(pid: i32, mem: &ProcMem, pieces: &[(RemoteRange, bool)], buf: &mut
             if end > got {
                 let skip = got.saturating_sub(off);
                 mem.read(r.addr + skip as u64, &mut buf[pos + off + skip..pos + end])
-                    .ctx(pid, || format!("read memory at {:#x}", r.addr + skip as u64))?;
+                    .ctx(pid, || {
+                        format!("read memory at {:#x}", r.addr + skip as u64)
+                    })?;
             }
             off = end;
         }
@@ -297,12 +308,11 @@ pub fn plan_map_files(mm: &MmImage, first_fd: i32) -> Vec<MapFile> {
 pub fn check_map_files(pid: i32, mm: &MmImage) -> Result<()> {
     for v in &mm.vmas {
         if let VmaKind::File { path, size, .. } = &v.kind {
-            let (_, _, now, _, _) = stasis_sys::own::stat(std::path::Path::new(path)).map_err(|e| {
-                Error::Restore {
+            let (_, _, now, _, _) =
+                stasis_sys::own::stat(std::path::Path::new(path)).map_err(|e| Error::Restore {
                     pid,
                     reason: format!("mapped file {path} is not available: {e}"),
-                }
-            })?;
+                })?;
             if now != *size {
                 return Err(Error::Restore {
                     pid,
@@ -373,19 +383,20 @@ pub fn restore(
         }
     }
     for (i, v) in mm.vmas.iter().enumerate() {
-        let (fd, file_flags) = match &v.kind {
-            VmaKind::Special { .. } => continue,
-            VmaKind::Anonymous { .. } => (-1i64, libc::MAP_ANONYMOUS),
-            VmaKind::File { path, .. } => {
-                let f = map_files.iter().find(|f| &f.path == path).ok_or_else(|| {
-                    Error::Restore {
-                        pid,
-                        reason: format!("no descriptor planned for mapped file {path}"),
-                    }
-                })?;
-                (f.fd as i64, 0)
-            }
-        };
+        let (fd, file_flags) =
+            match &v.kind {
+                VmaKind::Special { .. } => continue,
+                VmaKind::Anonymous { .. } => (-1i64, libc::MAP_ANONYMOUS),
+                VmaKind::File { path, .. } => {
+                    let f = map_files.iter().find(|f| &f.path == path).ok_or_else(|| {
+                        Error::Restore {
+                            pid,
+                            reason: format!("no descriptor planned for mapped file {path}"),
+                        }
+                    })?;
+                    (f.fd as i64, 0)
+                }
+            };
         let mut prot = v.prot;
         if has_pages[i] {
             prot |= (libc::PROT_READ | libc::PROT_WRITE) as u32;
@@ -427,11 +438,19 @@ pub fn restore(
 
     // Advice first: MADV_HUGEPAGE makes the fill below allocate huge pages, as the
     // original had them.
-    for v in mm.vmas.iter().filter(|v| !matches!(v.kind, VmaKind::Special { .. })) {
+    for v in mm
+        .vmas
+        .iter()
+        .filter(|v| !matches!(v.kind, VmaKind::Special { .. }))
+    {
         for (flag, advice) in MADVISE_FLAGS {
             if v.vm_flags.iter().any(|f| f == flag) {
-                s.call("madvise", libc::SYS_madvise, [v.start, v.end - v.start, *advice as u64, 0, 0, 0])
-                    .map_err(|e| vma_err(pid, v, e))?;
+                s.call(
+                    "madvise",
+                    libc::SYS_madvise,
+                    [v.start, v.end - v.start, *advice as u64, 0, 0, 0],
+                )
+                .map_err(|e| vma_err(pid, v, e))?;
             }
         }
     }
@@ -444,8 +463,12 @@ pub fn restore(
         }
         let len = v.end - v.start;
         if has_pages[i] && v.prot != v.prot | (libc::PROT_READ | libc::PROT_WRITE) as u32 {
-            s.call("mprotect", libc::SYS_mprotect, [v.start, len, v.prot as u64, 0, 0, 0])
-                .map_err(|e| vma_err(pid, v, e))?;
+            s.call(
+                "mprotect",
+                libc::SYS_mprotect,
+                [v.start, len, v.prot as u64, 0, 0, 0],
+            )
+            .map_err(|e| vma_err(pid, v, e))?;
         }
         if v.vm_flags.iter().any(|f| f == "lo") {
             s.call("mlock", libc::SYS_mlock, [v.start, len, 0, 0, 0, 0])
@@ -453,7 +476,11 @@ pub fn restore(
         }
     }
     // Sealing comes last: a sealed mapping cannot be changed any more.
-    for v in mm.vmas.iter().filter(|v| v.vm_flags.iter().any(|f| f == "sl")) {
+    for v in mm
+        .vmas
+        .iter()
+        .filter(|v| v.vm_flags.iter().any(|f| f == "sl"))
+    {
         if !matches!(v.kind, VmaKind::Special { .. }) {
             s.call("mseal", SYS_MSEAL, [v.start, v.end - v.start, 0, 0, 0, 0])
                 .map_err(|e| vma_err(pid, v, e))?;
@@ -479,12 +506,16 @@ fn fill_pages(pid: i32, mm: &MmImage, pages: &[u8]) -> Result<()> {
         .collect();
     let start = first.offset as usize;
     let total: usize = ranges.iter().map(|r| r.len).sum();
-    let data = pages.get(start..start + total).ok_or_else(|| Error::Restore {
-        pid,
-        reason: "page index points past the end of the page file".into(),
-    })?;
+    let data = pages
+        .get(start..start + total)
+        .ok_or_else(|| Error::Restore {
+            pid,
+            reason: "page index points past the end of the page file".into(),
+        })?;
     // Split into one share per core, at run boundaries (and inside a huge run).
-    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(8);
     let share = total.div_ceil(workers).max(1 << 20);
     let mut jobs: Vec<(Vec<RemoteRange>, &[u8])> = Vec::new();
     let mut cur: Vec<RemoteRange> = Vec::new();
@@ -493,7 +524,10 @@ fn fill_pages(pid: i32, mm: &MmImage, pages: &[u8]) -> Result<()> {
         let mut r = *r;
         while r.len > 0 {
             let take = r.len.min(share - cur_len);
-            cur.push(RemoteRange { addr: r.addr, len: take });
+            cur.push(RemoteRange {
+                addr: r.addr,
+                len: take,
+            });
             cur_len += take;
             r.addr += take as u64;
             r.len -= take;
@@ -531,7 +565,11 @@ fn vma_err(pid: i32, v: &Vma, e: Error) -> Error {
     }
 }
 
-fn unmap_all_but_specials(s: &mut Session, current: &[MapsEntry], scratch: (u64, u64)) -> Result<()> {
+fn unmap_all_but_specials(
+    s: &mut Session,
+    current: &[MapsEntry],
+    scratch: (u64, u64),
+) -> Result<()> {
     let mut keep: Vec<(u64, u64)> = current
         .iter()
         .filter(|m| m.is_special())
@@ -540,7 +578,10 @@ fn unmap_all_but_specials(s: &mut Session, current: &[MapsEntry], scratch: (u64,
     keep.push(scratch);
     keep.sort_unstable();
     let mut at = 0u64;
-    for (start, end) in keep.into_iter().chain(std::iter::once((TASK_TOP, TASK_TOP))) {
+    for (start, end) in keep
+        .into_iter()
+        .chain(std::iter::once((TASK_TOP, TASK_TOP)))
+    {
         let start = start.min(TASK_TOP);
         if start > at {
             s.call("munmap", libc::SYS_munmap, [at, start - at, 0, 0, 0, 0])?;
@@ -551,7 +592,12 @@ fn unmap_all_but_specials(s: &mut Session, current: &[MapsEntry], scratch: (u64,
 }
 
 /// Moves [vdso], [vvar], [vvar_vclock]... of the child to where the image had them.
-fn move_specials(s: &mut Session, mm: &MmImage, current: &[MapsEntry], scratch: (u64, u64)) -> Result<()> {
+fn move_specials(
+    s: &mut Session,
+    mm: &MmImage,
+    current: &[MapsEntry],
+    scratch: (u64, u64),
+) -> Result<()> {
     let pid = s.pid();
     let wanted: Vec<&Vma> = mm
         .vmas
@@ -566,13 +612,15 @@ fn move_specials(s: &mut Session, mm: &MmImage, current: &[MapsEntry], scratch: 
         VmaKind::Special { name } => name.clone(),
         _ => String::new(),
     };
-    let mismatch = || Error::Restore {
+    let mismatch = || {
+        Error::Restore {
         pid,
         reason: format!(
             "the kernel's special mappings differ from the image's (image: {}; this kernel: {}): restore on the kernel the image was taken on",
             wanted.iter().map(|v| format!("{} {} KiB", name_of(v), (v.end - v.start) / 1024)).collect::<Vec<_>>().join(", "),
             have.iter().map(|m| format!("{} {} KiB", m.path, (m.end - m.start) / 1024)).collect::<Vec<_>>().join(", "),
         ),
+    }
     };
     if wanted.len() != have.len() {
         return Err(mismatch());

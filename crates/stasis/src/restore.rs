@@ -39,7 +39,8 @@ pub struct Restored {
 impl Restored {
     /// Waits for the root to end.
     pub fn wait(&self) -> Result<process::ExitStatus> {
-        process::wait_exit(self.child_pid).ctx(self.root_pid, || "wait for the restored process".into())
+        process::wait_exit(self.child_pid)
+            .ctx(self.root_pid, || "wait for the restored process".into())
     }
 }
 
@@ -98,7 +99,10 @@ pub fn restore(opts: &RestoreOptions) -> Result<Restored> {
     if manifest.page_size != process::page_size() {
         return Err(Error::Restore {
             pid: root.pid,
-            reason: format!("page size {} differs from this machine's", manifest.page_size),
+            reason: format!(
+                "page size {} differs from this machine's",
+                manifest.page_size
+            ),
         });
     }
     // Everything is checked before anything is created.
@@ -109,12 +113,16 @@ pub fn restore(opts: &RestoreOptions) -> Result<Restored> {
             pid,
             reason: format!("open {}: {e}", entry.pages_file),
         })?;
-        let map = MappedFile::open(&file, &entry.pages_file).ctx(pid, || "map the page file".into())?;
+        let map =
+            MappedFile::open(&file, &entry.pages_file).ctx(pid, || "map the page file".into())?;
         reader.verify_pages(&entry.pages_file, map.bytes())?;
         pages.push(map);
         files::check(pid, &t.fds)?;
         mem::check_map_files(pid, &t.mm)?;
-        let has_terminal = t.fds.iter().any(|f| matches!(f.file, stasis_image::FileKind::Terminal { .. }));
+        let has_terminal = t
+            .fds
+            .iter()
+            .any(|f| matches!(f.file, stasis_image::FileKind::Terminal { .. }));
         if has_terminal && !opts.shell_job {
             return Err(Error::Restore {
                 pid,
@@ -153,13 +161,20 @@ pub fn restore(opts: &RestoreOptions) -> Result<Restored> {
     };
     let mut guard = TreeGuard {
         child: Some(child_pid),
-        all: if opts.new_pidns { Vec::new() } else { tasks.iter().map(|t| t.pid).collect() },
+        all: if opts.new_pidns {
+            Vec::new()
+        } else {
+            tasks.iter().map(|t| t.pid).collect()
+        },
     };
     let report = own::read_to_end(report_r).ctx(root.pid, || "read the children's reports".into());
     own::close(report_r);
     let report = String::from_utf8_lossy(&report?).into_owned();
     check_reports(&tasks, &report)?;
-    log::info!("{} process(es) created, file tables and attributes set up", tasks.len());
+    log::info!(
+        "{} process(es) created, file tables and attributes set up",
+        tasks.len()
+    );
     let pids = if opts.new_pidns {
         PidMap::of_namespace(child_pid)?
     } else {
@@ -251,19 +266,27 @@ enum PidMap {
 impl PidMap {
     /// Reads /proc/*/status NSpid of every process in the PID namespace of `init`.
     fn of_namespace(init: i32) -> Result<Self> {
-        let ns = std::fs::read_link(format!("/proc/{init}/ns/pid")).map_err(|e| Error::Restore {
-            pid: init,
-            reason: format!("read the PID namespace of the restore init: {e}"),
-        })?;
+        let ns =
+            std::fs::read_link(format!("/proc/{init}/ns/pid")).map_err(|e| Error::Restore {
+                pid: init,
+                reason: format!("read the PID namespace of the restore init: {e}"),
+            })?;
         let mut map = Vec::new();
         for entry in std::fs::read_dir("/proc").map_err(|e| Error::Restore {
             pid: init,
             reason: format!("list /proc: {e}"),
         })? {
-            let Some(host) = entry.ok().and_then(|e| e.file_name().to_str()?.parse::<i32>().ok()) else {
+            let Some(host) = entry
+                .ok()
+                .and_then(|e| e.file_name().to_str()?.parse::<i32>().ok())
+            else {
                 continue;
             };
-            if std::fs::read_link(format!("/proc/{host}/ns/pid")).ok().as_ref() != Some(&ns) {
+            if std::fs::read_link(format!("/proc/{host}/ns/pid"))
+                .ok()
+                .as_ref()
+                != Some(&ns)
+            {
                 continue;
             }
             if let Ok(st) = procfs::status(host) {
@@ -278,10 +301,15 @@ impl PidMap {
     fn host(&self, pid: i32) -> Result<i32> {
         match self {
             Self::Same => Ok(pid),
-            Self::Namespace(map) => map.iter().find(|m| m.0 == pid).map(|m| m.1).ok_or(Error::Restore {
-                pid,
-                reason: "the restored process is not in the new PID namespace".into(),
-            }),
+            Self::Namespace(map) => {
+                map.iter()
+                    .find(|m| m.0 == pid)
+                    .map(|m| m.1)
+                    .ok_or(Error::Restore {
+                        pid,
+                        reason: "the restored process is not in the new PID namespace".into(),
+                    })
+            }
         }
     }
 
@@ -307,7 +335,10 @@ impl PidMap {
 fn init_main(tasks: &[TaskImage], plan: &TreePlan, report_w: i32) -> i32 {
     let root = &tasks[0];
     if let Err(e) = own::remount_proc_private() {
-        let _ = own::write_all(report_w, format!("{} error: new PID namespace: {e}\n", root.pid).as_bytes());
+        let _ = own::write_all(
+            report_w,
+            format!("{} error: new PID namespace: {e}\n", root.pid).as_bytes(),
+        );
         return 1;
     }
     let spawned = process::spawn_with_pid(root.pid, || task_main(tasks, plan, 0, Some(report_w)));
@@ -331,7 +362,9 @@ fn init_main(tasks: &[TaskImage], plan: &TreePlan, report_w: i32) -> i32 {
 }
 
 fn comm_of(pid: i32) -> String {
-    procfs::status(pid).map(|s| s.name).unwrap_or_else(|_| "unknown".into())
+    procfs::status(pid)
+        .map(|s| s.name)
+        .unwrap_or_else(|_| "unknown".into())
 }
 
 /// A PID held by a zombie or a dying process is free soon: wait a little for it.
@@ -384,12 +417,13 @@ fn make_plan(tasks: &[TaskImage], opts: &RestoreOptions) -> Result<TreePlan> {
         // copy) and in the image's.
         let mut occupied: Vec<(u64, u64)> = t.mm.vmas.iter().map(|v| (v.start, v.end)).collect();
         occupied.extend_from_slice(&own_maps);
-        let scratch = mem::find_gap(&occupied, SCRATCH_LEN, 1 << 32, TASK_TOP).ok_or_else(|| {
-            Error::Restore {
-                pid: t.pid,
-                reason: "no free address range for the scratch page".into(),
-            }
-        })?;
+        let scratch =
+            mem::find_gap(&occupied, SCRATCH_LEN, 1 << 32, TASK_TOP).ok_or_else(|| {
+                Error::Restore {
+                    pid: t.pid,
+                    reason: "no free address range for the scratch page".into(),
+                }
+            })?;
         let children = tasks
             .iter()
             .enumerate()
@@ -463,8 +497,11 @@ fn task_setup(
         let ctx = ReopenContext {
             terminal: plan.terminal.clone(),
         };
-        let descs: Vec<(u32, &stasis_image::FdImage)> =
-            plan.descs.iter().map(|&(d, ti, fi)| (d, &tasks[ti].fds[fi])).collect();
+        let descs: Vec<(u32, &stasis_image::FdImage)> = plan
+            .descs
+            .iter()
+            .map(|&(d, ti, fi)| (d, &tasks[ti].fds[fi]))
+            .collect();
         let pipe_data: Vec<&stasis_image::PipeData> =
             tasks.iter().flat_map(|t| t.pipe_data.iter()).collect();
         files::open_descriptions(&descs, &pipe_data, &ctx, |d| plan.slot(d))?;
@@ -475,7 +512,11 @@ fn task_setup(
     for f in &t.fds {
         own::dup_to(plan.slot(f.desc), f.fd, f.cloexec).map_err(|e| format!("fd {}: {e}", f.fd))?;
     }
-    files::register_epolls(&t.fds, |f| plan.descs.iter().any(|&(d, ti, _)| d == f.desc && ti == idx))?;
+    files::register_epolls(&t.fds, |f| {
+        plan.descs
+            .iter()
+            .any(|&(d, ti, _)| d == f.desc && ti == idx)
+    })?;
     for &ci in &tp.children {
         let c = &tasks[ci];
         let r = if c.state == 'Z' {
@@ -489,8 +530,13 @@ fn task_setup(
     own_fds.push(plan.report_fd);
     own::close_all_except(&own_fds);
     for mf in &tp.map_files {
-        let flags = if mf.writable { libc::O_RDWR } else { libc::O_RDONLY };
-        let fd = own::open(Path::new(&mf.path), flags, 0).map_err(|e| format!("open mapped file: {e}"))?;
+        let flags = if mf.writable {
+            libc::O_RDWR
+        } else {
+            libc::O_RDONLY
+        };
+        let fd = own::open(Path::new(&mf.path), flags, 0)
+            .map_err(|e| format!("open mapped file: {e}"))?;
         own::move_fd(fd, mf.fd, true).map_err(|e| e.to_string())?;
     }
     let exe = own::open(Path::new(&t.attrs.exe), libc::O_RDONLY, 0)
@@ -515,8 +561,12 @@ fn set_session(t: &TaskImage) -> std::result::Result<(), String> {
     if t.pgid == pid {
         own::setpgid(0, 0).map_err(|e| e.to_string())?;
     } else if t.sid != pid {
-        own::setpgid(0, t.pgid)
-            .map_err(|e| format!("join process group {} (its leader is not restored before it?): {e}", t.pgid))?;
+        own::setpgid(0, t.pgid).map_err(|e| {
+            format!(
+                "join process group {} (its leader is not restored before it?): {e}",
+                t.pgid
+            )
+        })?;
     }
     Ok(())
 }
@@ -582,7 +632,14 @@ fn take_over(t: &TaskImage, plan: &TaskPlan, pages: &[u8], pids: &PidMap) -> Res
         _ => false,
     };
     let exe_fd = if same_exe { -1 } else { plan.exe_fd };
-    mem::restore(&mut s, &t.mm, &plan.map_files, exe_fd, pages, (plan.scratch, plan.scratch + SCRATCH_LEN))?;
+    mem::restore(
+        &mut s,
+        &t.mm,
+        &plan.map_files,
+        exe_fd,
+        pages,
+        (plan.scratch, plan.scratch + SCRATCH_LEN),
+    )?;
     for fd in plan.map_files.iter().map(|m| m.fd).chain([plan.exe_fd]) {
         s.call("close", libc::SYS_close, [fd as u64, 0, 0, 0, 0, 0])?;
     }
@@ -603,7 +660,11 @@ fn take_over(t: &TaskImage, plan: &TaskPlan, pages: &[u8], pids: &PidMap) -> Res
         let tid = task::create_thread(&mut s, th.tid, |ns_tid| pids.host_thread(pid, ns_tid))?;
         host_tids.push(tid);
         let regs = ptrace::get_regs(tid).ctx(pid, || format!("registers of new thread {tid}"))?;
-        let mut ts = Session::new(pid, Remote::new(tid, plan.scratch, regs), plan.scratch + PAGE)?;
+        let mut ts = Session::new(
+            pid,
+            Remote::new(tid, plan.scratch, regs),
+            plan.scratch + PAGE,
+        )?;
         ts.set_ns_pid(t.pid);
         task::restore_thread_remote(&mut ts, th)?;
         task::restore_thread_outside(pid, tid, th)?;
@@ -612,7 +673,11 @@ fn take_over(t: &TaskImage, plan: &TaskPlan, pages: &[u8], pids: &PidMap) -> Res
 
     // Last: the mask, then the scratch page goes; the task stops at that munmap's exit,
     // where it gets its final registers.
-    s.call("munmap", libc::SYS_munmap, [plan.scratch, SCRATCH_LEN, 0, 0, 0, 0])?;
+    s.call(
+        "munmap",
+        libc::SYS_munmap,
+        [plan.scratch, SCRATCH_LEN, 0, 0, 0, 0],
+    )?;
     finish_thread(pid, pid, thread)?;
     let sig = if t.job_stopped { libc::SIGSTOP } else { 0 };
     for tid in host_tids {

@@ -91,7 +91,8 @@ pub fn restore_altstack(s: &mut Session, st: &SigAltStack) -> Result<()> {
 
 /// Signals queued for thread `tid` (or, with `shared`, for its process), left queued.
 pub fn dump_pending(pid: i32, tid: i32, shared: bool) -> Result<Vec<PendingSignal>> {
-    let raw = ptrace::peek_pending(tid, shared).ctx(pid, || format!("pending signals of thread {tid}"))?;
+    let raw = ptrace::peek_pending(tid, shared)
+        .ctx(pid, || format!("pending signals of thread {tid}"))?;
     Ok(raw
         .into_iter()
         .map(|info| PendingSignal {
@@ -109,7 +110,11 @@ pub fn restore_pending(s: &mut Session, tid: Option<i32>, pending: &[PendingSign
         if p.siginfo.len() != ptrace::SIGINFO_LEN {
             return Err(crate::error::Error::Restore {
                 pid: tgid,
-                reason: format!("pending signal {} has a siginfo of {} bytes", p.signo, p.siginfo.len()),
+                reason: format!(
+                    "pending signal {} has a siginfo of {} bytes",
+                    p.signo,
+                    p.siginfo.len()
+                ),
             });
         }
         let info = s.put(0, &p.siginfo)?;

@@ -86,11 +86,15 @@ pub fn dump_thread(pid: i32, t: &FrozenThread, s: &mut Session) -> Result<Thread
     let xstate = ptrace::get_xstate(tid).ctx(pid, || format!("thread {tid} FPU state"))?;
     let sigaltstack = signals::dump_altstack(s)?;
     let data = s.data_addr();
-    s.call("prctl(PR_GET_TID_ADDRESS)", libc::SYS_prctl, [PR_GET_TID_ADDRESS, data, 0, 0, 0, 0])?;
+    s.call(
+        "prctl(PR_GET_TID_ADDRESS)",
+        libc::SYS_prctl,
+        [PR_GET_TID_ADDRESS, data, 0, 0, 0, 0],
+    )?;
     let clear_child_tid = s.get_u64(0)?;
-    let (head, len) = ptrace::get_robust_list(tid).ctx(pid, || format!("thread {tid} robust list"))?;
-    let rseq = ptrace::get_rseq_configuration(tid)
-        .ctx(pid, || format!("thread {tid} rseq"))?;
+    let (head, len) =
+        ptrace::get_robust_list(tid).ctx(pid, || format!("thread {tid} robust list"))?;
+    let rseq = ptrace::get_rseq_configuration(tid).ctx(pid, || format!("thread {tid} rseq"))?;
     let (policy, priority) = process::get_scheduler(tid).ctx(pid, || format!("thread {tid}"))?;
     let nice = process::get_nice(tid).ctx(pid, || format!("thread {tid}"))?;
     let comm = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/comm"))
@@ -125,7 +129,8 @@ pub fn dump_thread(pid: i32, t: &FrozenThread, s: &mut Session) -> Result<Thread
 /// about to be unmapped, and the kernel would fault writing to it.
 pub fn unregister_inherited_rseq(s: &mut Session) -> Result<()> {
     let tid = s.tid();
-    let conf = ptrace::get_rseq_configuration(tid).ctx(s.pid(), || "rseq of restore child".into())?;
+    let conf =
+        ptrace::get_rseq_configuration(tid).ctx(s.pid(), || "rseq of restore child".into())?;
     if conf.rseq_abi_size > 0 {
         s.call(
             "rseq(unregister)",
@@ -152,8 +157,16 @@ pub fn restore_thread_remote(s: &mut Session, t: &ThreadImage) -> Result<()> {
     name.truncate(15);
     name.push(0);
     let addr = s.put(0, &name)?;
-    s.call("prctl(PR_SET_NAME)", libc::SYS_prctl, [PR_SET_NAME, addr, 0, 0, 0, 0])?;
-    s.call("set_tid_address", libc::SYS_set_tid_address, [t.clear_child_tid, 0, 0, 0, 0, 0])?;
+    s.call(
+        "prctl(PR_SET_NAME)",
+        libc::SYS_prctl,
+        [PR_SET_NAME, addr, 0, 0, 0, 0],
+    )?;
+    s.call(
+        "set_tid_address",
+        libc::SYS_set_tid_address,
+        [t.clear_child_tid, 0, 0, 0, 0, 0],
+    )?;
     s.call(
         "set_robust_list",
         libc::SYS_set_robust_list,
@@ -193,9 +206,17 @@ const PR_SET_NO_NEW_PRIVS: u64 = 38;
 /// Process-wide attributes: from /proc, and from remote prctl calls.
 pub fn dump_attrs(pid: i32, status: &Status, s: &mut Session) -> Result<ProcessAttrs> {
     let data = s.data_addr();
-    let dumpable = s.call("prctl(PR_GET_DUMPABLE)", libc::SYS_prctl, [PR_GET_DUMPABLE, 0, 0, 0, 0, 0])? as i32;
+    let dumpable = s.call(
+        "prctl(PR_GET_DUMPABLE)",
+        libc::SYS_prctl,
+        [PR_GET_DUMPABLE, 0, 0, 0, 0, 0],
+    )? as i32;
     s.put(0, &[0u8; 8])?;
-    s.call("prctl(PR_GET_PDEATHSIG)", libc::SYS_prctl, [PR_GET_PDEATHSIG, data, 0, 0, 0, 0])?;
+    s.call(
+        "prctl(PR_GET_PDEATHSIG)",
+        libc::SYS_prctl,
+        [PR_GET_PDEATHSIG, data, 0, 0, 0, 0],
+    )?;
     let pdeath_signal = s.get_u64(0)? as u32 as i32;
     s.put(0, &[0u8; 8])?;
     s.call(
@@ -204,7 +225,11 @@ pub fn dump_attrs(pid: i32, status: &Status, s: &mut Session) -> Result<ProcessA
         [PR_GET_CHILD_SUBREAPER, data, 0, 0, 0, 0],
     )?;
     let child_subreaper = s.get_u64(0)? as u32 != 0;
-    let thp_disable = s.call("prctl(PR_GET_THP_DISABLE)", libc::SYS_prctl, [PR_GET_THP_DISABLE, 0, 0, 0, 0, 0])? != 0;
+    let thp_disable = s.call(
+        "prctl(PR_GET_THP_DISABLE)",
+        libc::SYS_prctl,
+        [PR_GET_THP_DISABLE, 0, 0, 0, 0, 0],
+    )? != 0;
     let rlimits = procfs::limits(pid)
         .proc(pid)?
         .into_iter()
@@ -246,7 +271,11 @@ pub fn restore_attrs_in_child(a: &ProcessAttrs) -> stasis_sys::SysResult<()> {
 /// Attributes set by remote prctl calls, after the address space is back.
 pub fn restore_attrs_remote(s: &mut Session, a: &ProcessAttrs) -> Result<()> {
     if a.dumpable == 0 || a.dumpable == 1 {
-        s.call("prctl(PR_SET_DUMPABLE)", libc::SYS_prctl, [PR_SET_DUMPABLE, a.dumpable as u64, 0, 0, 0, 0])?;
+        s.call(
+            "prctl(PR_SET_DUMPABLE)",
+            libc::SYS_prctl,
+            [PR_SET_DUMPABLE, a.dumpable as u64, 0, 0, 0, 0],
+        )?;
     }
     s.call(
         "prctl(PR_SET_CHILD_SUBREAPER)",
@@ -270,7 +299,11 @@ pub fn restore_attrs_last(s: &mut Session, a: &ProcessAttrs) -> Result<()> {
         [PR_SET_PDEATHSIG, a.pdeath_signal as u64, 0, 0, 0, 0],
     )?;
     if a.no_new_privs {
-        s.call("prctl(PR_SET_NO_NEW_PRIVS)", libc::SYS_prctl, [PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0, 0])?;
+        s.call(
+            "prctl(PR_SET_NO_NEW_PRIVS)",
+            libc::SYS_prctl,
+            [PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0, 0],
+        )?;
     }
     Ok(())
 }
@@ -292,12 +325,14 @@ pub fn restore_attrs_outside(pid: i32, a: &ProcessAttrs) -> Result<()> {
             )
         })?;
     }
-    std::fs::write(format!("/proc/{pid}/oom_score_adj"), a.oom_score_adj.to_string()).map_err(
-        |e| Error::Restore {
-            pid,
-            reason: format!("set oom_score_adj {}: {e}", a.oom_score_adj),
-        },
-    )?;
+    std::fs::write(
+        format!("/proc/{pid}/oom_score_adj"),
+        a.oom_score_adj.to_string(),
+    )
+    .map_err(|e| Error::Restore {
+        pid,
+        reason: format!("set oom_score_adj {}: {e}", a.oom_score_adj),
+    })?;
     Ok(())
 }
 
@@ -312,7 +347,11 @@ const THREAD_FLAGS: u64 = (libc::CLONE_VM
 /// Creates thread `tid` in the task the session runs in, with a remote clone3. The tracer
 /// must have PTRACE_O_TRACECLONE set on that task: the new thread is then attached and
 /// stops before it runs a single instruction. Returns once it is in that stop.
-pub fn create_thread(s: &mut Session, tid: i32, host_tid: impl Fn(i32) -> Result<i32>) -> Result<i32> {
+pub fn create_thread(
+    s: &mut Session,
+    tid: i32,
+    host_tid: impl Fn(i32) -> Result<i32>,
+) -> Result<i32> {
     let pid = s.pid();
     let set_tid_off = 128usize;
     let set_tid = s.put(set_tid_off, &(tid as u64).to_le_bytes())?;
@@ -320,7 +359,11 @@ pub fn create_thread(s: &mut Session, tid: i32, host_tid: impl Fn(i32) -> Result
     // stack_size, tls, set_tid, set_tid_size, cgroup.
     let args = crate::inject::words(&[THREAD_FLAGS, 0, 0, 0, 0, 0, 0, 0, set_tid, 1, 0]);
     let addr = s.put(0, &args)?;
-    let got = s.call("clone3", libc::SYS_clone3, [addr, args.len() as u64, 0, 0, 0, 0])?;
+    let got = s.call(
+        "clone3",
+        libc::SYS_clone3,
+        [addr, args.len() as u64, 0, 0, 0, 0],
+    )?;
     if got != tid as u64 {
         return Err(Error::Restore {
             pid,

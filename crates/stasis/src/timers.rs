@@ -16,7 +16,11 @@ pub fn dump(s: &mut Session) -> Result<Vec<ITimer>> {
     let mut out = Vec::new();
     for which in WHICH {
         let addr = s.data_addr();
-        s.call("getitimer", libc::SYS_getitimer, [which as u64, addr, 0, 0, 0, 0])?;
+        s.call(
+            "getitimer",
+            libc::SYS_getitimer,
+            [which as u64, addr, 0, 0, 0, 0],
+        )?;
         let b = s.get(0, 32)?;
         let (isec, iusec, vsec, vusec) = (
             inject::word_at(&b, 0),
@@ -51,7 +55,11 @@ pub fn restore(s: &mut Session, timers: &[ITimer]) -> Result<()> {
             words
         };
         let addr = s.put(0, &inject::words(&words))?;
-        s.call("setitimer", libc::SYS_setitimer, [t.which as u64, addr, 0, 0, 0, 0])?;
+        s.call(
+            "setitimer",
+            libc::SYS_setitimer,
+            [t.which as u64, addr, 0, 0, 0, 0],
+        )?;
     }
     Ok(())
 }

@@ -8,7 +8,11 @@ use super::FdProbe;
 use crate::error::Result;
 
 fn field<'a>(p: &'a FdProbe, key: &str) -> Option<&'a str> {
-    p.info.extra.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    p.info
+        .extra
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
 }
 
 fn hex(p: &FdProbe, key: &str) -> Result<u64> {
@@ -78,7 +82,13 @@ pub fn create(f: &FdImage) -> std::result::Result<i32, String> {
             value_ns,
             interval_ns,
             ticks,
-        } => own::timerfd(clockid, nonblock | libc::TFD_CLOEXEC, value_ns, interval_ns, ticks),
+        } => own::timerfd(
+            clockid,
+            nonblock | libc::TFD_CLOEXEC,
+            value_ns,
+            interval_ns,
+            ticks,
+        ),
         _ => return Err(format!("fd {}: not an eventfd, signalfd or timerfd", f.fd)),
     };
     r.map_err(|e| format!("fd {}: {e}", f.fd))

@@ -28,7 +28,11 @@ pub fn dump(p: &FdProbe) -> Result<Option<FileKind>> {
             continue;
         }
         let bad = || p.unsupported(&format!("unreadable epoll registration {v:?}"));
-        let fd: i32 = v.split_whitespace().next().and_then(|t| t.parse().ok()).ok_or_else(bad)?;
+        let fd: i32 = v
+            .split_whitespace()
+            .next()
+            .and_then(|t| t.parse().ok())
+            .ok_or_else(bad)?;
         let events = hex_after(v, "events:").ok_or_else(bad)? as u32;
         let data = hex_after(v, "data:").ok_or_else(bad)?;
         let ino = hex_after(v, "ino:").ok_or_else(bad)?;

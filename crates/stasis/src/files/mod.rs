@@ -13,8 +13,8 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::collections::BTreeMap;
 
 use stasis_image::{FdImage, FileKind, PipeData};
-use stasis_sys::{own, process};
 use stasis_sys::procfs::{self, FdInfo};
+use stasis_sys::{own, process};
 
 use crate::error::{Error, ProcContext, Result, SysContext};
 
@@ -96,7 +96,11 @@ impl DescTable {
                 capacity,
                 ..Default::default()
             });
-            let end = if read_end { &mut e.reader } else { &mut e.writer };
+            let end = if read_end {
+                &mut e.reader
+            } else {
+                &mut e.writer
+            };
             end.get_or_insert((pid, fd));
         }
     }
@@ -111,7 +115,9 @@ impl DescTable {
                 return Err(Error::Unsupported {
                     pid,
                     object: format!("fd {fd} (pipe:[{inode}])"),
-                    detail: "the other end of the pipe is held by a process outside the dumped tree".into(),
+                    detail:
+                        "the other end of the pipe is held by a process outside the dumped tree"
+                            .into(),
                 });
             };
             let data = pipe::peek(rpid, rfd, e.capacity)?;
@@ -145,13 +151,12 @@ pub fn dump(pid: i32, shell_job: bool, descs: &mut DescTable) -> Result<Vec<FdIm
     for fd in procfs::fds(pid).proc(pid)? {
         let target = procfs::fd_target(pid, fd).proc(pid)?;
         let info = procfs::fdinfo(pid, fd).proc(pid)?;
-        let meta = std::fs::metadata(format!("/proc/{pid}/fd/{fd}")).map_err(|e| {
-            Error::Unsupported {
+        let meta =
+            std::fs::metadata(format!("/proc/{pid}/fd/{fd}")).map_err(|e| Error::Unsupported {
                 pid,
                 object: format!("fd {fd} ({target})"),
                 detail: format!("cannot stat it: {e}"),
-            }
-        })?;
+            })?;
         let probe = FdProbe {
             pid,
             fd,
@@ -205,7 +210,9 @@ pub fn check(pid: i32, fds: &[FdImage]) -> Result<()> {
                     });
                 }
             }
-            FileKind::Directory { path } | FileKind::Path { path } | FileKind::CharDevice { path, .. } => {
+            FileKind::Directory { path }
+            | FileKind::Path { path }
+            | FileKind::CharDevice { path, .. } => {
                 std::fs::symlink_metadata(path).map_err(|e| Error::Restore {
                     pid,
                     reason: format!("fd {}: {path} is not available: {e}", f.fd),
@@ -259,7 +266,9 @@ pub fn open_descriptions(
                 let tmp = epoll::create(f)?;
                 own::move_fd(tmp, at, true).map_err(err)?;
             }
-            FileKind::Pipe { inode, read_end, .. } => {
+            FileKind::Pipe {
+                inode, read_end, ..
+            } => {
                 if !pipes.iter().any(|p| p.inode == *inode) {
                     let data = pipe_data
                         .iter()
@@ -267,10 +276,14 @@ pub fn open_descriptions(
                         .map_or(&[][..], |d| &d.data[..]);
                     pipes.push(pipe::create(f, data)?);
                 }
-                let p = pipes.iter().find(|p| p.inode == *inode).expect("created above");
+                let p = pipes
+                    .iter()
+                    .find(|p| p.inode == *inode)
+                    .expect("created above");
                 let end = if *read_end { p.read } else { p.write };
                 own::dup_to(end, at, true).map_err(err)?;
-                own::set_status_flags(at, flags & (libc::O_NONBLOCK | libc::O_ASYNC)).map_err(err)?;
+                own::set_status_flags(at, flags & (libc::O_NONBLOCK | libc::O_ASYNC))
+                    .map_err(err)?;
             }
         }
     }
@@ -283,8 +296,14 @@ pub fn open_descriptions(
 
 /// Makes the epoll registrations of the epoll descriptors this task holds first (`first`
 /// says whether a descriptor's description is first held by this task).
-pub fn register_epolls(fds: &[FdImage], first: impl Fn(&FdImage) -> bool) -> std::result::Result<(), String> {
-    for f in fds.iter().filter(|f| matches!(f.file, FileKind::Epoll { .. }) && first(f)) {
+pub fn register_epolls(
+    fds: &[FdImage],
+    first: impl Fn(&FdImage) -> bool,
+) -> std::result::Result<(), String> {
+    for f in fds
+        .iter()
+        .filter(|f| matches!(f.file, FileKind::Epoll { .. }) && first(f))
+    {
         epoll::register(f)?;
     }
     Ok(())

@@ -43,7 +43,8 @@ pub fn reopen(f: &FdImage, flags: i32) -> std::result::Result<i32, String> {
         FileKind::Path { path } => (path, libc::O_PATH),
         _ => return Err(format!("fd {}: not a path-opened file", f.fd)),
     };
-    let fd = own::open(Path::new(path), flags | extra, 0).map_err(|e| format!("fd {}: {e}", f.fd))?;
+    let fd =
+        own::open(Path::new(path), flags | extra, 0).map_err(|e| format!("fd {}: {e}", f.fd))?;
     if !matches!(f.file, FileKind::Path { .. }) && f.pos > 0 {
         own::seek(fd, f.pos).map_err(|e| format!("fd {}: {e}", f.fd))?;
     }

@@ -15,7 +15,8 @@ pub fn dump(p: &FdProbe) -> Result<Option<FileKind>> {
     else {
         return Ok(None);
     };
-    let local = process::pidfd_getfd(p.pid, p.fd).ctx(p.pid, || format!("fd {} ({})", p.fd, p.target))?;
+    let local =
+        process::pidfd_getfd(p.pid, p.fd).ctx(p.pid, || format!("fd {} ({})", p.fd, p.target))?;
     let capacity = own::pipe_capacity(local.raw()).ctx(p.pid, || format!("fd {}", p.fd))?;
     Ok(Some(FileKind::Pipe {
         inode,
@@ -39,7 +40,10 @@ pub struct NewPipe {
 
 /// Creates the pipe `f` is an end of and queues `data` in it.
 pub fn create(f: &FdImage, data: &[u8]) -> std::result::Result<NewPipe, String> {
-    let FileKind::Pipe { inode, capacity, .. } = f.file else {
+    let FileKind::Pipe {
+        inode, capacity, ..
+    } = f.file
+    else {
         return Err(format!("fd {}: not a pipe", f.fd));
     };
     let err = |e: stasis_sys::SysError| format!("fd {} (pipe:[{inode}]): {e}", f.fd);

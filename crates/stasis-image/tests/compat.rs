@@ -249,7 +249,9 @@ fn an_unknown_enum_variant_is_refused() {
     .unwrap_err();
     let msg = e.to_string();
     assert!(
-        msg.starts_with("task-100.img: cannot decode: unknown variant `FutureKind`, expected one of"),
+        msg.starts_with(
+            "task-100.img: cannot decode: unknown variant `FutureKind`, expected one of"
+        ),
         "{msg}"
     );
 }

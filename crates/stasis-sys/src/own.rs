@@ -215,14 +215,7 @@ pub fn map_scratch(addr: u64, len: usize, code: &[u8]) -> SysResult<()> {
 
 /// A pipe: (read end, write end), both close-on-exec.
 pub fn pipe() -> SysResult<(i32, i32)> {
-    let mut fds = [0i32; 2];
-    // SAFETY: pipe2 writes two ints into `fds`.
-    check(
-        unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } as _,
-        "pipe2",
-        String::new,
-    )?;
-    Ok((fds[0], fds[1]))
+    pipe_with(libc::O_CLOEXEC)
 }
 
 pub fn write_all(fd: i32, mut data: &[u8]) -> SysResult<()> {
@@ -274,11 +267,8 @@ pub fn stat(path: &Path) -> SysResult<(u64, u64, u64, u32, u64)> {
     // SAFETY: stat is plain data; the kernel fills it.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
     // SAFETY: NUL-terminated path and a valid stat buffer.
-    check(
-        unsafe { libc::stat(c.as_ptr(), &mut st) } as _,
-        "stat",
-        || path.display().to_string(),
-    )?;
+    let r = unsafe { libc::stat(c.as_ptr(), &mut st) };
+    check(r as _, "stat", || path.display().to_string())?;
     Ok((
         st.st_dev,
         st.st_ino,
@@ -362,11 +352,8 @@ pub fn peek_pipe(fd: i32, capacity: u32) -> SysResult<Vec<u8>> {
 pub fn pipe_with(flags: i32) -> SysResult<(i32, i32)> {
     let mut fds = [0i32; 2];
     // SAFETY: pipe2 writes two ints into `fds`.
-    check(
-        unsafe { libc::pipe2(fds.as_mut_ptr(), flags) } as _,
-        "pipe2",
-        String::new,
-    )?;
+    let r = unsafe { libc::pipe2(fds.as_mut_ptr(), flags) };
+    check(r as _, "pipe2", String::new)?;
     Ok((fds[0], fds[1]))
 }
 

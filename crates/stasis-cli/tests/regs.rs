@@ -32,7 +32,10 @@ fn regs_leave_running() {
 /// two instructions (rax, rcx, r11 and rflags as they are there, not as a syscall left
 /// them).
 fn busy() -> Victim {
-    Victim::c("regs_victim").named("regs_busy").arg("400000").arg("0")
+    Victim::c("regs_victim")
+        .named("regs_busy")
+        .arg("400000")
+        .arg("0")
 }
 
 #[test]

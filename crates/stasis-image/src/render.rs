@@ -631,6 +631,25 @@ fn write_fds(out: &mut String, fds: &[FdImage]) -> fmt::Result {
                     .collect::<Vec<_>>()
                     .join(", ")
             ),
+            FileKind::UnixSocket {
+                inode,
+                kind,
+                name,
+                peer,
+                listen_backlog,
+                shutdown,
+                ..
+            } => format!(
+                "unix socket:[{inode}] type {kind}{}{}{}{}",
+                name.as_ref()
+                    .map(|n| format!(" bound to {:?}", String::from_utf8_lossy(n)))
+                    .unwrap_or_default(),
+                peer.map(|p| format!(" peer {p}")).unwrap_or_default(),
+                listen_backlog
+                    .map(|b| format!(" listening (backlog {b})"))
+                    .unwrap_or_default(),
+                if *shutdown != 0 { format!(" shutdown {shutdown}") } else { String::new() }
+            ),
             FileKind::Pipe {
                 inode,
                 read_end,

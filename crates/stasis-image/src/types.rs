@@ -86,6 +86,10 @@ pub struct TaskImage {
     /// Signals queued for the whole process, oldest first.
     #[serde(default)]
     pub shared_pending: Vec<PendingSignal>,
+    /// Messages queued in the unix sockets whose first descriptor (in tree order) this
+    /// task holds.
+    #[serde(default)]
+    pub socket_queues: Vec<SocketQueue>,
     /// Data queued in the pipes whose first end (in tree order) this task holds.
     #[serde(default)]
     pub pipe_data: Vec<PipeData>,
@@ -395,6 +399,27 @@ pub enum FileKind {
     Epoll {
         targets: Vec<EpollTarget>,
     },
+    /// A unix socket. A connected one's peer is in the tree too; what is queued for it to
+    /// read is in the [`SocketQueue`] of the same inode.
+    UnixSocket {
+        inode: u64,
+        /// SOCK_STREAM (1), SOCK_DGRAM (2) or SOCK_SEQPACKET (5).
+        kind: u8,
+        /// Bound address: a path, or an abstract name starting with a NUL byte.
+        #[serde(default)]
+        name: Option<Vec<u8>>,
+        /// Inode of the connected peer.
+        #[serde(default)]
+        peer: Option<u64>,
+        /// Listening, with this backlog.
+        #[serde(default)]
+        listen_backlog: Option<u32>,
+        /// SHUT_RD (1) / SHUT_WR (2) bits this socket was shut down with.
+        #[serde(default)]
+        shutdown: u8,
+        #[serde(default)]
+        options: SocketOptions,
+    },
     /// One end of a pipe; both ends are in the tree. Its queued data is in the
     /// [`PipeData`] of the same inode.
     Pipe {
@@ -431,6 +456,24 @@ pub struct EpollTarget {
     pub fd: i32,
     pub events: u32,
     pub data: u64,
+}
+
+/// Socket options restored with setsockopt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct SocketOptions {
+    /// SO_SNDBUF and SO_RCVBUF as getsockopt reports them (twice what was set).
+    pub sndbuf: i32,
+    pub rcvbuf: i32,
+    pub passcred: bool,
+    /// SO_PEEK_OFF (-1 when off).
+    pub peek_off: i32,
+}
+
+/// The messages queued for a socket to read (a stream's bytes as one message).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SocketQueue {
+    pub inode: u64,
+    pub messages: Vec<Vec<u8>>,
 }
 
 /// Bytes queued in a pipe at dump, to be written into it again at restore.

@@ -375,6 +375,7 @@ fn task() -> impl Strategy<Value = TaskImage> {
                     fds,
                     itimers: Vec::new(),
                     shared_pending: Vec::new(),
+                    socket_queues: Vec::new(),
                     pipe_data: Vec::new(),
                 }
             },

@@ -12,6 +12,7 @@ pub mod process;
 pub mod procfs;
 pub mod ptrace;
 pub mod remote;
+pub mod sockdiag;
 
 pub use errno::{Errno, SysError, SysResult};
 

@@ -478,3 +478,155 @@ pub fn epoll_add(epfd: i32, fd: i32, events: u32, data: u64) -> SysResult<()> {
     })
     .map(drop)
 }
+
+/// A connected pair of unix sockets of `kind` (SOCK_STREAM, SOCK_DGRAM, SOCK_SEQPACKET).
+pub fn unix_socketpair(kind: i32) -> SysResult<(i32, i32)> {
+    let mut fds = [0i32; 2];
+    // SAFETY: socketpair writes two ints into `fds`.
+    let r = unsafe { libc::socketpair(libc::AF_UNIX, kind | libc::SOCK_CLOEXEC, 0, fds.as_mut_ptr()) };
+    check(r as _, "socketpair", || format!("type {kind}"))?;
+    Ok((fds[0], fds[1]))
+}
+
+/// A new unix socket of `kind`, bound to `name` when given (a path, or an abstract name
+/// starting with a NUL byte). A stale socket file at the path is replaced.
+pub fn unix_socket(kind: i32, name: Option<&[u8]>) -> SysResult<i32> {
+    // SAFETY: integers only.
+    let r = unsafe { libc::socket(libc::AF_UNIX, kind | libc::SOCK_CLOEXEC, 0) };
+    let fd = check(r as _, "socket(AF_UNIX)", || format!("type {kind}"))? as i32;
+    if let Some(name) = name {
+        // SAFETY: sockaddr_un is plain data; all-zero is valid.
+        let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+        addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+        let shown = String::from_utf8_lossy(name).into_owned();
+        if name.len() > addr.sun_path.len() {
+            close(fd);
+            return Err(SysError::new("bind", shown, Errno(libc::ENAMETOOLONG)));
+        }
+        for (d, s) in addr.sun_path.iter_mut().zip(name) {
+            *d = *s as libc::c_char;
+        }
+        if name.first() != Some(&0) {
+            let path = std::path::Path::new(std::ffi::OsStr::from_bytes(
+                name.split(|b| *b == 0).next().unwrap_or(name),
+            ));
+            if std::fs::symlink_metadata(path).is_ok_and(|m| {
+                use std::os::unix::fs::FileTypeExt;
+                m.file_type().is_socket()
+            }) {
+                let _ = std::fs::remove_file(path);
+            }
+        }
+        let len = (std::mem::size_of::<libc::sa_family_t>() + name.len()) as libc::socklen_t;
+        // SAFETY: `addr` is a valid sockaddr_un and `len` covers the family and the name.
+        let r = unsafe { libc::bind(fd, (&addr as *const libc::sockaddr_un).cast(), len) };
+        if let Err(e) = check(r as _, "bind", || shown.clone()) {
+            close(fd);
+            return Err(e);
+        }
+    }
+    Ok(fd)
+}
+
+pub fn listen(fd: i32, backlog: i32) -> SysResult<()> {
+    // SAFETY: integers only.
+    let r = unsafe { libc::listen(fd, backlog) };
+    check(r as _, "listen", || format!("fd {fd}")).map(drop)
+}
+
+pub fn shutdown(fd: i32, how: i32) -> SysResult<()> {
+    // SAFETY: integers only.
+    let r = unsafe { libc::shutdown(fd, how) };
+    check(r as _, "shutdown", || format!("fd {fd}")).map(drop)
+}
+
+/// Sends one message (one datagram or record; all of it on a stream).
+pub fn send_message(fd: i32, data: &[u8]) -> SysResult<()> {
+    let mut done = 0usize;
+    loop {
+        // SAFETY: sending from a valid slice.
+        let r = unsafe { libc::send(fd, data[done..].as_ptr().cast(), data.len() - done, libc::MSG_DONTWAIT) };
+        let n = check(r as _, "send", || format!("fd {fd}, {} bytes", data.len()))? as usize;
+        done += n;
+        if done >= data.len() {
+            return Ok(());
+        }
+    }
+}
+
+pub fn get_sockopt_int(fd: i32, level: i32, opt: i32) -> SysResult<i32> {
+    let mut v: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: the kernel writes at most `len` bytes into `v`.
+    let r = unsafe { libc::getsockopt(fd, level, opt, (&mut v as *mut libc::c_int).cast(), &mut len) };
+    check(r as _, "getsockopt", || format!("fd {fd}, option {opt}"))?;
+    Ok(v)
+}
+
+pub fn set_sockopt_int(fd: i32, level: i32, opt: i32, v: i32) -> SysResult<()> {
+    // SAFETY: the kernel reads one int from `v`.
+    let r = unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            opt,
+            (&v as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    check(r as _, "setsockopt", || format!("fd {fd}, option {opt} = {v}")).map(drop)
+}
+
+/// The messages queued for reading on socket `fd`, oldest first (a stream gives one
+/// message with all its bytes), left in the queue: peeked with SO_PEEK_OFF, which is put
+/// back afterwards. Messages carrying descriptors or credentials are refused.
+pub fn peek_socket(fd: i32) -> SysResult<Vec<Vec<u8>>> {
+    let old = get_sockopt_int(fd, libc::SOL_SOCKET, libc::SO_PEEK_OFF)?;
+    set_sockopt_int(fd, libc::SOL_SOCKET, libc::SO_PEEK_OFF, 0)?;
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut cmsg = [0u8; 256];
+    let result = loop {
+        let mut iov = libc::iovec {
+            iov_base: buf.as_mut_ptr().cast(),
+            iov_len: buf.len(),
+        };
+        // SAFETY: msghdr is plain data; all-zero is valid, then filled in.
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = cmsg.as_mut_ptr().cast();
+        msg.msg_controllen = cmsg.len();
+        // SAFETY: every pointer in `msg` refers to live buffers of the stated lengths.
+        let r = unsafe { libc::recvmsg(fd, &mut msg, libc::MSG_PEEK | libc::MSG_DONTWAIT) };
+        if r < 0 {
+            let e = Errno::last();
+            if e.0 == libc::EAGAIN {
+                break Ok(());
+            }
+            break Err(SysError::new("recvmsg(MSG_PEEK)", format!("fd {fd}"), e));
+        }
+        if msg.msg_controllen > 0 {
+            break Err(SysError::new(
+                "recvmsg(MSG_PEEK)",
+                format!("fd {fd}: a queued message carries descriptors or credentials"),
+                Errno(libc::EOPNOTSUPP),
+            ));
+        }
+        if r == 0 && out.last().is_some_and(|m: &Vec<u8>| m.is_empty()) {
+            break Ok(()); // end of stream (a shut-down peer) or an empty datagram loop
+        }
+        if msg.msg_flags & libc::MSG_TRUNC != 0 {
+            break Err(SysError::new("recvmsg(MSG_PEEK)", format!("fd {fd}: message over 1 MiB"), Errno(libc::EMSGSIZE)));
+        }
+        out.push(buf[..r as usize].to_vec());
+        if r == 0 {
+            break Ok(());
+        }
+    };
+    let _ = set_sockopt_int(fd, libc::SOL_SOCKET, libc::SO_PEEK_OFF, old);
+    result.map(|_| {
+        out.retain(|m| !m.is_empty());
+        out
+    })
+}

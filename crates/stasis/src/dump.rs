@@ -133,6 +133,11 @@ fn dump_tree(opts: &DumpOptions, tree: &Tree) -> Result<u64> {
             image.pipe_data.push(data);
         }
     }
+    for (pid, queue) in descs.socket_queues()? {
+        if let Some(image) = images.iter_mut().find(|i| i.pid == pid) {
+            image.socket_queues.push(queue);
+        }
+    }
     for image in &images {
         entries.push(write_task(&mut writer, image)?);
     }
@@ -153,6 +158,7 @@ fn dump_tree(opts: &DumpOptions, tree: &Tree) -> Result<u64> {
             fds: Vec::new(),
             itimers: Vec::new(),
             shared_pending: Vec::new(),
+            socket_queues: Vec::new(),
             pipe_data: Vec::new(),
         };
         let pages = writer.pages(&format!("pages-{}.img", z.pid))?;
@@ -255,6 +261,7 @@ fn dump_process(
         fds,
         itimers,
         shared_pending,
+        socket_queues: Vec::new(),
         pipe_data: Vec::new(),
     };
     Ok((image, stored))

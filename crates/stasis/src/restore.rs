@@ -504,7 +504,9 @@ fn task_setup(
             .collect();
         let pipe_data: Vec<&stasis_image::PipeData> =
             tasks.iter().flat_map(|t| t.pipe_data.iter()).collect();
-        files::open_descriptions(&descs, &pipe_data, &ctx, |d| plan.slot(d))?;
+        let socket_queues: Vec<&stasis_image::SocketQueue> =
+            tasks.iter().flat_map(|t| t.socket_queues.iter()).collect();
+        files::open_descriptions(&descs, &pipe_data, &socket_queues, &ctx, |d| plan.slot(d))?;
     } else {
         own::close_all_except(&keep);
     }

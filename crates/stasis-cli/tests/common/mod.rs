@@ -13,6 +13,8 @@ use std::ffi::{OsStr, OsString};
 use std::fmt::Write as _;
 use std::fs;
 use std::io::{Seek, SeekFrom, Write};
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -328,6 +330,72 @@ pub fn status_code(st: ExitStatus) -> i32 {
     st.code().unwrap_or_else(|| 128 + st.signal().unwrap_or(0))
 }
 
+// ---- terminals ----------------------------------------------------------------------------
+
+/// A pseudo-terminal for programs that must run on a terminal (--shell-job). A thread
+/// copies everything written to it into a file (without the '\r' the line discipline
+/// adds), so the usual output checks work; the slave is handed out as stdio.
+pub struct Pty {
+    pub slave_path: PathBuf,
+    slave: OwnedFd,
+}
+
+impl Pty {
+    /// Opens a new pseudo-terminal whose output is appended to `copy_to`.
+    pub fn open(copy_to: &Path) -> Pty {
+        // SAFETY: posix_openpt takes flags only; the returned fd is owned below.
+        let m = unsafe { libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC) };
+        assert!(m >= 0, "posix_openpt: {}", std::io::Error::last_os_error());
+        // SAFETY: m is a fresh descriptor that nothing else owns.
+        let master = unsafe { OwnedFd::from_raw_fd(m) };
+        let mut name = [0 as libc::c_char; 128];
+        // SAFETY: grantpt/unlockpt take the fd; ptsname_r writes at most name.len() bytes
+        // into our buffer.
+        let ok = unsafe {
+            libc::grantpt(m) == 0
+                && libc::unlockpt(m) == 0
+                && libc::ptsname_r(m, name.as_mut_ptr(), name.len()) == 0
+        };
+        assert!(
+            ok,
+            "setting up a pseudo-terminal: {}",
+            std::io::Error::last_os_error()
+        );
+        // SAFETY: ptsname_r wrote a NUL-terminated string into name.
+        let slave_path = unsafe { std::ffi::CStr::from_ptr(name.as_ptr()) };
+        let slave_path = PathBuf::from(slave_path.to_string_lossy().into_owned());
+        let slave: OwnedFd = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_NOCTTY)
+            .open(&slave_path)
+            .unwrap_or_else(|e| panic!("open {}: {e}", slave_path.display()))
+            .into();
+        let out = copy_to.to_path_buf();
+        std::thread::spawn(move || {
+            let mut master = fs::File::from(master);
+            let mut buf = [0u8; 4096];
+            loop {
+                // ends with EIO once no one holds the slave any more
+                let n = match std::io::Read::read(&mut master, &mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => n,
+                };
+                let data: Vec<u8> = buf[..n].iter().copied().filter(|&b| b != b'\r').collect();
+                if let Ok(mut f) = fs::OpenOptions::new().append(true).create(true).open(&out) {
+                    let _ = f.write_all(&data);
+                }
+            }
+        });
+        Pty { slave_path, slave }
+    }
+
+    /// The slave, for a child's stdin, stdout or stderr.
+    pub fn stdio(&self) -> Stdio {
+        Stdio::from(self.slave.try_clone().expect("dup pty slave"))
+    }
+}
+
 // ---- running the tool ------------------------------------------------------------------------
 
 /// What one finished `stasis` command left.
@@ -377,12 +445,23 @@ pub struct Tool {
 impl Tool {
     /// Starts `stasis ARGS` in `dir`, with output files named after `tag` in `dir`.
     pub fn spawn(dir: &Path, tag: &str, args: &[OsString], log: Option<PathBuf>) -> Tool {
+        Tool::spawn_with_stdin(dir, tag, args, log, Stdio::null())
+    }
+
+    /// Like `spawn`, with the given stdin (a terminal for `restore --shell-job`).
+    pub fn spawn_with_stdin(
+        dir: &Path,
+        tag: &str,
+        args: &[OsString],
+        log: Option<PathBuf>,
+        stdin: Stdio,
+    ) -> Tool {
         let stdout = dir.join(format!("{tag}.stdout"));
         let stderr = dir.join(format!("{tag}.stderr"));
         let mut cmd = Command::new(stasis_bin());
         cmd.args(args)
             .current_dir(dir)
-            .stdin(Stdio::null())
+            .stdin(stdin)
             .stdout(fs::File::create(&stdout).expect("create tool stdout"))
             .stderr(fs::File::create(&stderr).expect("create tool stderr"));
         if let Some(l) = &log {
@@ -526,6 +605,8 @@ pub struct Victim {
     pub exit_code: i32,
     pub expect_pass: bool,
     pub ready_timeout: Duration,
+    /// Run on a pseudo-terminal (stdin, stdout, stderr) instead of /dev/null and a file.
+    pub terminal: bool,
 }
 
 impl Victim {
@@ -541,6 +622,7 @@ impl Victim {
             exit_code: 0,
             expect_pass: true,
             ready_timeout: READY_TIMEOUT,
+            terminal: false,
         }
     }
     /// `testprogs/NAME.c`, compiled.
@@ -589,6 +671,11 @@ impl Victim {
     pub fn expect_exit(mut self, code: i32) -> Victim {
         self.exit_code = code;
         self.expect_pass = false;
+        self
+    }
+    /// Run it with stdin, stdout and stderr on a new pseudo-terminal.
+    pub fn on_terminal(mut self) -> Victim {
+        self.terminal = true;
         self
     }
     pub fn ready_timeout(mut self, d: Duration) -> Victim {
@@ -669,6 +756,8 @@ pub struct Session {
     /// Whether `pid` may be a restored victim that is ours to kill on drop.
     restored: bool,
     pub started: Instant,
+    /// Pseudo-terminals made for the victim and for restores (kept open until the end).
+    pub ptys: Vec<Pty>,
 }
 
 impl Session {
@@ -681,7 +770,16 @@ impl Session {
             f(&scratch);
         }
         let out = fs::File::create(scratch.out()).expect("create output file");
-        let err = out.try_clone().expect("dup output file");
+        let mut ptys = Vec::new();
+        let (stdin, stdout, stderr) = if v.terminal {
+            let pty = Pty::open(&scratch.out());
+            let io = (pty.stdio(), pty.stdio(), pty.stdio());
+            ptys.push(pty);
+            io
+        } else {
+            let err = out.try_clone().expect("dup output file");
+            (Stdio::null(), Stdio::from(out), Stdio::from(err))
+        };
         let mut cmd = Command::new(&v.program);
         // SAFETY: the closure runs in the forked child before exec and only makes one
         // async-signal-safe system call (close_range), allocating nothing.
@@ -698,9 +796,9 @@ impl Session {
             .env("STASIS_GO", scratch.go())
             .env("STASIS_TMP", scratch.tmp())
             .current_dir(&scratch.dir)
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
+            .stdin(stdin)
+            .stdout(stdout)
+            .stderr(stderr)
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start victim {}: {e}", v.program.display()));
         let mut s = Session {
@@ -712,6 +810,7 @@ impl Session {
             tools: Vec::new(),
             restored: false,
             started: Instant::now(),
+            ptys,
         };
         s.wait_ready();
         s
@@ -853,6 +952,28 @@ impl Session {
         self.tools.push(t);
         self.restored = true;
         self.tools.len() - 1
+    }
+
+    /// Starts `stasis restore -D images EXTRA` with a new pseudo-terminal as its stdin
+    /// (the "current terminal" for --shell-job); what is written to that terminal goes
+    /// to the victim's output file too. Returns the tool's index and the terminal.
+    pub fn spawn_restore_on_terminal(&mut self, images: &Path, extra: &[&str]) -> (usize, PathBuf) {
+        let pty = Pty::open(&self.scratch.out());
+        let path = pty.slave_path.clone();
+        let tag = format!("restore-tty-{}", self.tools.len());
+        let mut args: Vec<OsString> = vec!["restore".into(), "-D".into(), images.into()];
+        args.extend(extra.iter().map(OsString::from));
+        let t = Tool::spawn_with_stdin(
+            &self.scratch.dir,
+            &tag,
+            &args,
+            Some(self.log_path(&tag)),
+            pty.stdio(),
+        );
+        self.ptys.push(pty);
+        self.tools.push(t);
+        self.restored = true;
+        (self.tools.len() - 1, path)
     }
 
     /// Waits until the restored process runs on its own: PID present, not traced, not

@@ -6,13 +6,15 @@ mod chardev;
 mod epoll;
 mod path;
 mod pipe;
+mod unix;
 mod unsupported;
 
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 
 use std::collections::BTreeMap;
 
-use stasis_image::{FdImage, FileKind, PipeData};
+use stasis_image::{FdImage, FileKind, PipeData, SocketQueue};
+use stasis_sys::sockdiag::{self, UnixSocket};
 use stasis_sys::procfs::{self, FdInfo};
 use stasis_sys::{own, process};
 
@@ -27,6 +29,7 @@ pub struct FdProbe<'a> {
     pub info: &'a FdInfo,
     pub meta: &'a std::fs::Metadata,
     pub shell_job: bool,
+    unix: &'a std::cell::OnceCell<Vec<UnixSocket>>,
 }
 
 impl FdProbe<'_> {
@@ -39,6 +42,15 @@ impl FdProbe<'_> {
     pub fn is_char_device(&self) -> bool {
         self.meta.file_type().is_char_device()
     }
+    /// Every unix socket of the network namespace (sock_diag), read once per dump.
+    pub fn unix_sockets(&self) -> Result<&[UnixSocket]> {
+        if self.unix.get().is_none() {
+            let list = sockdiag::unix_sockets().ctx(self.pid, || "list unix sockets".into())?;
+            let _ = self.unix.set(list);
+        }
+        Ok(self.unix.get().map(|v| v.as_slice()).unwrap_or(&[]))
+    }
+
     pub fn unsupported(&self, what: &str) -> Error {
         Error::Unsupported {
             pid: self.pid,
@@ -54,6 +66,7 @@ type DumpFn = fn(&FdProbe) -> Result<Option<FileKind>>;
 /// The registry, tried in order; the last entry names everything else as unsupported.
 const KINDS: &[DumpFn] = &[
     pipe::dump,
+    unix::dump,
     anon::dump,
     epoll::dump,
     unsupported::dump,
@@ -72,6 +85,9 @@ pub struct DescTable {
     seen: Vec<(i32, i32, (u64, u64), u32)>,
     next: u32,
     pipes: BTreeMap<u64, PipeEnds>,
+    unix: std::cell::OnceCell<Vec<UnixSocket>>,
+    /// Unix sockets seen: inode -> (first pid, fd, peer, listening).
+    sockets: BTreeMap<u64, (i32, i32, Option<u64>, bool)>,
 }
 
 /// Where the ends of one pipe were found.
@@ -103,6 +119,47 @@ impl DescTable {
             };
             end.get_or_insert((pid, fd));
         }
+    }
+
+    fn note_socket(&mut self, pid: i32, fd: i32, file: &FileKind) {
+        if let FileKind::UnixSocket {
+            inode,
+            peer,
+            listen_backlog,
+            ..
+        } = *file
+        {
+            let listening = listen_backlog.is_some();
+            self.sockets.entry(inode).or_insert((pid, fd, peer, listening));
+        }
+    }
+
+    /// Checks that every connected unix socket's peer is in the tree and reads what is
+    /// queued in each. Returns the queues keyed by the pid of the task that records them.
+    pub fn socket_queues(&self) -> Result<Vec<(i32, SocketQueue)>> {
+        let mut out = Vec::new();
+        for (&inode, &(pid, fd, peer, listening)) in &self.sockets {
+            if let Some(peer) = peer {
+                let symmetric = self.sockets.get(&peer).is_some_and(|p| p.2 == Some(inode));
+                if !symmetric {
+                    return Err(Error::Unsupported {
+                        pid,
+                        object: format!("fd {fd} (socket:[{inode}])"),
+                        detail: format!(
+                            "its peer socket:[{peer}] is held by a process outside the dumped tree, or is not connected back to it (not supported yet)"
+                        ),
+                    });
+                }
+            }
+            if listening {
+                continue; // nothing to read; waiting connections are refused at dump
+            }
+            let messages = unix::peek(pid, fd)?;
+            if !messages.is_empty() {
+                out.push((pid, SocketQueue { inode, messages }));
+            }
+        }
+        Ok(out)
     }
 
     /// Checks that every pipe has both ends in the tree and reads what is queued in it.
@@ -164,6 +221,7 @@ pub fn dump(pid: i32, shell_job: bool, descs: &mut DescTable) -> Result<Vec<FdIm
             info: &info,
             meta: &meta,
             shell_job,
+            unix: &descs.unix,
         };
         let mut file = None;
         for kind in KINDS {
@@ -176,6 +234,7 @@ pub fn dump(pid: i32, shell_job: bool, descs: &mut DescTable) -> Result<Vec<FdIm
         let cloexec = info.flags & libc::O_CLOEXEC as u32 != 0;
         let desc = descs.id_of(pid, fd, meta_ino(&meta))?;
         descs.note_pipe(pid, fd, &file);
+        descs.note_socket(pid, fd, &file);
         out.push(FdImage {
             fd,
             flags: info.flags & !(libc::O_CLOEXEC as u32) & !OPEN_ONLY_FLAGS,
@@ -223,7 +282,8 @@ pub fn check(pid: i32, fds: &[FdImage]) -> Result<()> {
             | FileKind::EventFd { .. }
             | FileKind::SignalFd { .. }
             | FileKind::TimerFd { .. }
-            | FileKind::Epoll { .. } => {}
+            | FileKind::Epoll { .. }
+            | FileKind::UnixSocket { .. } => {}
         }
     }
     Ok(())
@@ -241,10 +301,18 @@ pub struct ReopenContext {
 pub fn open_descriptions(
     descs: &[(u32, &FdImage)],
     pipe_data: &[&PipeData],
+    socket_queues: &[&SocketQueue],
     ctx: &ReopenContext,
     slot: impl Fn(u32) -> i32,
 ) -> std::result::Result<(), String> {
     let mut pipes: Vec<pipe::NewPipe> = Vec::new();
+    let mut sockets: Vec<unix::NewSocket> = Vec::new();
+    let queued = |inode: u64| -> &[Vec<u8>] {
+        socket_queues
+            .iter()
+            .find(|q| q.inode == inode)
+            .map_or(&[][..], |q| &q.messages[..])
+    };
     for &(desc, f) in descs {
         let at = slot(desc);
         let flags = f.flags as i32 & !libc::O_CLOEXEC;
@@ -265,6 +333,19 @@ pub fn open_descriptions(
             FileKind::Epoll { .. } => {
                 let tmp = epoll::create(f)?;
                 own::move_fd(tmp, at, true).map_err(err)?;
+            }
+            FileKind::UnixSocket { inode, peer, .. } => {
+                if !sockets.iter().any(|s| s.inode == *inode) {
+                    let peer_file = peer.and_then(|p| {
+                        descs.iter().map(|d| d.1).find(|d| {
+                            matches!(d.file, FileKind::UnixSocket { inode, .. } if inode == p)
+                        })
+                    });
+                    sockets.extend(unix::create(f, peer_file, queued)?);
+                }
+                let s = sockets.iter().find(|s| s.inode == *inode).expect("created above");
+                own::dup_to(s.fd, at, true).map_err(err)?;
+                own::set_status_flags(at, flags & (libc::O_NONBLOCK | libc::O_ASYNC)).map_err(err)?;
             }
             FileKind::Pipe {
                 inode, read_end, ..
@@ -290,6 +371,9 @@ pub fn open_descriptions(
     for p in pipes {
         own::close(p.read);
         own::close(p.write);
+    }
+    for s in sockets {
+        own::close(s.fd);
     }
     Ok(())
 }

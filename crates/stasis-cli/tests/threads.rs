@@ -4,7 +4,10 @@
 //! poll go on as if nothing happened.
 //!
 //! - testprogs/thread_sync.c: 8 pthreads with mutexes and condition variables (a token
-//!   ring, a shared sum), one each in cond wait, nanosleep, poll and FUTEX_WAIT;
+//!   ring, a shared sum), one each in cond wait, nanosleep, poll and FUTEX_WAIT; signals
+//!   pending for single threads and for the process, a robust mutex held by a thread
+//!   that ends; `thread_sync_creds` runs it with one thread that has its own
+//!   credentials;
 //! - testprogs/threads_victim.rs: std threads, mpsc and sync channels, Arc<Mutex<..>>,
 //!   Condvar, RwLock, park, sleep;
 //! - testprogs/thread_many.c: 1000 threads with 64 KiB stacks, each blocked on a condition
@@ -21,6 +24,11 @@ use common::*;
 
 fn thread_sync() -> Victim {
     Victim::program("thread_sync", build_c("thread_sync", &["-pthread"]))
+}
+
+/// thread_sync with one thread whose euid and egid differ from the others'.
+fn thread_sync_creds() -> Victim {
+    thread_sync().named("thread_sync_creds").arg("creds")
 }
 
 fn threads_rust() -> Victim {
@@ -76,6 +84,7 @@ macro_rules! thread_tests {
 
 thread_tests!(
     thread_sync => thread_sync(),
+    thread_sync_creds => thread_sync_creds(),
     threads_rust => threads_rust(),
     thread_many => thread_many(),
 );

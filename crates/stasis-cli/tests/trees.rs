@@ -8,7 +8,8 @@
 //! - testprogs/tree_shared_fd.c: an inherited fd whose offset parent and child move in
 //!   turns, an fd only the child still has, same-file fds that are not shared;
 //! - testprogs/tree_orphans.c: orphans re-parented to a child subreaper in the tree, a
-//!   process group and a session whose leaders have exited;
+//!   process group and a session whose leaders have exited (`subreaper`: only an orphan
+//!   re-parented to the subreaper, in the subreaper's group);
 //! - testprogs/tree_vfork.c: a vfork child still sharing its parent's memory;
 //! - testprogs/tree_bash.sh: bash with background jobs and `wait`;
 //! - testprogs/tree_storm.c: a fork/exit storm dumped repeatedly with --leave-running:
@@ -502,6 +503,12 @@ fn orphans() -> Victim {
     Victim::c("tree_orphans")
 }
 
+fn subreaper() -> Victim {
+    Victim::c("tree_orphans")
+        .named("tree_subreaper")
+        .arg("subreaper")
+}
+
 fn vfork() -> Victim {
     Victim::c("tree_vfork")
 }
@@ -551,6 +558,7 @@ tree_tests!(
     stopped => stopped(), Outside::Compare;
     shared_fd => shared_fd(), Outside::Compare;
     orphans => orphans(), Outside::Compare;
+    subreaper => subreaper(), Outside::Compare;
     bash => bash(), Outside::VictimOnly;
 );
 
@@ -578,9 +586,8 @@ mod vfork {
     }
 }
 
-/// The zombie's exit status reaches the restored root (the victim checks 42; this
-/// checks from outside that the image says the tree had a zombie and the restored
-/// tree has it as a zombie child of the root before the go file).
+/// The zombie comes back as a zombie: seen from outside, before the go file, it is a
+/// zombie child of the restored root (the victim then reaps it and checks status 42).
 #[test]
 fn sessions_zombie_is_a_zombie_after_restore() {
     let _g = shared();

@@ -57,6 +57,7 @@ fn thread(tid: i32, comm: &str) -> ThreadImage {
         }),
         sched: SchedParams::default(),
         pending: Vec::new(),
+        creds: None,
     }
 }
 
@@ -88,6 +89,7 @@ pub fn task(pid: i32, ppid: i32, pages_per_run: u64) -> TaskImage {
         sid: ppid.max(1),
         state: 'S',
         job_stopped: false,
+        job_stop_signal: 0,
         exit_status: 0,
         threads: vec![
             thread(pid, "sample"),

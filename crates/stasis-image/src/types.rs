@@ -66,6 +66,9 @@ pub struct TaskImage {
     /// Whether the process was stopped by job control (SIGSTOP, SIGTSTP...) at dump.
     #[serde(default)]
     pub job_stopped: bool,
+    /// The signal that stopped it (SIGSTOP, SIGTSTP, SIGTTIN, SIGTTOU); 0 if unknown.
+    #[serde(default)]
+    pub job_stop_signal: i32,
     /// For a zombie (state 'Z'): the wait status its parent will collect (exit code << 8,
     /// or the signal that killed it). Zombies have no threads, memory or files.
     #[serde(default)]
@@ -116,6 +119,10 @@ pub struct ThreadImage {
     /// Signals queued for this thread, oldest first.
     #[serde(default)]
     pub pending: Vec<PendingSignal>,
+    /// This thread's credentials where they differ from the process's (threads can set
+    /// their own with raw syscalls).
+    #[serde(default)]
+    pub creds: Option<Credentials>,
     pub sched: SchedParams,
 }
 

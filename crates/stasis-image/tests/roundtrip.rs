@@ -141,6 +141,7 @@ fn thread() -> impl Strategy<Value = ThreadImage> {
                         reset_on_fork: sched.3,
                     },
                     pending: Vec::new(),
+                    creds: None,
                 }
             },
         )
@@ -366,6 +367,7 @@ fn task() -> impl Strategy<Value = TaskImage> {
                     sid,
                     state,
                     job_stopped,
+                    job_stop_signal: 0,
                     exit_status: 0,
                     threads,
                     signals: SignalTable { actions },

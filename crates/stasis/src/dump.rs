@@ -110,7 +110,15 @@ fn freeze_tree(root: i32) -> Result<Tree> {
             if stat.state == 'Z' {
                 tree.zombies.push(stat);
             } else {
-                tree.live.push(Frozen::freeze(child)?);
+                match Frozen::freeze(child) {
+                    Ok(f) => tree.live.push(f),
+                    // A child that exits while the tree is frozen: a zombie now, or gone.
+                    Err(e) => match procfs::stat(child) {
+                        Ok(s) if s.state == 'Z' || s.state == 'X' => tree.zombies.push(s),
+                        Err(gone) if gone.is_gone() => {}
+                        _ => return Err(e),
+                    },
+                }
             }
         }
     }
@@ -149,6 +157,7 @@ fn dump_tree(opts: &DumpOptions, tree: &Tree) -> Result<u64> {
             sid: z.session,
             state: 'Z',
             job_stopped: false,
+            job_stop_signal: 0,
             exit_status: z.exit_code,
             threads: Vec::new(),
             signals: Default::default(),
@@ -228,18 +237,23 @@ fn dump_process(
     // The leader first, then the other threads, each through a session of its own that
     // shares the data page.
     let mut threads = vec![task::dump_thread(pid, &leader, s)?];
+    let creds = creds::dump(&status, s)?;
     let data = s.data_addr();
     let insn = session.syscall_insn;
     for t in frozen.threads.iter().filter(|t| t.tid != leader.tid) {
         ptrace::set_sigmask(t.tid, !0u64)
             .ctx(pid, || format!("block signals of thread {}", t.tid))?;
         let mut ts = Session::new(pid, Remote::new(t.tid, insn, t.regs), data)?;
-        threads.push(task::dump_thread(pid, t, &mut ts)?);
+        let mut thread = task::dump_thread(pid, t, &mut ts)?;
+        let own = creds::dump(&procfs::task_status(pid, t.tid).proc(pid)?, &mut ts)?;
+        if own != creds {
+            thread.creds = Some(own);
+        }
+        threads.push(thread);
     }
     let s = session.session();
     let mut attrs = task::dump_attrs(pid, &status, s)?;
     attrs.shell_job = opts.shell_job;
-    let creds = creds::dump(&status, s)?;
     let shared_pending = signals::dump_pending(pid, pid, true)?;
     let itimers = timers::dump(s)?;
     let mm = mem::dump_mm(pid, &stat, s, vmas, runs)?;
@@ -252,6 +266,7 @@ fn dump_process(
         sid: stat.session,
         state: stat.state,
         job_stopped: frozen.job_stopped,
+        job_stop_signal: frozen.stop_signal,
         exit_status: 0,
         threads,
         signals,

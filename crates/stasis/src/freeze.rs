@@ -28,6 +28,8 @@ pub struct Frozen {
     pub threads: Vec<FrozenThread>,
     /// The process was stopped by job control before we came.
     pub job_stopped: bool,
+    /// The signal that stopped it (SIGSTOP, SIGTSTP, SIGTTIN, SIGTTOU), when stopped.
+    pub stop_signal: i32,
     released: bool,
 }
 
@@ -75,6 +77,7 @@ impl Frozen {
             pid,
             threads: Vec::new(),
             job_stopped,
+            stop_signal: 0,
             released: false,
         };
         let mut seized: Vec<i32> = Vec::new();
@@ -103,10 +106,28 @@ impl Frozen {
                 let _ = ptrace::interrupt(tid);
             }
         }
+        let deadline = std::time::Instant::now() + FREEZE_TIMEOUT;
         for &tid in &seized {
-            match wait_for_interrupt(tid) {
-                Ok(true) => {}
-                Ok(false) => continue, // exited while we froze it
+            match wait_for_interrupt(tid, deadline) {
+                Ok(Some(sig)) => {
+                    if tid == pid && job_stopped && STOP_SIGNALS.contains(&sig) {
+                        frozen.stop_signal = sig;
+                    }
+                }
+                Ok(None) => continue, // exited while we froze it
+                Err(e) if e.errno.0 == libc::ETIMEDOUT => {
+                    frozen.detach_seized(&seized);
+                    let wchan = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/wchan")).unwrap_or_default();
+                    let why = if wchan.contains("clone") || wchan.contains("vfork") {
+                        "it is waiting for a vfork child that still shares its memory (not supported yet)".to_string()
+                    } else {
+                        format!("it did not stop within {FREEZE_TIMEOUT:?} (uninterruptible sleep in {wchan:?}?)")
+                    };
+                    return Err(Error::BadTarget {
+                        pid,
+                        reason: format!("thread {tid}: {why}"),
+                    });
+                }
                 Err(e) => {
                     frozen.detach_seized(&seized);
                     return Err(Error::Sys {
@@ -167,7 +188,9 @@ impl Frozen {
             let r = ptrace::set_regs(t.tid, &regs)
                 .and_then(|_| ptrace::set_sigmask(t.tid, t.sigmask))
                 .and_then(|_| {
-                    let sig = if how == Release::Stopped || self.job_stopped {
+                    let sig = if self.job_stopped {
+                        self.stop_signal.max(libc::SIGSTOP)
+                    } else if how == Release::Stopped {
                         libc::SIGSTOP
                     } else {
                         0
@@ -194,7 +217,11 @@ impl Drop for Frozen {
                 let regs = resumable_regs(&t.regs, RestartPolicy::SameTask);
                 let _ = ptrace::set_regs(t.tid, &regs);
                 let _ = ptrace::set_sigmask(t.tid, t.sigmask);
-                let sig = if self.job_stopped { libc::SIGSTOP } else { 0 };
+                let sig = if self.job_stopped {
+                    self.stop_signal.max(libc::SIGSTOP)
+                } else {
+                    0
+                };
                 let _ = ptrace::detach(t.tid, sig);
             }
         }
@@ -205,15 +232,38 @@ fn tid_alive(pid: i32, tid: i32) -> bool {
     std::path::Path::new(&format!("/proc/{pid}/task/{tid}")).exists()
 }
 
-/// Waits for the PTRACE_EVENT_STOP of a freshly interrupted thread. Signals that arrive
-/// first are delivered (they would have been anyway); returns false if the thread exited.
-fn wait_for_interrupt(tid: i32) -> stasis_sys::SysResult<bool> {
+/// How long a freeze may take before stasis gives up and lets everything go.
+const FREEZE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+const STOP_SIGNALS: [i32; 4] = [libc::SIGSTOP, libc::SIGTSTP, libc::SIGTTIN, libc::SIGTTOU];
+
+/// Waits for the PTRACE_EVENT_STOP of a freshly interrupted thread, until `deadline`
+/// (ETIMEDOUT then). Signals that arrive first are delivered (they would have been anyway).
+/// Returns the stop's signal (the job-control signal for a stopped task), or None if the
+/// thread exited.
+fn wait_for_interrupt(tid: i32, deadline: std::time::Instant) -> stasis_sys::SysResult<Option<i32>> {
+    let mut spins = 0u32;
     loop {
-        match ptrace::wait_task(tid)? {
-            WaitStatus::Stopped { event, .. } if event == PTRACE_EVENT_STOP => return Ok(true),
+        let Some(status) = ptrace::try_wait_task(tid)? else {
+            if std::time::Instant::now() > deadline {
+                return Err(stasis_sys::SysError::new(
+                    "freeze",
+                    format!("tid {tid}"),
+                    stasis_sys::Errno(libc::ETIMEDOUT),
+                ));
+            }
+            spins += 1;
+            if spins > 100 {
+                std::thread::sleep(std::time::Duration::from_micros(200));
+            } else {
+                std::thread::yield_now();
+            }
+            continue;
+        };
+        match status {
+            WaitStatus::Stopped { event, sig } if event == PTRACE_EVENT_STOP => return Ok(Some(sig)),
             WaitStatus::Stopped { sig, .. } => ptrace::cont(tid, sig)?,
             WaitStatus::SyscallStop => ptrace::cont(tid, 0)?,
-            WaitStatus::Exited(_) | WaitStatus::Signaled(_) => return Ok(false),
+            WaitStatus::Exited(_) | WaitStatus::Signaled(_) => return Ok(None),
             WaitStatus::Continued => {}
         }
     }

@@ -583,6 +583,23 @@ fn zombie_main(t: &TaskImage) -> i32 {
     libc::WEXITSTATUS(status)
 }
 
+/// The signal that stops a job-stopped task again: the one that stopped it, if its
+/// default action still applies, else SIGSTOP.
+fn stop_signal(t: &TaskImage) -> i32 {
+    let sig = t.job_stop_signal;
+    let default = t
+        .signals
+        .actions
+        .iter()
+        .find(|a| a.signo == sig)
+        .is_none_or(|a| a.handler == 0);
+    if sig > 0 && default {
+        sig
+    } else {
+        libc::SIGSTOP
+    }
+}
+
 /// Final mask, registers and FPU state of a stopped thread.
 fn finish_thread(pid: i32, tid: i32, th: &stasis_image::ThreadImage) -> Result<()> {
     ptrace::set_sigmask(tid, th.sigmask).ctx(pid, || format!("signal mask of thread {tid}"))?;
@@ -652,11 +669,9 @@ fn take_over(t: &TaskImage, plan: &TaskPlan, pages: &[u8], pids: &PidMap) -> Res
     task::restore_attrs_outside(pid, &t.attrs)?;
     timers::restore(&mut s, &t.itimers)?;
     signals::restore_pending(&mut s, None, &t.shared_pending)?;
-    creds::restore(&mut s, &t.creds)?;
-    task::restore_attrs_last(&mut s, &t.attrs)?;
-
     // The other threads: created in the main one, set up through sessions of their own,
-    // left stopped with their final registers.
+    // left stopped with their final registers. Before the main thread's credentials
+    // change, which new threads would inherit.
     let mut host_tids = vec![pid];
     for th in t.threads.iter().filter(|th| th.tid != t.pid) {
         let tid = task::create_thread(&mut s, th.tid, |ns_tid| pids.host_thread(pid, ns_tid))?;
@@ -670,8 +685,12 @@ fn take_over(t: &TaskImage, plan: &TaskPlan, pages: &[u8], pids: &PidMap) -> Res
         ts.set_ns_pid(t.pid);
         task::restore_thread_remote(&mut ts, th)?;
         task::restore_thread_outside(pid, tid, th)?;
+        creds::restore(&mut ts, th.creds.as_ref().unwrap_or(&t.creds))?;
         finish_thread(pid, tid, th)?;
     }
+
+    creds::restore(&mut s, &t.creds)?;
+    task::restore_attrs_last(&mut s, &t.attrs)?;
 
     // Last: the mask, then the scratch page goes; the task stops at that munmap's exit,
     // where it gets its final registers.
@@ -681,7 +700,11 @@ fn take_over(t: &TaskImage, plan: &TaskPlan, pages: &[u8], pids: &PidMap) -> Res
         [plan.scratch, SCRATCH_LEN, 0, 0, 0, 0],
     )?;
     finish_thread(pid, pid, thread)?;
-    let sig = if t.job_stopped { libc::SIGSTOP } else { 0 };
+    let sig = if t.job_stopped {
+        stop_signal(t)
+    } else {
+        0
+    };
     for tid in host_tids {
         ptrace::detach(tid, sig).ctx(pid, || format!("detach thread {tid}"))?;
     }

@@ -122,6 +122,7 @@ pub fn dump_thread(pid: i32, t: &FrozenThread, s: &mut Session) -> Result<Thread
             reset_on_fork: policy & libc::SCHED_RESET_ON_FORK != 0,
         },
         pending: signals::dump_pending(pid, tid, false)?,
+        creds: None,
     })
 }
 

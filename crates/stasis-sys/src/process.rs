@@ -67,9 +67,15 @@ pub fn spawn_with(pid: i32, flags: u64, child: impl FnOnce() -> i32) -> SysResul
         ));
     }
     let set_tid: [libc::pid_t; 1] = [pid];
+    // With CLONE_PARENT the child's exit signal is the caller's own; clone3 wants 0.
+    let exit_signal = if flags & libc::CLONE_PARENT as u64 != 0 {
+        0
+    } else {
+        libc::SIGCHLD as u64
+    };
     let mut args = CloneArgs {
         flags,
-        exit_signal: libc::SIGCHLD as u64,
+        exit_signal,
         ..Default::default()
     };
     if pid > 0 {

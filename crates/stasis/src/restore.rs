@@ -519,14 +519,58 @@ fn task_setup(
             .iter()
             .any(|&(d, ti, _)| d == f.desc && ti == idx)
     })?;
+    // Children in a session or process group whose leader is gone are forked by a helper
+    // that takes the leader's PID and makes the session or group; with CLONE_PARENT
+    // their parent is still this task. The helper then ends and is reaped here.
+    let mut helpers: Vec<Leaderless> = Vec::new();
     for &ci in &tp.children {
-        let c = &tasks[ci];
-        let r = if c.state == 'Z' {
-            process::spawn_with_pid(c.pid, || zombie_main(c))
-        } else {
-            process::spawn_with_pid(c.pid, || task_main(tasks, plan, ci, None))
+        let key = leaderless(tasks, t, &tasks[ci]);
+        if !helpers.contains(&key) {
+            helpers.push(key);
+        }
+    }
+    for key in helpers {
+        let mine: Vec<usize> = tp
+            .children
+            .iter()
+            .copied()
+            .filter(|&ci| leaderless(tasks, t, &tasks[ci]) == key)
+            .collect();
+        let spawn_children = |flags: u64| -> std::result::Result<(), String> {
+            for &ci in &mine {
+                let c = &tasks[ci];
+                let r = if c.state == 'Z' {
+                    process::spawn_with(c.pid, flags, || zombie_main(c))
+                } else {
+                    process::spawn_with(c.pid, flags, || task_main(tasks, plan, ci, None))
+                };
+                r.map_err(|e| format!("create child {}: {e}", c.pid))?;
+            }
+            Ok(())
         };
-        r.map_err(|e| format!("create child {}: {e}", c.pid))?;
+        match key {
+            Leaderless::No => spawn_children(0)?,
+            Leaderless::Session(id) | Leaderless::Group(id) => {
+                let helper = process::spawn_with_pid(id, || {
+                    let made = match key {
+                        Leaderless::Session(_) => own::setsid(),
+                        _ => own::setpgid(0, 0),
+                    };
+                    match made.map_err(|e| e.to_string()).and_then(|_| {
+                        spawn_children(libc::CLONE_PARENT as u64)
+                    }) {
+                        Ok(()) => 0,
+                        Err(e) => {
+                            let line = format!("{} error: leader stand-in {id}: {e}\n", t.pid);
+                            let _ = own::write_all(plan.report_fd, line.as_bytes());
+                            1
+                        }
+                    }
+                })
+                .map_err(|e| format!("create a stand-in for the gone leader {id}: {e}"))?;
+                let _ = process::wait_exit(helper);
+            }
+        }
     }
     let mut own_fds: Vec<i32> = t.fds.iter().map(|f| f.fd).collect();
     own_fds.push(plan.report_fd);
@@ -549,6 +593,26 @@ fn task_setup(
     own::map_scratch(tp.scratch, SCRATCH_LEN as usize, &SCRATCH_CODE).map_err(|e| e.to_string())?;
     let _ = pid;
     Ok(())
+}
+
+/// Whether a child's session or process group has a leader that is not in the tree (it
+/// exited before the dump), so that a stand-in must make it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Leaderless {
+    No,
+    Session(i32),
+    Group(i32),
+}
+
+fn leaderless(tasks: &[TaskImage], parent: &TaskImage, c: &TaskImage) -> Leaderless {
+    let in_tree = |pid: i32| tasks.iter().any(|t| t.pid == pid);
+    if c.sid != parent.sid && c.sid != c.pid && !in_tree(c.sid) {
+        Leaderless::Session(c.sid)
+    } else if c.pgid != parent.pgid && c.pgid != c.pid && c.sid == parent.sid && !in_tree(c.pgid) {
+        Leaderless::Group(c.pgid)
+    } else {
+        Leaderless::No
+    }
 }
 
 /// Session and process group, as far as a process can set them itself.

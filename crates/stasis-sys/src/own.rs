@@ -483,7 +483,14 @@ pub fn epoll_add(epfd: i32, fd: i32, events: u32, data: u64) -> SysResult<()> {
 pub fn unix_socketpair(kind: i32) -> SysResult<(i32, i32)> {
     let mut fds = [0i32; 2];
     // SAFETY: socketpair writes two ints into `fds`.
-    let r = unsafe { libc::socketpair(libc::AF_UNIX, kind | libc::SOCK_CLOEXEC, 0, fds.as_mut_ptr()) };
+    let r = unsafe {
+        libc::socketpair(
+            libc::AF_UNIX,
+            kind | libc::SOCK_CLOEXEC,
+            0,
+            fds.as_mut_ptr(),
+        )
+    };
     check(r as _, "socketpair", || format!("type {kind}"))?;
     Ok((fds[0], fds[1]))
 }
@@ -545,7 +552,14 @@ pub fn send_message(fd: i32, data: &[u8]) -> SysResult<()> {
     let mut done = 0usize;
     loop {
         // SAFETY: sending from a valid slice.
-        let r = unsafe { libc::send(fd, data[done..].as_ptr().cast(), data.len() - done, libc::MSG_DONTWAIT) };
+        let r = unsafe {
+            libc::send(
+                fd,
+                data[done..].as_ptr().cast(),
+                data.len() - done,
+                libc::MSG_DONTWAIT,
+            )
+        };
         let n = check(r as _, "send", || format!("fd {fd}, {} bytes", data.len()))? as usize;
         done += n;
         if done >= data.len() {
@@ -558,7 +572,15 @@ pub fn get_sockopt_int(fd: i32, level: i32, opt: i32) -> SysResult<i32> {
     let mut v: libc::c_int = 0;
     let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
     // SAFETY: the kernel writes at most `len` bytes into `v`.
-    let r = unsafe { libc::getsockopt(fd, level, opt, (&mut v as *mut libc::c_int).cast(), &mut len) };
+    let r = unsafe {
+        libc::getsockopt(
+            fd,
+            level,
+            opt,
+            (&mut v as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
     check(r as _, "getsockopt", || format!("fd {fd}, option {opt}"))?;
     Ok(v)
 }
@@ -574,7 +596,10 @@ pub fn set_sockopt_int(fd: i32, level: i32, opt: i32, v: i32) -> SysResult<()> {
             std::mem::size_of::<libc::c_int>() as libc::socklen_t,
         )
     };
-    check(r as _, "setsockopt", || format!("fd {fd}, option {opt} = {v}")).map(drop)
+    check(r as _, "setsockopt", || {
+        format!("fd {fd}, option {opt} = {v}")
+    })
+    .map(drop)
 }
 
 /// The messages queued for reading on socket `fd`, oldest first (a stream gives one
@@ -617,7 +642,11 @@ pub fn peek_socket(fd: i32) -> SysResult<Vec<Vec<u8>>> {
             break Ok(()); // end of stream (a shut-down peer) or an empty datagram loop
         }
         if msg.msg_flags & libc::MSG_TRUNC != 0 {
-            break Err(SysError::new("recvmsg(MSG_PEEK)", format!("fd {fd}: message over 1 MiB"), Errno(libc::EMSGSIZE)));
+            break Err(SysError::new(
+                "recvmsg(MSG_PEEK)",
+                format!("fd {fd}: message over 1 MiB"),
+                Errno(libc::EMSGSIZE),
+            ));
         }
         out.push(buf[..r as usize].to_vec());
         if r == 0 {

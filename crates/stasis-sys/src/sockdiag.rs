@@ -49,7 +49,13 @@ fn u16_at(b: &[u8], o: usize) -> u16 {
 /// Every unix socket of the caller's network namespace.
 pub fn unix_sockets() -> SysResult<Vec<UnixSocket>> {
     // SAFETY: socket() takes integers only.
-    let fd = unsafe { libc::socket(libc::AF_NETLINK, libc::SOCK_RAW | libc::SOCK_CLOEXEC, NETLINK_SOCK_DIAG) };
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_NETLINK,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+            NETLINK_SOCK_DIAG,
+        )
+    };
     if fd < 0 {
         return Err(SysError::last("socket(NETLINK_SOCK_DIAG)", "unix sockets"));
     }
@@ -74,7 +80,7 @@ fn query(fd: i32) -> SysResult<Vec<UnixSocket>> {
     let show = UDIAG_SHOW_NAME | UDIAG_SHOW_PEER | UDIAG_SHOW_ICONS | UDIAG_SHOW_RQLEN;
     req.extend_from_slice(&show.to_ne_bytes());
     req.extend_from_slice(&[0xff; 8]); // cookie: none
-    // SAFETY: `req` is a valid buffer of its length.
+                                       // SAFETY: `req` is a valid buffer of its length.
     let n = unsafe { libc::send(fd, req.as_ptr().cast(), req.len(), 0) };
     if n < 0 {
         return Err(SysError::last("send", "sock_diag request"));
@@ -96,12 +102,20 @@ fn query(fd: i32) -> SysResult<Vec<UnixSocket>> {
             let len = u32_at(data, off) as usize;
             let kind = u16_at(data, off + 4);
             if len < 16 || off + len > data.len() {
-                return Err(SysError::new("sock_diag", "malformed reply", Errno(libc::EPROTO)));
+                return Err(SysError::new(
+                    "sock_diag",
+                    "malformed reply",
+                    Errno(libc::EPROTO),
+                ));
             }
             match kind {
                 NLMSG_DONE => return Ok(out),
                 NLMSG_ERROR => {
-                    let err = if len >= 20 { -(u32_at(data, off + 16) as i32) } else { libc::EPROTO };
+                    let err = if len >= 20 {
+                        -(u32_at(data, off + 16) as i32)
+                    } else {
+                        libc::EPROTO
+                    };
                     return Err(SysError::new("sock_diag", "unix sockets", Errno(err)));
                 }
                 _ => out.push(parse_msg(&data[off + 16..off + len])),

@@ -117,7 +117,8 @@ impl Frozen {
                 Ok(None) => continue, // exited while we froze it
                 Err(e) if e.errno.0 == libc::ETIMEDOUT => {
                     frozen.detach_seized(&seized);
-                    let wchan = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/wchan")).unwrap_or_default();
+                    let wchan = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/wchan"))
+                        .unwrap_or_default();
                     let why = if wchan.contains("clone") || wchan.contains("vfork") {
                         "it is waiting for a vfork child that still shares its memory (not supported yet)".to_string()
                     } else {
@@ -240,7 +241,10 @@ const STOP_SIGNALS: [i32; 4] = [libc::SIGSTOP, libc::SIGTSTP, libc::SIGTTIN, lib
 /// (ETIMEDOUT then). Signals that arrive first are delivered (they would have been anyway).
 /// Returns the stop's signal (the job-control signal for a stopped task), or None if the
 /// thread exited.
-fn wait_for_interrupt(tid: i32, deadline: std::time::Instant) -> stasis_sys::SysResult<Option<i32>> {
+fn wait_for_interrupt(
+    tid: i32,
+    deadline: std::time::Instant,
+) -> stasis_sys::SysResult<Option<i32>> {
     let mut spins = 0u32;
     loop {
         let Some(status) = ptrace::try_wait_task(tid)? else {
@@ -260,7 +264,9 @@ fn wait_for_interrupt(tid: i32, deadline: std::time::Instant) -> stasis_sys::Sys
             continue;
         };
         match status {
-            WaitStatus::Stopped { event, sig } if event == PTRACE_EVENT_STOP => return Ok(Some(sig)),
+            WaitStatus::Stopped { event, sig } if event == PTRACE_EVENT_STOP => {
+                return Ok(Some(sig))
+            }
             WaitStatus::Stopped { sig, .. } => ptrace::cont(tid, sig)?,
             WaitStatus::SyscallStop => ptrace::cont(tid, 0)?,
             WaitStatus::Exited(_) | WaitStatus::Signaled(_) => return Ok(None),

@@ -556,9 +556,10 @@ fn task_setup(
                         Leaderless::Session(_) => own::setsid(),
                         _ => own::setpgid(0, 0),
                     };
-                    match made.map_err(|e| e.to_string()).and_then(|_| {
-                        spawn_children(libc::CLONE_PARENT as u64)
-                    }) {
+                    match made
+                        .map_err(|e| e.to_string())
+                        .and_then(|_| spawn_children(libc::CLONE_PARENT as u64))
+                    {
                         Ok(()) => 0,
                         Err(e) => {
                             let line = format!("{} error: leader stand-in {id}: {e}\n", t.pid);
@@ -764,11 +765,7 @@ fn take_over(t: &TaskImage, plan: &TaskPlan, pages: &[u8], pids: &PidMap) -> Res
         [plan.scratch, SCRATCH_LEN, 0, 0, 0, 0],
     )?;
     finish_thread(pid, pid, thread)?;
-    let sig = if t.job_stopped {
-        stop_signal(t)
-    } else {
-        0
-    };
+    let sig = if t.job_stopped { stop_signal(t) } else { 0 };
     for tid in host_tids {
         ptrace::detach(tid, sig).ctx(pid, || format!("detach thread {tid}"))?;
     }

@@ -14,8 +14,8 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::collections::BTreeMap;
 
 use stasis_image::{FdImage, FileKind, PipeData, SocketQueue};
-use stasis_sys::sockdiag::{self, UnixSocket};
 use stasis_sys::procfs::{self, FdInfo};
+use stasis_sys::sockdiag::{self, UnixSocket};
 use stasis_sys::{own, process};
 
 use crate::error::{Error, ProcContext, Result, SysContext};
@@ -130,7 +130,9 @@ impl DescTable {
         } = *file
         {
             let listening = listen_backlog.is_some();
-            self.sockets.entry(inode).or_insert((pid, fd, peer, listening));
+            self.sockets
+                .entry(inode)
+                .or_insert((pid, fd, peer, listening));
         }
     }
 
@@ -337,15 +339,19 @@ pub fn open_descriptions(
             FileKind::UnixSocket { inode, peer, .. } => {
                 if !sockets.iter().any(|s| s.inode == *inode) {
                     let peer_file = peer.and_then(|p| {
-                        descs.iter().map(|d| d.1).find(|d| {
-                            matches!(d.file, FileKind::UnixSocket { inode, .. } if inode == p)
-                        })
+                        descs.iter().map(|d| d.1).find(
+                            |d| matches!(d.file, FileKind::UnixSocket { inode, .. } if inode == p),
+                        )
                     });
                     sockets.extend(unix::create(f, peer_file, queued)?);
                 }
-                let s = sockets.iter().find(|s| s.inode == *inode).expect("created above");
+                let s = sockets
+                    .iter()
+                    .find(|s| s.inode == *inode)
+                    .expect("created above");
                 own::dup_to(s.fd, at, true).map_err(err)?;
-                own::set_status_flags(at, flags & (libc::O_NONBLOCK | libc::O_ASYNC)).map_err(err)?;
+                own::set_status_flags(at, flags & (libc::O_NONBLOCK | libc::O_ASYNC))
+                    .map_err(err)?;
             }
             FileKind::Pipe {
                 inode, read_end, ..

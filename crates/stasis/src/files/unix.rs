@@ -29,9 +29,11 @@ pub fn dump(p: &FdProbe) -> Result<Option<FileKind>> {
             s.pending.len()
         )));
     }
-    let local = process::pidfd_getfd(p.pid, p.fd).ctx(p.pid, || format!("fd {} ({})", p.fd, p.target))?;
+    let local =
+        process::pidfd_getfd(p.pid, p.fd).ctx(p.pid, || format!("fd {} ({})", p.fd, p.target))?;
     let fd = local.raw();
-    let opt = |o| own::get_sockopt_int(fd, libc::SOL_SOCKET, o).ctx(p.pid, || format!("fd {}", p.fd));
+    let opt =
+        |o| own::get_sockopt_int(fd, libc::SOL_SOCKET, o).ctx(p.pid, || format!("fd {}", p.fd));
     let options = SocketOptions {
         sndbuf: opt(libc::SO_SNDBUF)?,
         rcvbuf: opt(libc::SO_RCVBUF)?,
@@ -84,8 +86,14 @@ pub fn create<'a>(
     match (peer, peer_file) {
         (Some(peer), Some(pf)) => {
             let (a, b) = own::unix_socketpair(*kind as i32).map_err(err)?;
-            made.push(NewSocket { inode: *inode, fd: a });
-            made.push(NewSocket { inode: *peer, fd: b });
+            made.push(NewSocket {
+                inode: *inode,
+                fd: a,
+            });
+            made.push(NewSocket {
+                inode: *peer,
+                fd: b,
+            });
             for m in queued(*inode) {
                 own::send_message(b, m).map_err(err)?;
             }

@@ -482,6 +482,10 @@ fn write_mm(out: &mut String, mm: &MmImage, page_size: u64) -> fmt::Result {
                     None => "anon".to_string(),
                 }
             }
+            VmaKind::SharedAnonymous { inode } => {
+                anon = anon.saturating_add(size);
+                format!("shared anon (shmem {inode}) @{:#x}", v.pgoff)
+            }
             VmaKind::File { path, .. } => {
                 file = file.saturating_add(size);
                 format!("file {path} @{:#x}", v.pgoff)

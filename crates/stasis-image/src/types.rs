@@ -328,6 +328,10 @@ pub struct Vma {
 pub enum VmaKind {
     /// Anonymous memory (including `[heap]` and `[stack]`); `name` is the bracketed name if any.
     Anonymous { name: Option<String> },
+    /// MAP_SHARED|MAP_ANONYMOUS memory (a shmem object, shown as "/dev/zero (deleted)").
+    /// Mappings with the same inode, in one task or across the tree (inherited over
+    /// fork), are one object and stay one object after restore.
+    SharedAnonymous { inode: u64 },
     /// A mapping of a file by path; dev/ino/size identify it at restore.
     File {
         path: String,

@@ -222,6 +222,7 @@ fn creds() -> impl Strategy<Value = Credentials> {
 fn vma_kind() -> impl Strategy<Value = VmaKind> {
     prop_oneof![
         proptest::option::of(text()).prop_map(|name| VmaKind::Anonymous { name }),
+        any::<u64>().prop_map(|inode| VmaKind::SharedAnonymous { inode }),
         (text(), any::<u64>(), any::<u64>(), any::<u64>()).prop_map(|(path, dev, ino, size)| {
             VmaKind::File {
                 path,

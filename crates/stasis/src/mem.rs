@@ -53,7 +53,7 @@ pub fn collect_vmas(pid: i32, smaps: &[SmapsEntry]) -> Result<Vec<Vma>> {
             }
         } else if m.shared && m.deleted && m.path == "/dev/zero" {
             // MAP_SHARED|MAP_ANONYMOUS memory is a deleted shmem file named /dev/zero.
-            VmaKind::Anonymous { name: None }
+            VmaKind::SharedAnonymous { inode: m.inode }
         } else if m.deleted {
             return Err(Error::Unsupported {
                 pid,
@@ -105,7 +105,7 @@ fn store_page(vma: &Vma, entry: u64) -> bool {
     let swapped = entry & procfs::PM_SWAP != 0;
     match &vma.kind {
         VmaKind::Special { .. } => false,
-        VmaKind::Anonymous { .. } => present || swapped,
+        VmaKind::Anonymous { .. } | VmaKind::SharedAnonymous { .. } => present || swapped,
         // Private file mappings: only the pages the process wrote (now anonymous copies).
         VmaKind::File { .. } if !vma.shared => swapped || (present && entry & procfs::PM_FILE == 0),
         // Shared file mappings: the file holds the data.
@@ -361,6 +361,7 @@ const SYS_MSEAL: i64 = 462;
 /// and only the scratch area besides.
 pub fn restore(
     s: &mut Session,
+    shmem: &mut ShmemTable,
     mm: &MmImage,
     map_files: &[MapFile],
     exe_fd: i32,
@@ -387,6 +388,22 @@ pub fn restore(
             match &v.kind {
                 VmaKind::Special { .. } => continue,
                 VmaKind::Anonymous { .. } => (-1i64, libc::MAP_ANONYMOUS),
+                VmaKind::SharedAnonymous { inode } => match shmem.find(*inode) {
+                    None => {
+                        shmem.owners.push(ShmemOwner {
+                            inode: *inode,
+                            ns_pid: s.ns_pid(),
+                            start: v.start,
+                            end: v.end,
+                            pgoff: v.pgoff,
+                        });
+                        (-1i64, libc::MAP_ANONYMOUS)
+                    }
+                    Some(owner) => {
+                        map_shared_again(s, v, &owner, has_pages[i])?;
+                        continue;
+                    }
+                },
                 VmaKind::File { path, .. } => {
                     let f = map_files.iter().find(|f| &f.path == path).ok_or_else(|| {
                         Error::Restore {
@@ -556,6 +573,66 @@ fn fill_pages(pid: i32, mm: &MmImage, pages: &[u8]) -> Result<()> {
         }
         Ok(())
     })
+}
+
+/// Shared anonymous memory objects made so far in this restore, by their inode at dump.
+#[derive(Default)]
+pub struct ShmemTable {
+    owners: Vec<ShmemOwner>,
+}
+
+/// The first mapping of a shmem object: which task made it, where.
+#[derive(Debug, Clone, Copy)]
+struct ShmemOwner {
+    inode: u64,
+    /// The task's PID as tasks of the tree see it (for /proc/PID/map_files).
+    ns_pid: i32,
+    start: u64,
+    end: u64,
+    pgoff: u64,
+}
+
+impl ShmemTable {
+    fn find(&self, inode: u64) -> Option<ShmemOwner> {
+        self.owners.iter().find(|o| o.inode == inode).copied()
+    }
+}
+
+/// Maps a shmem object that an earlier mapping made, through that mapping's
+/// /proc/PID/map_files entry: the same object, so the memory stays shared.
+fn map_shared_again(s: &mut Session, v: &Vma, owner: &ShmemOwner, fill: bool) -> Result<()> {
+    let pid = s.pid();
+    let offset = v.pgoff.checked_sub(owner.pgoff).ok_or_else(|| Error::Restore {
+        pid,
+        reason: format!(
+            "shared mapping {:#x}-{:#x} starts before the first mapping of its object",
+            v.start, v.end
+        ),
+    })?;
+    let path = format!(
+        "/proc/{}/map_files/{:x}-{:x}\0",
+        owner.ns_pid, owner.start, owner.end
+    );
+    let at = s.put(1024, path.as_bytes())?;
+    let fd = s
+        .call(
+            "openat",
+            libc::SYS_openat,
+            [libc::AT_FDCWD as u64, at, libc::O_RDWR as u64, 0, 0, 0],
+        )
+        .map_err(|e| vma_err(pid, v, e))?;
+    let flags = (libc::MAP_SHARED | libc::MAP_FIXED) as u64;
+    // Writable for now only if contents are to be filled in (as every other mapping).
+    let extra = if fill { (libc::PROT_READ | libc::PROT_WRITE) as u32 } else { 0 };
+    let prot = (v.prot | extra) as u64;
+    let r = s.call(
+        "mmap",
+        libc::SYS_mmap,
+        [v.start, v.end - v.start, prot, flags, fd, offset],
+    );
+    s.call("close", libc::SYS_close, [fd, 0, 0, 0, 0, 0])?;
+    r.map_err(|e| vma_err(pid, v, e))?;
+    Ok(())
 }
 
 fn vma_err(pid: i32, v: &Vma, e: Error) -> Error {

@@ -180,10 +180,17 @@ pub fn restore(opts: &RestoreOptions) -> Result<Restored> {
     } else {
         PidMap::Same
     };
+    // Every task is rebuilt before any runs: memory shared between them must not change
+    // while the rest is restored, and the tree starts as one.
+    let mut shmem = mem::ShmemTable::default();
+    let mut ready = Vec::with_capacity(tasks.len());
     for (i, t) in tasks.iter().enumerate() {
         if t.state != 'Z' {
-            take_over(t, &plan.tasks[i], pages[i].bytes(), &pids)?;
+            ready.push(take_over(t, &plan.tasks[i], pages[i].bytes(), &pids, &mut shmem)?);
         }
+    }
+    for r in ready {
+        r.release()?;
     }
     let root_pid = pids.host(root.pid)?;
     if let Some(path) = &opts.pidfile {
@@ -674,7 +681,13 @@ fn finish_thread(pid: i32, tid: i32, th: &stasis_image::ThreadImage) -> Result<(
 }
 
 /// Takes the waiting child over with ptrace and turns it into the image's process.
-fn take_over(t: &TaskImage, plan: &TaskPlan, pages: &[u8], pids: &PidMap) -> Result<()> {
+fn take_over(
+    t: &TaskImage,
+    plan: &TaskPlan,
+    pages: &[u8],
+    pids: &PidMap,
+    shmem: &mut mem::ShmemTable,
+) -> Result<Ready> {
     let pid = pids.host(t.pid)?;
     ptrace::seize(pid, libc::PTRACE_O_TRACECLONE).ctx(pid, || "seize the restore child".into())?;
     ptrace::interrupt(pid).ctx(pid, || "interrupt the restore child".into())?;
@@ -718,6 +731,7 @@ fn take_over(t: &TaskImage, plan: &TaskPlan, pages: &[u8], pids: &PidMap) -> Res
     let exe_fd = if same_exe { -1 } else { plan.exe_fd };
     mem::restore(
         &mut s,
+        shmem,
         &t.mm,
         &plan.map_files,
         exe_fd,
@@ -766,9 +780,28 @@ fn take_over(t: &TaskImage, plan: &TaskPlan, pages: &[u8], pids: &PidMap) -> Res
     )?;
     finish_thread(pid, pid, thread)?;
     let sig = if t.job_stopped { stop_signal(t) } else { 0 };
-    for tid in host_tids {
-        ptrace::detach(tid, sig).ctx(pid, || format!("detach thread {tid}"))?;
+    log::info!("pid {pid}: restored, stopped until the whole tree is");
+    Ok(Ready {
+        pid,
+        tids: host_tids,
+        sig,
+    })
+}
+
+/// A task whose restore is complete, held stopped until every task's is.
+struct Ready {
+    pid: i32,
+    tids: Vec<i32>,
+    /// The signal to leave it with (a job-control stop), or 0.
+    sig: i32,
+}
+
+impl Ready {
+    fn release(self) -> Result<()> {
+        for tid in self.tids {
+            ptrace::detach(tid, self.sig).ctx(self.pid, || format!("detach thread {tid}"))?;
+        }
+        log::info!("pid {}: running", self.pid);
+        Ok(())
     }
-    log::info!("pid {pid}: restored and running");
-    Ok(())
 }

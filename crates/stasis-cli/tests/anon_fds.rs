@@ -1,0 +1,35 @@
+//! Anonymous-inode fds: testprogs/ipc_anon.c runs an epoll loop over a semaphore
+//! eventfd, a periodic timerfd, a signalfd with a pending signal and a nested epoll
+//! holding an edge-triggered eventfd. After restore every source fires as it should
+//! (the eventfd exactly 3 times, the timer at about its rate after its backlog, the
+//! signal once, the nested epoll once with the whole count), the registrations' events
+//! and data in /proc/self/fdinfo are as before, the timers keep their settings and the
+//! signalfd its mask.
+
+mod common;
+
+use common::*;
+
+fn anon() -> Victim {
+    Victim::c("ipc_anon")
+}
+
+#[test]
+fn anon_standalone() {
+    run_control(&anon());
+}
+
+#[test]
+fn anon_dump_restore() {
+    run_cycle(&anon());
+}
+
+#[test]
+fn anon_dump_restore_twice() {
+    run_double_cycle(&anon());
+}
+
+#[test]
+fn anon_leave_running() {
+    run_leave_running(&anon());
+}

@@ -659,3 +659,12 @@ pub fn peek_socket(fd: i32) -> SysResult<Vec<Vec<u8>>> {
         out
     })
 }
+
+/// Moves descriptor `fd` to the lowest free number at or above `min` (close-on-exec).
+pub fn move_above(fd: i32, min: i32) -> SysResult<i32> {
+    // SAFETY: fcntl F_DUPFD_CLOEXEC with integer arguments.
+    let r = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, min) };
+    let new = check(r as _, "fcntl(F_DUPFD_CLOEXEC)", || format!("fd {fd} above {min}"))? as i32;
+    close(fd);
+    Ok(new)
+}

@@ -315,6 +315,9 @@ pub fn open_descriptions(
             .find(|q| q.inode == inode)
             .map_or(&[][..], |q| &q.messages[..])
     };
+    // Pipes and sockets are made in pairs whose second end waits for its own slot; keep
+    // them above every slot so that placing one never lands on another.
+    let spare = descs.iter().map(|d| slot(d.0)).max().unwrap_or(0) + 1;
     for &(desc, f) in descs {
         let at = slot(desc);
         let flags = f.flags as i32 & !libc::O_CLOEXEC;
@@ -343,7 +346,10 @@ pub fn open_descriptions(
                             |d| matches!(d.file, FileKind::UnixSocket { inode, .. } if inode == p),
                         )
                     });
-                    sockets.extend(unix::create(f, peer_file, queued)?);
+                    for mut made in unix::create(f, peer_file, queued)? {
+                        made.fd = own::move_above(made.fd, spare).map_err(err)?;
+                        sockets.push(made);
+                    }
                 }
                 let s = sockets
                     .iter()
@@ -361,7 +367,10 @@ pub fn open_descriptions(
                         .iter()
                         .find(|d| d.inode == *inode)
                         .map_or(&[][..], |d| &d.data[..]);
-                    pipes.push(pipe::create(f, data)?);
+                    let mut p = pipe::create(f, data)?;
+                    p.read = own::move_above(p.read, spare).map_err(err)?;
+                    p.write = own::move_above(p.write, spare).map_err(err)?;
+                    pipes.push(p);
                 }
                 let p = pipes
                     .iter()

@@ -604,14 +604,25 @@ pub fn set_sockopt_int(fd: i32, level: i32, opt: i32, v: i32) -> SysResult<()> {
 
 /// The messages queued for reading on socket `fd`, oldest first (a stream gives one
 /// message with all its bytes), left in the queue: peeked with SO_PEEK_OFF, which is put
-/// back afterwards. Messages carrying descriptors or credentials are refused.
+/// back afterwards. Credentials attached to messages (SO_PASSCRED) are dropped: the
+/// kernel attaches the sender's again when the message is sent at restore. Messages
+/// carrying descriptors are refused.
 pub fn peek_socket(fd: i32) -> SysResult<Vec<Vec<u8>>> {
+    let stream = get_sockopt_int(fd, libc::SOL_SOCKET, libc::SO_TYPE)? == libc::SOCK_STREAM;
     let old = get_sockopt_int(fd, libc::SOL_SOCKET, libc::SO_PEEK_OFF)?;
     set_sockopt_int(fd, libc::SOL_SOCKET, libc::SO_PEEK_OFF, 0)?;
     let mut out = Vec::new();
     let mut buf = vec![0u8; 1 << 20];
-    let mut cmsg = [0u8; 256];
+    // Room for SCM_RIGHTS with the kernel's maximum of 253 descriptors, or credentials.
+    let mut cmsg = [0u8; 2048];
     let result = loop {
+        if out.len() >= 1 << 20 {
+            break Err(SysError::new(
+                "recvmsg(MSG_PEEK)",
+                format!("fd {fd}: over a million messages"),
+                Errno(libc::E2BIG),
+            ));
+        }
         let mut iov = libc::iovec {
             iov_base: buf.as_mut_ptr().cast(),
             iov_len: buf.len(),
@@ -631,15 +642,12 @@ pub fn peek_socket(fd: i32) -> SysResult<Vec<Vec<u8>>> {
             }
             break Err(SysError::new("recvmsg(MSG_PEEK)", format!("fd {fd}"), e));
         }
-        if msg.msg_controllen > 0 {
+        if carries_descriptors(&cmsg[..msg.msg_controllen.min(cmsg.len())]) {
             break Err(SysError::new(
                 "recvmsg(MSG_PEEK)",
-                format!("fd {fd}: a queued message carries descriptors or credentials"),
+                format!("fd {fd}: a queued message carries file descriptors (SCM_RIGHTS, not supported yet)"),
                 Errno(libc::EOPNOTSUPP),
             ));
-        }
-        if r == 0 && out.last().is_some_and(|m: &Vec<u8>| m.is_empty()) {
-            break Ok(()); // end of stream (a shut-down peer) or an empty datagram loop
         }
         if msg.msg_flags & libc::MSG_TRUNC != 0 {
             break Err(SysError::new(
@@ -648,23 +656,42 @@ pub fn peek_socket(fd: i32) -> SysResult<Vec<Vec<u8>>> {
                 Errno(libc::EMSGSIZE),
             ));
         }
-        out.push(buf[..r as usize].to_vec());
-        if r == 0 {
-            break Ok(());
+        if r == 0 && stream {
+            break Ok(()); // end of stream: the peer shut down
         }
+        // Zero-length datagrams are messages too; the peek offset moves past them.
+        out.push(buf[..r as usize].to_vec());
     };
     let _ = set_sockopt_int(fd, libc::SOL_SOCKET, libc::SO_PEEK_OFF, old);
-    result.map(|_| {
-        out.retain(|m| !m.is_empty());
-        out
-    })
+    result.map(|_| out)
+}
+
+/// Whether control data holds an SCM_RIGHTS message.
+fn carries_descriptors(control: &[u8]) -> bool {
+    let header = std::mem::size_of::<libc::cmsghdr>();
+    let mut off = 0usize;
+    while off + header <= control.len() {
+        let len = usize::from_ne_bytes(control[off..off + 8].try_into().expect("8 bytes"));
+        let level = i32::from_ne_bytes(control[off + 8..off + 12].try_into().expect("4 bytes"));
+        let kind = i32::from_ne_bytes(control[off + 12..off + 16].try_into().expect("4 bytes"));
+        if level == libc::SOL_SOCKET && kind == libc::SCM_RIGHTS {
+            return true;
+        }
+        if len < header {
+            return false;
+        }
+        off += (len + 7) & !7;
+    }
+    false
 }
 
 /// Moves descriptor `fd` to the lowest free number at or above `min` (close-on-exec).
 pub fn move_above(fd: i32, min: i32) -> SysResult<i32> {
     // SAFETY: fcntl F_DUPFD_CLOEXEC with integer arguments.
     let r = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, min) };
-    let new = check(r as _, "fcntl(F_DUPFD_CLOEXEC)", || format!("fd {fd} above {min}"))? as i32;
+    let new = check(r as _, "fcntl(F_DUPFD_CLOEXEC)", || {
+        format!("fd {fd} above {min}")
+    })? as i32;
     close(fd);
     Ok(new)
 }

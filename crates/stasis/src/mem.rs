@@ -602,13 +602,16 @@ impl ShmemTable {
 /// /proc/PID/map_files entry: the same object, so the memory stays shared.
 fn map_shared_again(s: &mut Session, v: &Vma, owner: &ShmemOwner, fill: bool) -> Result<()> {
     let pid = s.pid();
-    let offset = v.pgoff.checked_sub(owner.pgoff).ok_or_else(|| Error::Restore {
-        pid,
-        reason: format!(
-            "shared mapping {:#x}-{:#x} starts before the first mapping of its object",
-            v.start, v.end
-        ),
-    })?;
+    let offset = v
+        .pgoff
+        .checked_sub(owner.pgoff)
+        .ok_or_else(|| Error::Restore {
+            pid,
+            reason: format!(
+                "shared mapping {:#x}-{:#x} starts before the first mapping of its object",
+                v.start, v.end
+            ),
+        })?;
     let path = format!(
         "/proc/{}/map_files/{:x}-{:x}\0",
         owner.ns_pid, owner.start, owner.end
@@ -623,7 +626,11 @@ fn map_shared_again(s: &mut Session, v: &Vma, owner: &ShmemOwner, fill: bool) ->
         .map_err(|e| vma_err(pid, v, e))?;
     let flags = (libc::MAP_SHARED | libc::MAP_FIXED) as u64;
     // Writable for now only if contents are to be filled in (as every other mapping).
-    let extra = if fill { (libc::PROT_READ | libc::PROT_WRITE) as u32 } else { 0 };
+    let extra = if fill {
+        (libc::PROT_READ | libc::PROT_WRITE) as u32
+    } else {
+        0
+    };
     let prot = (v.prot | extra) as u64;
     let r = s.call(
         "mmap",

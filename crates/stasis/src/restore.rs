@@ -186,7 +186,13 @@ pub fn restore(opts: &RestoreOptions) -> Result<Restored> {
     let mut ready = Vec::with_capacity(tasks.len());
     for (i, t) in tasks.iter().enumerate() {
         if t.state != 'Z' {
-            ready.push(take_over(t, &plan.tasks[i], pages[i].bytes(), &pids, &mut shmem)?);
+            ready.push(take_over(
+                t,
+                &plan.tasks[i],
+                pages[i].bytes(),
+                &pids,
+                &mut shmem,
+            )?);
         }
     }
     for r in ready {
@@ -517,7 +523,7 @@ fn task_setup(
     } else {
         own::close_all_except(&keep);
     }
-    set_session(t)?;
+    set_session(t, report_w.is_some())?;
     for f in &t.fds {
         own::dup_to(plan.slot(f.desc), f.fd, f.cloexec).map_err(|e| format!("fd {}: {e}", f.fd))?;
     }
@@ -624,7 +630,9 @@ fn leaderless(tasks: &[TaskImage], parent: &TaskImage, c: &TaskImage) -> Leaderl
 }
 
 /// Session and process group, as far as a process can set them itself.
-fn set_session(t: &TaskImage) -> std::result::Result<(), String> {
+/// The root's session and group, when their leaders are outside the tree, cannot be
+/// joined: it keeps those it inherits from the restoring tool (or the new namespace's init).
+fn set_session(t: &TaskImage, root: bool) -> std::result::Result<(), String> {
     let pid = t.pid;
     if t.sid == pid {
         own::setsid().map_err(|e| e.to_string())?;
@@ -634,7 +642,7 @@ fn set_session(t: &TaskImage) -> std::result::Result<(), String> {
     }
     if t.pgid == pid {
         own::setpgid(0, 0).map_err(|e| e.to_string())?;
-    } else if t.sid != pid {
+    } else if t.sid != pid && !root {
         own::setpgid(0, t.pgid).map_err(|e| {
             format!(
                 "join process group {} (its leader is not restored before it?): {e}",
@@ -647,7 +655,7 @@ fn set_session(t: &TaskImage) -> std::result::Result<(), String> {
 
 /// A zombie comes back as a child that ends at once with the status it had.
 fn zombie_main(t: &TaskImage) -> i32 {
-    let _ = set_session(t);
+    let _ = set_session(t, false);
     let status = t.exit_status;
     if libc::WIFSIGNALED(status) {
         own::die_by_signal(libc::WTERMSIG(status));

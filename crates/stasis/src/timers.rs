@@ -54,12 +54,47 @@ pub fn restore(s: &mut Session, timers: &[ITimer]) -> Result<()> {
         } else {
             words
         };
-        let addr = s.put(0, &inject::words(&words))?;
-        s.call(
-            "setitimer",
-            libc::SYS_setitimer,
-            [t.which as u64, addr, 0, 0, 0, 0],
-        )?;
+        set(s, t.which, words)?;
+        if t.which != libc::ITIMER_REAL {
+            // The kernel adds one tick to a CPU-time timer's first expiry: measure it
+            // (the task is stopped, so its CPU clock stands still) and take it off.
+            let got = get(s, t.which)?;
+            let (want, now) = (to_us(words[2], words[3]), to_us(got[2], got[3]));
+            if now > want && want > now - want {
+                let v = want - (now - want);
+                set(
+                    s,
+                    t.which,
+                    [words[0], words[1], v / 1_000_000, v % 1_000_000],
+                )?;
+            }
+        }
     }
     Ok(())
+}
+
+fn set(s: &mut Session, which: i32, words: [u64; 4]) -> Result<()> {
+    let addr = s.put(0, &inject::words(&words))?;
+    s.call(
+        "setitimer",
+        libc::SYS_setitimer,
+        [which as u64, addr, 0, 0, 0, 0],
+    )?;
+    Ok(())
+}
+
+fn get(s: &mut Session, which: i32) -> Result<[u64; 4]> {
+    let addr = s.data_addr();
+    s.call(
+        "getitimer",
+        libc::SYS_getitimer,
+        [which as u64, addr, 0, 0, 0, 0],
+    )?;
+    let b = s.get(0, 32)?;
+    Ok([
+        inject::word_at(&b, 0),
+        inject::word_at(&b, 1),
+        inject::word_at(&b, 2),
+        inject::word_at(&b, 3),
+    ])
 }

@@ -559,22 +559,7 @@ fn probe_seccomp_get_filter() -> Result<String, String> {
 // clone3 with set_tid
 // ---------------------------------------------------------------------------------------
 
-/// struct clone_args up to set_tid_size and cgroup (CLONE_ARGS_SIZE_VER2, 88 bytes).
-#[repr(C)]
-#[derive(Default)]
-struct CloneArgs {
-    flags: u64,
-    pidfd: u64,
-    child_tid: u64,
-    parent_tid: u64,
-    exit_signal: u64,
-    stack: u64,
-    stack_size: u64,
-    tls: u64,
-    set_tid: u64,
-    set_tid_size: u64,
-    cgroup: u64,
-}
+use crate::process::CloneArgs;
 
 fn read_sysctl_int(path: &str) -> Option<i64> {
     fs::read_to_string(path).ok()?.trim().parse().ok()

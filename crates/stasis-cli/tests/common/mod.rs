@@ -22,6 +22,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Once};
 use std::time::{Duration, Instant, SystemTime};
 
+pub mod tree;
+
 /// How long a victim may take to print READY.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long one `stasis dump` may take.

@@ -58,6 +58,7 @@ fn thread(tid: i32, comm: &str) -> ThreadImage {
         sched: SchedParams::default(),
         pending: Vec::new(),
         creds: None,
+        seccomp: None,
     }
 }
 

@@ -123,6 +123,9 @@ pub struct ThreadImage {
     /// their own with raw syscalls).
     #[serde(default)]
     pub creds: Option<Credentials>,
+    /// The thread's seccomp state.
+    #[serde(default)]
+    pub seccomp: Option<Seccomp>,
     pub sched: SchedParams,
 }
 
@@ -441,6 +444,23 @@ pub enum FileKind {
         /// Capacity in bytes (F_GETPIPE_SZ).
         capacity: u32,
     },
+}
+
+/// Seccomp: strict mode, or a stack of filters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Seccomp {
+    pub strict: bool,
+    /// Filters, oldest first (the order they are installed in again).
+    pub filters: Vec<SeccompFilter>,
+}
+
+/// One seccomp filter: a classic-BPF program and its SECCOMP_FILTER_FLAG_* flags.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeccompFilter {
+    pub flags: u64,
+    /// Raw 8-byte `struct sock_filter` instructions.
+    #[serde(with = "serde_bytes_compat")]
+    pub program: Vec<u8>,
 }
 
 /// One interval timer as getitimer reported it at dump, in microseconds.

@@ -142,6 +142,7 @@ fn thread() -> impl Strategy<Value = ThreadImage> {
                     },
                     pending: Vec::new(),
                     creds: None,
+                    seccomp: None,
                 }
             },
         )

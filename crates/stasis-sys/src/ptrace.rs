@@ -373,3 +373,50 @@ pub fn peek_pending(tid: i32, shared: bool) -> SysResult<Vec<[u8; SIGINFO_LEN]>>
         }
     }
 }
+
+const PTRACE_SECCOMP_GET_FILTER: libc::c_uint = 0x420c;
+const PTRACE_SECCOMP_GET_METADATA: libc::c_uint = 0x420d;
+/// Suspends the tracee's seccomp filters while it is traced (needs CAP_SYS_ADMIN).
+pub const PTRACE_O_SUSPEND_SECCOMP: i32 = 1 << 21;
+
+/// The classic-BPF program of seccomp filter `index` of thread `tid` (0 is the newest),
+/// as raw 8-byte instructions, with its SECCOMP_FILTER_FLAG_* flags; None past the last.
+pub fn seccomp_filter(tid: i32, index: u64) -> SysResult<Option<(Vec<u8>, u64)>> {
+    // SAFETY: with a null buffer the kernel only returns the instruction count.
+    let n = unsafe {
+        libc::ptrace(
+            PTRACE_SECCOMP_GET_FILTER,
+            tid,
+            index as *mut libc::c_void,
+            std::ptr::null_mut::<libc::c_void>(),
+        )
+    };
+    if n < 0 {
+        let e = Errno::last();
+        if e.0 == libc::ENOENT {
+            return Ok(None);
+        }
+        return Err(SysError::new(
+            "ptrace(PTRACE_SECCOMP_GET_FILTER)",
+            format!("tid {tid} filter {index}"),
+            e,
+        ));
+    }
+    let mut prog = vec![0u8; n as usize * 8];
+    ptrace_raw(
+        PTRACE_SECCOMP_GET_FILTER,
+        tid,
+        index as usize,
+        prog.as_mut_ptr() as usize,
+        "ptrace(PTRACE_SECCOMP_GET_FILTER)",
+    )?;
+    let mut meta = [index, 0u64];
+    ptrace_raw(
+        PTRACE_SECCOMP_GET_METADATA,
+        tid,
+        std::mem::size_of_val(&meta),
+        meta.as_mut_ptr() as usize,
+        "ptrace(PTRACE_SECCOMP_GET_METADATA)",
+    )?;
+    Ok(Some((prog, meta[1])))
+}

@@ -12,7 +12,7 @@ use stasis_sys::remote::{find_syscall_insn, Remote};
 use crate::error::{Error, ProcContext, Result, SysContext};
 use crate::freeze::{Frozen, Release};
 use crate::inject::{Session, DATA_LEN};
-use crate::{creds, files, mem, signals, task, timers};
+use crate::{creds, files, mem, seccomp, signals, task, timers};
 
 #[derive(Debug, Clone)]
 pub struct DumpOptions {
@@ -212,13 +212,6 @@ fn dump_process(
     let pid = frozen.pid;
     let stat = procfs::stat(pid).proc(pid)?;
     let status = procfs::status(pid).proc(pid)?;
-    if status.seccomp != 0 {
-        return Err(Error::Unsupported {
-            pid,
-            object: "seccomp".into(),
-            detail: "seccomp filters are not supported yet".into(),
-        });
-    }
     let smaps = procfs::smaps(pid).proc(pid)?;
     let vmas = mem::collect_vmas(pid, &smaps)?;
     let fds = files::dump(pid, opts.shell_job, descs)?;
@@ -237,6 +230,7 @@ fn dump_process(
     // The leader first, then the other threads, each through a session of its own that
     // shares the data page.
     let mut threads = vec![task::dump_thread(pid, &leader, s)?];
+    threads[0].seccomp = seccomp::dump(pid, leader.tid, status.seccomp)?;
     let creds = creds::dump(&status, s)?;
     let data = s.data_addr();
     let insn = session.syscall_insn;
@@ -245,7 +239,9 @@ fn dump_process(
             .ctx(pid, || format!("block signals of thread {}", t.tid))?;
         let mut ts = Session::new(pid, Remote::new(t.tid, insn, t.regs), data)?;
         let mut thread = task::dump_thread(pid, t, &mut ts)?;
-        let own = creds::dump(&procfs::task_status(pid, t.tid).proc(pid)?, &mut ts)?;
+        let thread_status = procfs::task_status(pid, t.tid).proc(pid)?;
+        thread.seccomp = seccomp::dump(pid, t.tid, thread_status.seccomp)?;
+        let own = creds::dump(&thread_status, &mut ts)?;
         if own != creds {
             thread.creds = Some(own);
         }

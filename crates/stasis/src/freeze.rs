@@ -94,7 +94,10 @@ impl Frozen {
                 break;
             }
             for tid in new {
-                if let Err(e) = ptrace::seize(tid, 0).ctx(pid, || format!("seize thread {tid}")) {
+                // Seccomp suspended: no filter of the target may block our remote calls.
+                let seized_ok = ptrace::seize(tid, ptrace::PTRACE_O_SUSPEND_SECCOMP)
+                    .or_else(|_| ptrace::seize(tid, 0));
+                if let Err(e) = seized_ok.ctx(pid, || format!("seize thread {tid}")) {
                     // A thread that exited meanwhile is fine; anything else is not.
                     if procfs::pid_exists(tid) && tid_alive(pid, tid) {
                         frozen.detach_seized(&seized);

@@ -8,7 +8,7 @@ use stasis_sys::remote::Remote;
 use crate::error::{Result, SysContext};
 
 /// Size of the data area used for pointer arguments.
-pub const DATA_LEN: usize = 4096;
+pub const DATA_LEN: usize = 64 * 1024;
 
 pub struct Session {
     pid: i32,

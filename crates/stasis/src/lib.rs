@@ -12,6 +12,7 @@ pub mod freeze;
 pub mod inject;
 pub mod mem;
 pub mod restore;
+pub mod seccomp;
 pub mod signals;
 pub mod task;
 pub mod timers;

@@ -14,7 +14,7 @@ use crate::error::{Error, ProcContext, Result, SysContext};
 use crate::files::{self, ReopenContext};
 use crate::inject::Session;
 use crate::mem::{self, MapFile, PAGE, TASK_TOP};
-use crate::{creds, signals, task, timers};
+use crate::{creds, seccomp, signals, task, timers};
 
 #[derive(Debug, Clone, Default)]
 pub struct RestoreOptions {
@@ -77,7 +77,8 @@ impl TreePlan {
     }
 }
 
-const SCRATCH_LEN: u64 = 2 * PAGE;
+/// The code page and the data area for pointer arguments.
+const SCRATCH_LEN: u64 = PAGE + crate::inject::DATA_LEN as u64;
 /// `syscall` followed by `int3`s: the only code the scratch page holds.
 const SCRATCH_CODE: [u8; 4] = [0x0f, 0x05, 0xcc, 0xcc];
 
@@ -697,7 +698,11 @@ fn take_over(
     shmem: &mut mem::ShmemTable,
 ) -> Result<Ready> {
     let pid = pids.host(t.pid)?;
-    ptrace::seize(pid, libc::PTRACE_O_TRACECLONE).ctx(pid, || "seize the restore child".into())?;
+    ptrace::seize(
+        pid,
+        libc::PTRACE_O_TRACECLONE | ptrace::PTRACE_O_SUSPEND_SECCOMP,
+    )
+    .ctx(pid, || "seize the restore child".into())?;
     ptrace::interrupt(pid).ctx(pid, || "interrupt the restore child".into())?;
     loop {
         match ptrace::wait_task(pid).ctx(pid, || "wait for the restore child".into())? {
@@ -772,10 +777,17 @@ fn take_over(
         ts.set_ns_pid(t.pid);
         task::restore_thread_remote(&mut ts, th)?;
         task::restore_thread_outside(pid, tid, th)?;
+        if let Some(sc) = &th.seccomp {
+            seccomp::restore(&mut ts, sc)?;
+        }
         creds::restore(&mut ts, th.creds.as_ref().unwrap_or(&t.creds))?;
         finish_thread(pid, tid, th)?;
     }
 
+    // Filters go in while the task still has every privilege; suspended while traced.
+    if let Some(sc) = &thread.seccomp {
+        seccomp::restore(&mut s, sc)?;
+    }
     creds::restore(&mut s, &t.creds)?;
     task::restore_attrs_last(&mut s, &t.attrs)?;
 

@@ -104,6 +104,7 @@ pub fn dump_thread(pid: i32, t: &FrozenThread, s: &mut Session) -> Result<Thread
         },
         pending: signals::dump_pending(pid, tid, false)?,
         creds: None,
+        seccomp: None,
     })
 }
 

@@ -93,6 +93,10 @@ struct RestoreArgs {
     /// image's PIDs are free even while the original runs, or for several copies at once.
     #[arg(long = "new-pidns")]
     new_pidns: bool,
+    /// Restore the tree as a sibling of stasis (a child of stasis's parent, which reaps it);
+    /// stasis returns as soon as it runs.
+    #[arg(long = "restore-sibling")]
+    restore_sibling: bool,
 }
 
 #[derive(Args, Debug)]
@@ -210,9 +214,11 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 shell_job: a.shell_job,
                 pidfile: a.pidfile.clone(),
                 new_pidns: a.new_pidns,
+                sibling: a.restore_sibling,
             })
             .with_context(|| format!("restore from {} failed", a.images_dir.display()))?;
-            if a.detached {
+            // A sibling is not our child: its parent (ours) waits for it.
+            if a.detached || a.restore_sibling {
                 return Ok(0);
             }
             let status = restored.wait()?;

@@ -234,3 +234,63 @@ fn demo_succeeds() {
     r.assert_no_panic();
     assert_eq!(r.code(), 0, "stasis demo\n{}", r.report());
 }
+
+/// `--restore-sibling`: the restored process is a child of the restore tool's parent (here
+/// a shell that outlives the tool), not of the tool and not of a reaper it falls back to.
+#[test]
+fn restore_sibling_makes_the_process_a_child_of_the_callers_parent() {
+    let v = Victim::c("simple_victim").named("restore_sibling");
+    let mut s = Session::start(&v);
+    let images = s.scratch.images(1);
+    s.dump_ok(&images, &[]);
+    s.reap_killed();
+    // The shell runs the tool, then stays until told to go, reporting its own pid.
+    let marker = s.scratch.path("shell.pid");
+    let release = s.scratch.path("shell.release");
+    let script = format!(
+        "echo $$ > '{}'; '{}' restore -D '{}' --restore-sibling || exit 9; \
+         while [ ! -e '{}' ]; do sleep 0.05; done",
+        marker.display(),
+        stasis_bin().display(),
+        images.display(),
+        release.display()
+    );
+    let mut shell = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(&script)
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .expect("start sh");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let shell_pid = shell.id() as i32;
+    let mut parent = None;
+    while Instant::now() < deadline {
+        if let Ok(Some(st)) = shell.try_wait() {
+            s.fail(&format!("the shell ended early: {st:?} (restore failed?)"));
+        }
+        if proc_exists(s.pid) && proc_state(s.pid).is_some_and(|c| c == 'S' || c == 'R') {
+            parent = proc_ppid(s.pid);
+            if parent == Some(shell_pid) {
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = fs::write(&release, "");
+    let _ = shell.wait();
+    if parent != Some(shell_pid) {
+        s.fail(&format!(
+            "the restored process's parent is {parent:?}, expected the shell {shell_pid}"
+        ));
+    }
+    // The shell is gone: the process is ours now (we are a child subreaper).
+    s.go();
+    let st = wait_reaped(s.pid, RESTORE_TIMEOUT)
+        .unwrap_or_else(|| s.fail("the restored sibling did not finish after the go file"));
+    if status_code(st) != 0 || s.output().lines().last() != Some("PASS") {
+        s.fail(&format!(
+            "the restored sibling exited with {}",
+            status_code(st)
+        ));
+    }
+}

@@ -24,6 +24,9 @@ pub struct RestoreOptions {
     /// Restore into a new PID namespace (with a minimal init as its PID 1), where the
     /// image's PIDs are free even while the original runs, and so for any number of copies.
     pub new_pidns: bool,
+    /// Make the root (or the new namespace's init) a sibling of the restoring process:
+    /// a child of its parent, which then waits for it (CRIU's --restore-sibling).
+    pub sibling: bool,
 }
 
 /// A restored tree: its root (or, with a new PID namespace, that namespace's init, which
@@ -146,11 +149,18 @@ pub fn restore(opts: &RestoreOptions) -> Result<Restored> {
 
     let plan = make_plan(&tasks, opts)?;
     let (report_r, report_w) = own::pipe().ctx(root.pid, || "create report pipe".into())?;
+    let sibling = if opts.sibling {
+        libc::CLONE_PARENT as u64
+    } else {
+        0
+    };
     let spawned = if opts.new_pidns {
-        let flags = (libc::CLONE_NEWPID | libc::CLONE_NEWNS) as u64;
+        let flags = (libc::CLONE_NEWPID | libc::CLONE_NEWNS) as u64 | sibling;
         process::spawn_with(0, flags, || init_main(&tasks, &plan, report_w))
     } else {
-        process::spawn_with_pid(root.pid, || task_main(&tasks, &plan, 0, Some(report_w)))
+        process::spawn_with(root.pid, sibling, || {
+            task_main(&tasks, &plan, 0, Some(report_w))
+        })
     };
     own::close(report_w);
     let child_pid = match spawned {
@@ -162,6 +172,7 @@ pub fn restore(opts: &RestoreOptions) -> Result<Restored> {
     };
     let mut guard = TreeGuard {
         child: Some(child_pid),
+        ours: !opts.sibling,
         all: if opts.new_pidns {
             Vec::new()
         } else {
@@ -255,6 +266,8 @@ fn check_reports(tasks: &[TaskImage], report: &str) -> Result<()> {
 /// init, whose death takes the whole namespace with it) unless the restore completed.
 struct TreeGuard {
     child: Option<i32>,
+    /// The child is ours to reap (not a sibling).
+    ours: bool,
     all: Vec<i32>,
 }
 
@@ -264,7 +277,11 @@ impl Drop for TreeGuard {
             for &pid in self.all.iter().rev() {
                 let _ = process::kill(pid, libc::SIGKILL);
             }
-            process::kill_and_reap(child);
+            if self.ours {
+                process::kill_and_reap(child);
+            } else {
+                let _ = process::kill(child, libc::SIGKILL);
+            }
         }
     }
 }
@@ -501,7 +518,6 @@ fn task_setup(
 ) -> std::result::Result<(), String> {
     let t = &tasks[idx];
     let tp = &plan.tasks[idx];
-    let pid = t.pid;
     let mut keep = plan.slots();
     keep.push(plan.report_fd);
     if let Some(w) = report_w {
@@ -606,7 +622,6 @@ fn task_setup(
     // Paths are resolved above; chroot comes now.
     task::restore_attrs_in_child(&t.attrs).map_err(|e| e.to_string())?;
     own::map_scratch(tp.scratch, SCRATCH_LEN as usize, &SCRATCH_CODE).map_err(|e| e.to_string())?;
-    let _ = pid;
     Ok(())
 }
 

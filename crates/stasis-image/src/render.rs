@@ -635,6 +635,7 @@ fn write_fds(out: &mut String, fds: &[FdImage]) -> fmt::Result {
                     .collect::<Vec<_>>()
                     .join(", ")
             ),
+            FileKind::Fifo { path, inode } => format!("fifo {path} (inode {inode})"),
             FileKind::UnixSocket {
                 inode,
                 kind,

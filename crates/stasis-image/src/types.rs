@@ -434,6 +434,12 @@ pub enum FileKind {
         #[serde(default)]
         options: SocketOptions,
     },
+    /// A named pipe (FIFO) opened by path. Bytes queued in it are in the [`PipeData`] of
+    /// its inode when a reading end is in the tree.
+    Fifo {
+        path: String,
+        inode: u64,
+    },
     /// One end of a pipe; both ends are in the tree. Its queued data is in the
     /// [`PipeData`] of the same inode.
     Pipe {

@@ -85,6 +85,8 @@ pub struct DescTable {
     seen: Vec<(i32, i32, (u64, u64), u32)>,
     next: u32,
     pipes: BTreeMap<u64, PipeEnds>,
+    /// FIFOs: inode -> (first pid, a reading end if the tree has one).
+    fifos: BTreeMap<u64, (i32, Option<(i32, i32)>)>,
     unix: std::cell::OnceCell<Vec<UnixSocket>>,
     /// Unix sockets seen: inode -> (first pid, fd, peer, listening).
     sockets: BTreeMap<u64, (i32, i32, Option<u64>, bool)>,
@@ -100,6 +102,15 @@ struct PipeEnds {
 }
 
 impl DescTable {
+    fn note_fifo(&mut self, pid: i32, fd: i32, flags: u32, file: &FileKind) {
+        if let FileKind::Fifo { inode, .. } = *file {
+            let e = self.fifos.entry(inode).or_insert((pid, None));
+            if flags & libc::O_ACCMODE as u32 != libc::O_WRONLY as u32 && e.1.is_none() {
+                e.1 = Some((pid, fd));
+            }
+        }
+    }
+
     fn note_pipe(&mut self, pid: i32, fd: i32, file: &FileKind) {
         if let FileKind::Pipe {
             inode,
@@ -182,6 +193,14 @@ impl DescTable {
             let data = pipe::peek(rpid, rfd, e.capacity)?;
             out.push((e.first_pid, PipeData { inode, data }));
         }
+        for (&inode, &(first_pid, reader)) in &self.fifos {
+            if let Some((rpid, rfd)) = reader {
+                let data = pipe::peek(rpid, rfd, 1 << 20)?;
+                if !data.is_empty() {
+                    out.push((first_pid, PipeData { inode, data }));
+                }
+            }
+        }
         Ok(out)
     }
 }
@@ -236,6 +255,7 @@ pub fn dump(pid: i32, shell_job: bool, descs: &mut DescTable) -> Result<Vec<FdIm
         let cloexec = info.flags & libc::O_CLOEXEC as u32 != 0;
         let desc = descs.id_of(pid, fd, meta_ino(&meta))?;
         descs.note_pipe(pid, fd, &file);
+        descs.note_fifo(pid, fd, info.flags, &file);
         descs.note_socket(pid, fd, &file);
         out.push(FdImage {
             fd,
@@ -272,6 +292,7 @@ pub fn check(pid: i32, fds: &[FdImage]) -> Result<()> {
                 }
             }
             FileKind::Directory { path }
+            | FileKind::Fifo { path, .. }
             | FileKind::Path { path }
             | FileKind::CharDevice { path, .. } => {
                 std::fs::symlink_metadata(path).map_err(|e| Error::Restore {
@@ -309,6 +330,8 @@ pub fn open_descriptions(
 ) -> std::result::Result<(), String> {
     let mut pipes: Vec<pipe::NewPipe> = Vec::new();
     let mut sockets: Vec<unix::NewSocket> = Vec::new();
+    // One read-write descriptor per FIFO while its ends are opened (inode, fd).
+    let mut fifos: Vec<(u64, i32)> = Vec::new();
     let queued = |inode: u64| -> &[Vec<u8>] {
         socket_queues
             .iter()
@@ -337,6 +360,23 @@ pub fn open_descriptions(
             }
             FileKind::Epoll { .. } => {
                 let tmp = epoll::create(f)?;
+                own::move_fd(tmp, at, true).map_err(err)?;
+            }
+            FileKind::Fifo { path, inode } => {
+                if !fifos.iter().any(|x| x.0 == *inode) {
+                    let rw = own::open(
+                        std::path::Path::new(path),
+                        libc::O_RDWR | libc::O_NONBLOCK,
+                        0,
+                    )
+                    .map_err(err)?;
+                    let rw = own::move_above(rw, spare).map_err(err)?;
+                    if let Some(d) = pipe_data.iter().find(|d| d.inode == *inode) {
+                        own::write_all(rw, &d.data).map_err(err)?;
+                    }
+                    fifos.push((*inode, rw));
+                }
+                let tmp = path::reopen_fifo(f, flags, path)?;
                 own::move_fd(tmp, at, true).map_err(err)?;
             }
             FileKind::UnixSocket { inode, peer, .. } => {
@@ -389,6 +429,9 @@ pub fn open_descriptions(
     }
     for s in sockets {
         own::close(s.fd);
+    }
+    for (_, fd) in fifos {
+        own::close(fd);
     }
     Ok(())
 }

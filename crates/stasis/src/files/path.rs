@@ -1,4 +1,4 @@
-//! Files opened by path: regular files, directories and O_PATH descriptors.
+//! Files opened by path: regular files, directories, O_PATH descriptors and FIFOs.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
@@ -22,6 +22,12 @@ pub fn dump(p: &FdProbe) -> Result<Option<FileKind>> {
     }
     if p.is_dir() {
         return Ok(Some(FileKind::Directory { path }));
+    }
+    if std::os::unix::fs::FileTypeExt::is_fifo(&p.meta.file_type()) {
+        return Ok(Some(FileKind::Fifo {
+            path,
+            inode: p.meta.ino(),
+        }));
     }
     if p.is_file() {
         let (dev, ino) = super::meta_ino(p.meta);
@@ -48,5 +54,18 @@ pub fn reopen(f: &FdImage, flags: i32) -> std::result::Result<i32, String> {
     if !matches!(f.file, FileKind::Path { .. }) && f.pos > 0 {
         own::seek(fd, f.pos).map_err(|e| format!("fd {}: {e}", f.fd))?;
     }
+    Ok(fd)
+}
+
+/// Opens a FIFO end without blocking: `keep` is a read-write descriptor of the same FIFO
+/// (so a reader and a writer exist); the final flags are set afterwards.
+pub fn reopen_fifo(f: &FdImage, flags: i32, path: &str) -> std::result::Result<i32, String> {
+    let err = |e: stasis_sys::SysError| format!("fd {}: {e}", f.fd);
+    let fd = own::open(Path::new(path), flags | libc::O_NONBLOCK, 0).map_err(err)?;
+    own::set_status_flags(
+        fd,
+        flags & (libc::O_NONBLOCK | libc::O_APPEND | libc::O_ASYNC),
+    )
+    .map_err(err)?;
     Ok(fd)
 }

@@ -4,6 +4,7 @@
  *
  *   io_uring   an io_uring instance (io_uring_setup), fd 7
  *   perf       a perf_event fd counting this task's clock (perf_event_open), fd 7
+ *   timer      an armed POSIX timer (timer_create)
  *
  * Besides that fd it holds ordinary state: memory with a pattern, a regular file at an
  * offset (fd 8), a blocked mask, a signal handler, a sigaltstack. No restore happens in
@@ -13,6 +14,7 @@
  */
 #include "victim.h"
 
+#include <time.h>
 #include <linux/io_uring.h>
 #include <linux/perf_event.h>
 #include <signal.h>
@@ -38,6 +40,8 @@ static long perf_read(int fd)
 	return (long)v;
 }
 
+static timer_t posix_timer;
+
 int main(int argc, char **argv)
 {
 	const char *mode = argc > 1 ? argv[1] : "io_uring";
@@ -58,6 +62,16 @@ int main(int argc, char **argv)
 		fd = (int)syscall(SYS_perf_event_open, &a, 0, -1, -1, PERF_FLAG_FD_CLOEXEC);
 		if (fd < 0)
 			v_die("perf_event_open: %s", strerror(errno));
+	} else if (strcmp(mode, "timer") == 0) {
+		/* a POSIX timer (timer_create), armed; fd 7 is just /dev/null */
+		struct sigevent ev;
+		memset(&ev, 0, sizeof(ev));
+		ev.sigev_notify = SIGEV_NONE;
+		struct itimerspec its = { .it_value = { 1000, 0 } };
+		if (timer_create(CLOCK_MONOTONIC, &ev, &posix_timer) != 0 ||
+		    timer_settime(posix_timer, 0, &its, NULL) != 0)
+			v_die("timer_create: %s", strerror(errno));
+		fd = open("/dev/null", O_RDONLY);
 	} else {
 		v_die("unknown mode %s", mode);
 	}
@@ -126,6 +140,10 @@ int main(int argc, char **argv)
 		memset(probe, 0, sizeof(probe));
 		long r = syscall(SYS_io_uring_register, SPECIAL_FD, IORING_REGISTER_PROBE, probe, 256);
 		V_CHECK(r == 0, "io_uring_register(PROBE) on the ring fails: %s", strerror(errno));
+	} else if (strcmp(mode, "timer") == 0) {
+		struct itimerspec left;
+		V_CHECK(timer_gettime(posix_timer, &left) == 0 && left.it_value.tv_sec > 900,
+			"the POSIX timer is no longer armed after the failed dump");
 	} else {
 		for (volatile int i = 0; i < 10000000; i++)
 			;

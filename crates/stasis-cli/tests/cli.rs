@@ -196,11 +196,8 @@ fn restore_exits_with_128_plus_the_signal_that_killed_the_process() {
     if s.wait_restored(t).is_some() {
         s.fail("the restored sleep 60 exited by itself");
     }
-    // SAFETY: kill has no memory arguments; the pid is the restored sleep, a child of
-    // the restore tool we started.
-    unsafe {
-        libc::kill(s.pid, libc::SIGTERM);
-    }
+    // the pid is the restored sleep, a child of the restore tool we started
+    let _ = stasis_sys::process::kill(s.pid, libc::SIGTERM);
     s.finish_restored(t, "restored sleep killed by SIGTERM");
 }
 

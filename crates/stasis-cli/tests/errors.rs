@@ -294,6 +294,11 @@ fn dump_with_a_perf_event_fd_fails_and_leaves_the_process_running() {
 }
 
 #[test]
+fn dump_with_a_posix_timer_fails_and_leaves_the_process_running() {
+    unsupported("timer", &["POSIX timer"]);
+}
+
+#[test]
 fn dump_into_an_unusable_directory_fails_and_leaves_the_process_running() {
     let v = Victim::c("simple_victim").named("dump_bad_dir");
     let mut s = Session::start(&v);

@@ -56,10 +56,7 @@ struct Copies {
 impl Drop for Copies {
     fn drop(&mut self) {
         for p in copies_of(self.pid, &self.comm) {
-            // SAFETY: kill has no memory arguments.
-            unsafe {
-                libc::kill(p, libc::SIGKILL);
-            }
+            let _ = stasis_sys::process::kill(p, libc::SIGKILL);
         }
         let Ok(rd) = fs::read_dir("/proc") else {
             return;
@@ -69,10 +66,7 @@ impl Drop for Copies {
             .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
         {
             if proc_ppid(p).is_some_and(|pp| self.tools.contains(&pp)) {
-                // SAFETY: as above.
-                unsafe {
-                    libc::kill(p, libc::SIGKILL);
-                }
+                let _ = stasis_sys::process::kill(p, libc::SIGKILL);
             }
         }
     }

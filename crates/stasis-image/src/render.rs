@@ -635,6 +635,14 @@ fn write_fds(out: &mut String, fds: &[FdImage]) -> fmt::Result {
                     .collect::<Vec<_>>()
                     .join(", ")
             ),
+            FileKind::Inotify { watches } => format!(
+                "inotify: {}",
+                watches
+                    .iter()
+                    .map(|w| format!("wd {} {} mask {:#x}", w.wd, w.path, w.mask))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
             FileKind::Fifo { path, inode } => format!("fifo {path} (inode {inode})"),
             FileKind::UnixSocket {
                 inode,

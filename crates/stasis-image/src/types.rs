@@ -434,6 +434,10 @@ pub enum FileKind {
         #[serde(default)]
         options: SocketOptions,
     },
+    /// An inotify instance and its watches (queued events are not kept).
+    Inotify {
+        watches: Vec<InotifyWatch>,
+    },
     /// A named pipe (FIFO) opened by path. Bytes queued in it are in the [`PipeData`] of
     /// its inode when a reading end is in the tree.
     Fifo {
@@ -485,6 +489,14 @@ pub struct PendingSignal {
     /// The kernel's 128-byte siginfo_t, as PTRACE_PEEKSIGINFO returned it.
     #[serde(with = "serde_bytes_compat")]
     pub siginfo: Vec<u8>,
+}
+
+/// One inotify watch: its descriptor, the watched file's path and the event mask.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InotifyWatch {
+    pub wd: i32,
+    pub path: String,
+    pub mask: u32,
 }
 
 /// One registration of an epoll instance.

@@ -6,11 +6,13 @@
 //! crate sees a raw pointer.
 
 pub mod features;
+pub mod inotify;
 pub mod mem;
 pub mod own;
 pub mod process;
 pub mod procfs;
 pub mod ptrace;
+pub mod pty;
 pub mod remote;
 pub mod sockdiag;
 

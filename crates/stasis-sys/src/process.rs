@@ -146,6 +146,20 @@ pub fn wait_exit(pid: i32) -> SysResult<ExitStatus> {
     }
 }
 
+/// Reaps child `pid` if it has ended, without blocking (waitpid with WNOHANG).
+///
+/// Returns the raw wait status (as `std::os::unix::process::ExitStatusExt::from_raw`
+/// takes it), or `None` when the child is still running.
+pub fn try_wait(pid: i32) -> SysResult<Option<i32>> {
+    let mut status = 0;
+    // SAFETY: waitpid writes one int into `status`, a local that outlives the call.
+    let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+    if r < 0 {
+        return Err(SysError::last("waitpid(WNOHANG)", format!("pid {pid}")));
+    }
+    Ok((r != 0).then_some(status))
+}
+
 /// Kills and reaps a child of ours, ignoring errors (cleanup path).
 pub fn kill_and_reap(pid: i32) {
     let _ = kill(pid, libc::SIGKILL);
@@ -253,6 +267,31 @@ pub fn set_child_subreaper() -> SysResult<()> {
         return Err(SysError::last("prctl(PR_SET_CHILD_SUBREAPER)", "self"));
     }
     Ok(())
+}
+
+/// The effective user ID of the calling process.
+pub fn euid() -> u32 {
+    // SAFETY: geteuid has no arguments and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// Makes `cmd` close every descriptor above 2 in the child, just before exec (so that
+/// descriptors the parent leaks without CLOEXEC are not inherited).
+pub fn close_fds_above_2_on_exec(cmd: &mut std::process::Command) -> &mut std::process::Command {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the hook runs in the forked child between fork and exec, where only
+    // async-signal-safe operations are allowed: it captures nothing, makes one system call
+    // (close_range, integer arguments only), allocates nothing and takes no lock. The
+    // descriptors it closes (3 and up) are not used by std afterwards except its CLOEXEC
+    // error-report pipe: if exec then fails, the child cannot report the errno and the
+    // spawn looks successful while the child dies; that loses a diagnostic, not memory
+    // safety. Stdio (0-2) has already been set up when pre_exec hooks run.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
+            Ok(())
+        })
+    }
 }
 
 const KCMP_FILE: i32 = 0;

@@ -13,9 +13,9 @@ use std::ffi::{OsStr, OsString};
 use std::fmt::Write as _;
 use std::fs;
 use std::io::{Seek, SeekFrom, Write};
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::OpenOptionsExt;
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -136,21 +136,15 @@ static SUBREAPER: Once = Once::new();
 /// tool (e.g. `restore -d`, or a killed tool) come to us to be reaped.
 pub fn ensure_subreaper() {
     SUBREAPER.call_once(|| {
-        // SAFETY: prctl with integer arguments only; no memory is passed.
-        let r = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
-        assert_eq!(
-            r,
-            0,
-            "PR_SET_CHILD_SUBREAPER: {}",
-            std::io::Error::last_os_error()
-        );
+        if let Err(e) = stasis_sys::process::set_child_subreaper() {
+            panic!("PR_SET_CHILD_SUBREAPER: {e}");
+        }
     });
 }
 
 /// Panics unless we are root: the tool and several victims need it.
 pub fn require_root() {
-    // SAFETY: geteuid has no preconditions.
-    let euid = unsafe { libc::geteuid() };
+    let euid = stasis_sys::process::euid();
     assert_eq!(
         euid, 0,
         "these tests must run as root (CI runs them as root)"
@@ -285,18 +279,15 @@ fn describe_proc(pid: i32) -> String {
 }
 
 fn kill(pid: i32, sig: i32) {
-    // SAFETY: kill has no memory arguments.
-    unsafe {
-        libc::kill(pid, sig);
-    }
+    let _ = stasis_sys::process::kill(pid, sig);
 }
 
 /// Reaps pid if it is a zombie child of ours (e.g. reparented to us, the subreaper).
 fn reap_nohang(pid: i32) -> Option<ExitStatus> {
-    let mut status = 0;
-    // SAFETY: waitpid writes only to `status`, which lives on our stack.
-    let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
-    (r == pid).then(|| ExitStatus::from_raw(status))
+    stasis_sys::process::try_wait(pid)
+        .ok()
+        .flatten()
+        .map(ExitStatus::from_raw)
 }
 
 /// Waits until /proc/PID is gone (reaping it if it is our child), or panics.
@@ -345,27 +336,8 @@ pub struct Pty {
 impl Pty {
     /// Opens a new pseudo-terminal whose output is appended to `copy_to`.
     pub fn open(copy_to: &Path) -> Pty {
-        // SAFETY: posix_openpt takes flags only; the returned fd is owned below.
-        let m = unsafe { libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC) };
-        assert!(m >= 0, "posix_openpt: {}", std::io::Error::last_os_error());
-        // SAFETY: m is a fresh descriptor that nothing else owns.
-        let master = unsafe { OwnedFd::from_raw_fd(m) };
-        let mut name = [0 as libc::c_char; 128];
-        // SAFETY: grantpt/unlockpt take the fd; ptsname_r writes at most name.len() bytes
-        // into our buffer.
-        let ok = unsafe {
-            libc::grantpt(m) == 0
-                && libc::unlockpt(m) == 0
-                && libc::ptsname_r(m, name.as_mut_ptr(), name.len()) == 0
-        };
-        assert!(
-            ok,
-            "setting up a pseudo-terminal: {}",
-            std::io::Error::last_os_error()
-        );
-        // SAFETY: ptsname_r wrote a NUL-terminated string into name.
-        let slave_path = unsafe { std::ffi::CStr::from_ptr(name.as_ptr()) };
-        let slave_path = PathBuf::from(slave_path.to_string_lossy().into_owned());
+        let (master, slave_path) = stasis_sys::pty::open_pty()
+            .unwrap_or_else(|e| panic!("setting up a pseudo-terminal: {e}"));
         let slave: OwnedFd = fs::OpenOptions::new()
             .read(true)
             .write(true)
@@ -783,16 +755,9 @@ impl Session {
             (Stdio::null(), Stdio::from(out), Stdio::from(err))
         };
         let mut cmd = Command::new(&v.program);
-        // SAFETY: the closure runs in the forked child before exec and only makes one
-        // async-signal-safe system call (close_range), allocating nothing.
-        unsafe {
-            cmd.pre_exec(|| {
-                // descriptors inherited from whoever runs the tests (a CI runner's pipes,
-                // a shell's job-control fds) are not part of the victim
-                libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
-                Ok(())
-            });
-        }
+        // descriptors inherited from whoever runs the tests (a CI runner's pipes, a shell's
+        // job-control fds) are not part of the victim
+        stasis_sys::process::close_fds_above_2_on_exec(&mut cmd);
         let child = cmd
             .args(&v.args)
             .env("STASIS_GO", scratch.go())

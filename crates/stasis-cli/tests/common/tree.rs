@@ -71,11 +71,7 @@ pub fn our_pid() -> i32 {
 /// Reaps pid if it is a zombie child of ours.
 pub fn reap_if_ours(pid: i32) {
     if ids_of(pid).is_some_and(|i| i.ppid == our_pid() && i.state == 'Z') {
-        let mut st = 0;
-        // SAFETY: waitpid writes only to `st`, on our stack.
-        unsafe {
-            libc::waitpid(pid, &mut st, libc::WNOHANG);
-        }
+        let _ = stasis_sys::process::try_wait(pid);
     }
 }
 

@@ -4,6 +4,7 @@
 mod anon;
 mod chardev;
 mod epoll;
+mod inotify;
 mod path;
 mod pipe;
 mod unix;
@@ -69,6 +70,7 @@ const KINDS: &[DumpFn] = &[
     unix::dump,
     anon::dump,
     epoll::dump,
+    inotify::dump,
     unsupported::dump,
     path::dump,
     chardev::dump,
@@ -300,6 +302,17 @@ pub fn check(pid: i32, fds: &[FdImage]) -> Result<()> {
                     reason: format!("fd {}: {path} is not available: {e}", f.fd),
                 })?;
             }
+            FileKind::Inotify { watches } => {
+                for w in watches {
+                    std::fs::symlink_metadata(&w.path).map_err(|e| Error::Restore {
+                        pid,
+                        reason: format!(
+                            "fd {}: watched file {} is not available: {e}",
+                            f.fd, w.path
+                        ),
+                    })?;
+                }
+            }
             FileKind::Terminal { .. }
             | FileKind::Pipe { .. }
             | FileKind::EventFd { .. }
@@ -356,6 +369,10 @@ pub fn open_descriptions(
             }
             FileKind::EventFd { .. } | FileKind::SignalFd { .. } | FileKind::TimerFd { .. } => {
                 let tmp = anon::create(f)?;
+                own::move_fd(tmp, at, true).map_err(err)?;
+            }
+            FileKind::Inotify { .. } => {
+                let tmp = inotify::create(f)?;
                 own::move_fd(tmp, at, true).map_err(err)?;
             }
             FileKind::Epoll { .. } => {

@@ -15,19 +15,7 @@ fn to_us(sec: u64, usec: u64) -> u64 {
 pub fn dump(s: &mut Session) -> Result<Vec<ITimer>> {
     let mut out = Vec::new();
     for which in WHICH {
-        let addr = s.data_addr();
-        s.call(
-            "getitimer",
-            libc::SYS_getitimer,
-            [which as u64, addr, 0, 0, 0, 0],
-        )?;
-        let b = s.get(0, 32)?;
-        let (isec, iusec, vsec, vusec) = (
-            inject::word_at(&b, 0),
-            inject::word_at(&b, 1),
-            inject::word_at(&b, 2),
-            inject::word_at(&b, 3),
-        );
+        let [isec, iusec, vsec, vusec] = get(s, which)?;
         if vsec != 0 || vusec != 0 || isec != 0 || iusec != 0 {
             out.push(ITimer {
                 which,

@@ -51,6 +51,7 @@ int main(void)
 	V_CHECK(fcntl(fd, F_GETFL) & O_NONBLOCK, "O_NONBLOCK lost");
 	char created[4300];
 	snprintf(created, sizeof created, "%s/new", dir);
+	unlink(created); /* left by an earlier run of the same image */
 	close(open(created, O_CREAT | O_WRONLY, 0600));
 	V_CHECK(wait_event(fd, 1, IN_CREATE), "no IN_CREATE on watch 1 (the directory)");
 	int f = open(file, O_WRONLY | O_APPEND);

@@ -2,7 +2,6 @@
 //! read, fields added with `#[serde(default)]` may be missing, a different major is refused.
 
 use std::fs;
-use std::path::PathBuf;
 
 use ciborium::Value;
 use serde::Serialize;
@@ -11,22 +10,8 @@ use stasis_image::{
     sample, FileDigest, ImageError, ImageReader, Manifest, TaskImage, MANIFEST_FILE,
 };
 
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> Self {
-        let p = std::env::temp_dir().join(format!("stasis-image-{tag}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&p);
-        fs::create_dir_all(&p).unwrap();
-        Self(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
+mod common;
+use common::TempDir;
 
 fn to_value<T: Serialize>(v: &T) -> Value {
     Value::serialized(v).unwrap()

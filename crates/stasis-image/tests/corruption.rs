@@ -5,7 +5,7 @@
 
 use std::fs;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use stasis_image::container::{self, MetaKind, HEADER_LEN};
 use stasis_image::{sample, ImageError, ImageReader, Manifest, MANIFEST_FILE};
@@ -26,22 +26,8 @@ impl Rng {
     }
 }
 
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> Self {
-        let p = std::env::temp_dir().join(format!("stasis-image-{tag}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&p);
-        fs::create_dir_all(&p).unwrap();
-        Self(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
+mod common;
+use common::TempDir;
 
 /// Everything restore reads before creating anything: the manifest and task files (open),
 /// every task, and the content of every page file.

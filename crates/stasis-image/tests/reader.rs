@@ -2,27 +2,13 @@
 //! refuses to write.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use stasis_image::container::{self, MetaKind};
 use stasis_image::*;
 
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> Self {
-        let p = std::env::temp_dir().join(format!("stasis-image-{tag}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&p);
-        fs::create_dir_all(&p).unwrap();
-        Self(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
+mod common;
+use common::TempDir;
 
 /// Writes a manifest as is (no consistency checks), with correct checksums.
 fn put_manifest(dir: &Path, m: &Manifest) {

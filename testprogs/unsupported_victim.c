@@ -5,6 +5,7 @@
  *   io_uring   an io_uring instance (io_uring_setup), fd 7
  *   perf       a perf_event fd counting this task's clock (perf_event_open), fd 7
  *   timer      an armed POSIX timer (timer_create)
+ *   scm_rights a descriptor in flight in a unix socket (SCM_RIGHTS), fd 7 receives it
  *
  * Besides that fd it holds ordinary state: memory with a pattern, a regular file at an
  * offset (fd 8), a blocked mask, a signal handler, a sigaltstack. No restore happens in
@@ -15,6 +16,7 @@
 #include "victim.h"
 
 #include <time.h>
+#include <sys/socket.h>
 #include <linux/io_uring.h>
 #include <linux/perf_event.h>
 #include <signal.h>
@@ -62,6 +64,27 @@ int main(int argc, char **argv)
 		fd = (int)syscall(SYS_perf_event_open, &a, 0, -1, -1, PERF_FLAG_FD_CLOEXEC);
 		if (fd < 0)
 			v_die("perf_event_open: %s", strerror(errno));
+	} else if (strcmp(mode, "scm_rights") == 0) {
+		/* a descriptor in flight: sent over a socketpair, not received yet; fd 7 is the
+		 * receiving end */
+		int sp[2];
+		if (socketpair(AF_UNIX, SOCK_DGRAM, 0, sp) != 0)
+			v_die("socketpair: %s", strerror(errno));
+		int passed = open("/dev/null", O_RDONLY);
+		char cbuf[CMSG_SPACE(sizeof(int))];
+		memset(cbuf, 0, sizeof(cbuf));
+		struct iovec iov = { .iov_base = "fd", .iov_len = 2 };
+		struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
+				    .msg_controllen = sizeof(cbuf) };
+		struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(c), &passed, sizeof(int));
+		if (sendmsg(sp[0], &m, 0) != 2)
+			v_die("sendmsg: %s", strerror(errno));
+		close(passed);
+		fd = sp[1];
 	} else if (strcmp(mode, "timer") == 0) {
 		/* a POSIX timer (timer_create), armed; fd 7 is just /dev/null */
 		struct sigevent ev;
@@ -140,6 +163,14 @@ int main(int argc, char **argv)
 		memset(probe, 0, sizeof(probe));
 		long r = syscall(SYS_io_uring_register, SPECIAL_FD, IORING_REGISTER_PROBE, probe, 256);
 		V_CHECK(r == 0, "io_uring_register(PROBE) on the ring fails: %s", strerror(errno));
+	} else if (strcmp(mode, "scm_rights") == 0) {
+		char data[8], cbuf[CMSG_SPACE(sizeof(int))];
+		struct iovec iov = { .iov_base = data, .iov_len = sizeof(data) };
+		struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
+				    .msg_controllen = sizeof(cbuf) };
+		ssize_t n = recvmsg(SPECIAL_FD, &m, MSG_DONTWAIT);
+		struct cmsghdr *c = n == 2 ? CMSG_FIRSTHDR(&m) : NULL;
+		V_CHECK(c && c->cmsg_type == SCM_RIGHTS, "the descriptor in flight was lost (%zd)", n);
 	} else if (strcmp(mode, "timer") == 0) {
 		struct itimerspec left;
 		V_CHECK(timer_gettime(posix_timer, &left) == 0 && left.it_value.tv_sec > 900,

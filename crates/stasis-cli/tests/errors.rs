@@ -294,6 +294,11 @@ fn dump_with_a_perf_event_fd_fails_and_leaves_the_process_running() {
 }
 
 #[test]
+fn dump_with_a_descriptor_in_flight_fails_and_leaves_the_process_running() {
+    unsupported("scm_rights", &["SCM_RIGHTS"]);
+}
+
+#[test]
 fn dump_with_a_posix_timer_fails_and_leaves_the_process_running() {
     unsupported("timer", &["POSIX timer"]);
 }

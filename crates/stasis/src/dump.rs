@@ -212,15 +212,7 @@ fn dump_process(
     let pid = frozen.pid;
     let stat = procfs::stat(pid).proc(pid)?;
     let status = procfs::status(pid).proc(pid)?;
-    // POSIX timers cannot be saved yet: refuse rather than drop them.
-    let timers = std::fs::read_to_string(format!("/proc/{pid}/timers")).unwrap_or_default();
-    if let Some(id) = timers.lines().find_map(|l| l.strip_prefix("ID: ")) {
-        return Err(Error::Unsupported {
-            pid,
-            object: format!("POSIX timer {}", id.trim()),
-            detail: "timers made with timer_create are not supported yet".into(),
-        });
-    }
+    timers::refuse_posix_timers(pid)?;
     let smaps = procfs::smaps(pid).proc(pid)?;
     let vmas = mem::collect_vmas(pid, &smaps)?;
     let fds = files::dump(pid, opts.shell_job, descs)?;

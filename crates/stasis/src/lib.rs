@@ -13,6 +13,7 @@ pub mod inject;
 pub mod mem;
 pub mod restore;
 pub mod seccomp;
+pub mod session;
 pub mod signals;
 pub mod task;
 pub mod timers;

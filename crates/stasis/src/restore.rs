@@ -14,7 +14,7 @@ use crate::error::{Error, ProcContext, Result, SysContext};
 use crate::files::{self, ReopenContext};
 use crate::inject::Session;
 use crate::mem::{self, MapFile, PAGE, TASK_TOP};
-use crate::{creds, seccomp, signals, task, timers};
+use crate::{creds, seccomp, session, signals, task, timers};
 
 #[derive(Debug, Clone, Default)]
 pub struct RestoreOptions {
@@ -540,7 +540,7 @@ fn task_setup(
     } else {
         own::close_all_except(&keep);
     }
-    set_session(t, report_w.is_some())?;
+    session::set_session(t, report_w.is_some())?;
     for f in &t.fds {
         own::dup_to(plan.slot(f.desc), f.fd, f.cloexec).map_err(|e| format!("fd {}: {e}", f.fd))?;
     }
@@ -552,9 +552,9 @@ fn task_setup(
     // Children in a session or process group whose leader is gone are forked by a helper
     // that takes the leader's PID and makes the session or group; with CLONE_PARENT
     // their parent is still this task. The helper then ends and is reaped here.
-    let mut helpers: Vec<Leaderless> = Vec::new();
+    let mut helpers: Vec<session::Leaderless> = Vec::new();
     for &ci in &tp.children {
-        let key = leaderless(tasks, t, &tasks[ci]);
+        let key = session::leaderless(tasks, t, &tasks[ci]);
         if !helpers.contains(&key) {
             helpers.push(key);
         }
@@ -564,7 +564,7 @@ fn task_setup(
             .children
             .iter()
             .copied()
-            .filter(|&ci| leaderless(tasks, t, &tasks[ci]) == key)
+            .filter(|&ci| session::leaderless(tasks, t, &tasks[ci]) == key)
             .collect();
         let spawn_children = |flags: u64| -> std::result::Result<(), String> {
             for &ci in &mine {
@@ -579,11 +579,11 @@ fn task_setup(
             Ok(())
         };
         match key {
-            Leaderless::No => spawn_children(0)?,
-            Leaderless::Session(id) | Leaderless::Group(id) => {
+            session::Leaderless::No => spawn_children(0)?,
+            session::Leaderless::Session(id) | session::Leaderless::Group(id) => {
                 let helper = process::spawn_with_pid(id, || {
                     let made = match key {
-                        Leaderless::Session(_) => own::setsid(),
+                        session::Leaderless::Session(_) => own::setsid(),
                         _ => own::setpgid(0, 0),
                     };
                     match made
@@ -625,53 +625,9 @@ fn task_setup(
     Ok(())
 }
 
-/// Whether a child's session or process group has a leader that is not in the tree (it
-/// exited before the dump), so that a stand-in must make it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Leaderless {
-    No,
-    Session(i32),
-    Group(i32),
-}
-
-fn leaderless(tasks: &[TaskImage], parent: &TaskImage, c: &TaskImage) -> Leaderless {
-    let in_tree = |pid: i32| tasks.iter().any(|t| t.pid == pid);
-    if c.sid != parent.sid && c.sid != c.pid && !in_tree(c.sid) {
-        Leaderless::Session(c.sid)
-    } else if c.pgid != parent.pgid && c.pgid != c.pid && c.sid == parent.sid && !in_tree(c.pgid) {
-        Leaderless::Group(c.pgid)
-    } else {
-        Leaderless::No
-    }
-}
-
-/// Session and process group, as far as a process can set them itself.
-/// The root's session and group, when their leaders are outside the tree, cannot be
-/// joined: it keeps those it inherits from the restoring tool (or the new namespace's init).
-fn set_session(t: &TaskImage, root: bool) -> std::result::Result<(), String> {
-    let pid = t.pid;
-    if t.sid == pid {
-        own::setsid().map_err(|e| e.to_string())?;
-    }
-    if own::getpgid() == t.pgid {
-        return Ok(());
-    }
-    if t.pgid == pid {
-        own::setpgid(0, 0).map_err(|e| e.to_string())?;
-    } else if t.sid != pid && !root {
-        own::setpgid(0, t.pgid).map_err(|e| {
-            format!(
-                "join process group {} (its leader is not restored before it?): {e}",
-                t.pgid
-            )
-        })?;
-    }
-    Ok(())
-}
-
 /// A zombie comes back as a child that ends at once with the status it had.
 fn zombie_main(t: &TaskImage) -> i32 {
-    let _ = set_session(t, false);
+    let _ = session::set_session(t, false);
     let status = t.exit_status;
     if libc::WIFSIGNALED(status) {
         own::die_by_signal(libc::WTERMSIG(status));

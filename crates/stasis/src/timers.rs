@@ -1,8 +1,8 @@
-//! Timers: interval timers (setitimer).
+//! Timers: interval timers (setitimer); POSIX timers are refused until they are saved.
 
 use stasis_image::ITimer;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::inject::{self, Session};
 
 const WHICH: [i32; 3] = [libc::ITIMER_REAL, libc::ITIMER_VIRTUAL, libc::ITIMER_PROF];
@@ -85,4 +85,17 @@ fn get(s: &mut Session, which: i32) -> Result<[u64; 4]> {
         inject::word_at(&b, 2),
         inject::word_at(&b, 3),
     ])
+}
+
+/// POSIX timers (timer_create) cannot be saved yet: refuse rather than drop them.
+pub fn refuse_posix_timers(pid: i32) -> Result<()> {
+    let timers = std::fs::read_to_string(format!("/proc/{pid}/timers")).unwrap_or_default();
+    if let Some(id) = timers.lines().find_map(|l| l.strip_prefix("ID: ")) {
+        return Err(Error::Unsupported {
+            pid,
+            object: format!("POSIX timer {}", id.trim()),
+            detail: "timers made with timer_create are not supported yet".into(),
+        });
+    }
+    Ok(())
 }

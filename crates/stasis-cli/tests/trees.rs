@@ -5,6 +5,8 @@
 //!
 //! - testprogs/tree_sessions.c: depth 3, two sessions, four process groups, a zombie;
 //! - testprogs/tree_stopped.c: children stopped by SIGSTOP and SIGTSTP, continued later;
+//! - testprogs/tree_cow.c: 256 MiB shared copy-on-write by a parent, child and
+//!   grandchild, each with pages of its own; contents and memory use (Pss) after restore.
 //! - testprogs/tree_shared_fd.c: an inherited fd whose offset parent and child move in
 //!   turns, an fd only the child still has, same-file fds that are not shared;
 //! - testprogs/tree_orphans.c: orphans re-parented to a child subreaper in the tree, a
@@ -56,6 +58,10 @@ fn stopped() -> Victim {
 
 fn shared_fd() -> Victim {
     Victim::c("tree_shared_fd")
+}
+
+fn cow() -> Victim {
+    Victim::c("tree_cow")
 }
 
 fn orphans() -> Victim {
@@ -116,6 +122,7 @@ tree_tests!(
     sessions => sessions(), Outside::Compare;
     stopped => stopped(), Outside::Compare;
     shared_fd => shared_fd(), Outside::Compare;
+    cow => cow(), Outside::Compare;
     orphans => orphans(), Outside::Compare;
     subreaper => subreaper(), Outside::Compare;
     bash => bash(), Outside::VictimOnly;
@@ -156,6 +163,32 @@ mod vfork {
         t.s().finish_original("after a refused dump");
         t.finish();
     }
+}
+
+/// Pages shared copy-on-write are stored once: the parent's 256 MiB region is in the
+/// image once, not three times (the victim itself checks the memory use after restore).
+#[test]
+fn cow_pages_are_stored_once() {
+    let _g = shared();
+    let mut t = Tree::start(&cow());
+    let images = t.dump_kill(1);
+    let stored: u64 = std::fs::read_dir(&images)
+        .expect("list the image")
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("pages-"))
+        .map(|e| e.metadata().map_or(0, |m| m.len()))
+        .sum();
+    if stored > 300 << 20 {
+        t.fail(&format!(
+            "the page files hold {} MiB; the tree's private memory is 256 MiB shared three ways plus 3 MiB of own copies",
+            stored >> 20
+        ));
+    }
+    let tool = t.s().spawn_restore(&images, &[]);
+    t.s().wait_restored(tool);
+    t.s().go();
+    t.s().finish_restored(tool, "dump, kill, restore");
+    t.finish();
 }
 
 /// The zombie comes back as a zombie: seen from outside, before the go file, it is a

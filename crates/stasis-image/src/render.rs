@@ -533,6 +533,19 @@ fn write_mm(out: &mut String, mm: &MmImage, page_size: u64) -> fmt::Result {
         stored.saturating_mul(page_size) / 1024,
         mm.pages.len()
     )?;
+    let inherited: u64 = mm
+        .inherited
+        .iter()
+        .map(|r| r.count)
+        .fold(0, u64::saturating_add);
+    if inherited > 0 {
+        writeln!(
+            out,
+            "    pages shared with the parent (copy-on-write, stored in its image): {} ({} KiB)",
+            inherited,
+            inherited.saturating_mul(page_size) / 1024
+        )?;
+    }
     for r in mm.pages.iter().take(MAX_RUNS_LISTED) {
         writeln!(
             out,

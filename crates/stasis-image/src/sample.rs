@@ -200,6 +200,7 @@ pub fn task(pid: i32, ppid: i32, pages_per_run: u64) -> TaskImage {
                     offset: pages_per_run * p,
                 },
             ],
+            inherited: Vec::new(),
         },
         fds: vec![
             FdImage {

@@ -295,6 +295,28 @@ pub struct MmImage {
     pub vmas: Vec<Vma>,
     /// Where each stored run of pages lives in the task's page file.
     pub pages: Vec<PageRun>,
+    /// Pages of private anonymous mappings that are still the very pages of the parent
+    /// (copy-on-write since fork, not written by either): not stored here, the parent's
+    /// image holds them, and the restore makes them shared again.
+    #[serde(default)]
+    pub inherited: Vec<PageSpan>,
+}
+
+/// A run of consecutive pages, by address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PageSpan {
+    /// Virtual address of the first page.
+    pub vaddr: u64,
+    /// Number of pages.
+    pub count: u64,
+}
+
+impl PageSpan {
+    /// The address after the last page.
+    pub fn end(&self, page_size: u64) -> u64 {
+        self.vaddr
+            .saturating_add(self.count.saturating_mul(page_size))
+    }
 }
 
 /// A run of consecutive stored pages.

@@ -8,7 +8,7 @@
 use std::collections::HashSet;
 
 use crate::dir::MANIFEST_FILE;
-use crate::types::{Manifest, PageRun, TaskEntry, TaskImage, Vma};
+use crate::types::{Manifest, PageRun, TaskEntry, TaskImage, Vma, VmaKind};
 use crate::ImageError;
 
 /// Longest file name accepted in an image directory (NAME_MAX).
@@ -149,6 +149,29 @@ pub fn validate_task(
             )));
         }
         runs.push((start, end));
+    }
+    for span in &task.mm.inherited {
+        let bytes = span.count.checked_mul(page_size);
+        let end = bytes.and_then(|b| span.vaddr.checked_add(b));
+        let Some(end) = end.filter(|_| span.count > 0 && span.vaddr % page_size == 0) else {
+            return Err(invalid(format!(
+                "inherited pages {:#x} x{}: empty, unaligned or past the end of the address space",
+                span.vaddr, span.count
+            )));
+        };
+        let private_anon = vmas.iter().any(|v| {
+            v.start <= span.vaddr
+                && end <= v.end
+                && !v.shared
+                && matches!(v.kind, VmaKind::Anonymous { .. })
+        });
+        if !private_anon {
+            return Err(invalid(format!(
+                "inherited pages {:#x}-{end:#x} are not inside one private anonymous mapping",
+                span.vaddr
+            )));
+        }
+        runs.push((span.vaddr, end));
     }
     runs.sort_unstable();
     for w in runs.windows(2) {

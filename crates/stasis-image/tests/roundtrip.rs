@@ -270,8 +270,12 @@ fn mm() -> impl Strategy<Value = MmImage> {
             }),
             0..12,
         ),
+        vec(
+            (any::<u64>(), any::<u64>()).prop_map(|(vaddr, count)| PageSpan { vaddr, count }),
+            0..4,
+        ),
     )
-        .prop_map(|(w, auxv, vmas, pages)| MmImage {
+        .prop_map(|(w, auxv, vmas, pages, inherited)| MmImage {
             start_code: w[0],
             end_code: w[1],
             start_data: w[2],
@@ -286,6 +290,7 @@ fn mm() -> impl Strategy<Value = MmImage> {
             auxv,
             vmas,
             pages,
+            inherited,
         })
 }
 

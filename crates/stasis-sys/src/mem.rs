@@ -122,6 +122,68 @@ pub fn write_ranges(pid: i32, ranges: &[RemoteRange], data: &[u8]) -> SysResult<
     Ok(())
 }
 
+/// Writes each `(address, bytes)` piece to task `pid` with process_vm_writev, up to
+/// IOV_MAX pieces a call. Every piece must be writable in the target. Fails unless every
+/// byte was written. `pid` may be the caller's own PID (a restore child filling memory it
+/// mapped for the image before it forks).
+pub fn write_pieces(pid: i32, pieces: &[(u64, &[u8])]) -> SysResult<()> {
+    let mut idx = 0usize;
+    let mut skip = 0usize; // bytes of pieces[idx] already written
+    while idx < pieces.len() {
+        let batch = &pieces[idx..pieces.len().min(idx + IOV_MAX)];
+        let mut local = Vec::with_capacity(batch.len());
+        let mut remote = Vec::with_capacity(batch.len());
+        for (k, (addr, data)) in batch.iter().enumerate() {
+            let off = if k == 0 { skip } else { 0 };
+            local.push(libc::iovec {
+                iov_base: data[off..].as_ptr() as *mut libc::c_void,
+                iov_len: data.len() - off,
+            });
+            remote.push(libc::iovec {
+                iov_base: (*addr as usize + off) as *mut libc::c_void,
+                iov_len: data.len() - off,
+            });
+        }
+        // SAFETY: every local iovec covers a live byte slice that the kernel only reads;
+        // remote addresses are validated by the kernel against the target's mappings.
+        let r = unsafe {
+            libc::process_vm_writev(
+                pid,
+                local.as_ptr(),
+                local.len() as u64,
+                remote.as_ptr(),
+                remote.len() as u64,
+                0,
+            )
+        };
+        if r <= 0 {
+            let addr = remote.first().map(|v| v.iov_base as u64).unwrap_or(0);
+            return Err(SysError::last(
+                "process_vm_writev",
+                format!("pid {pid} at {addr:#x}"),
+            ));
+        }
+        // Advance past what was written.
+        let mut got = r as usize;
+        while got > 0 && idx < pieces.len() {
+            let left = pieces[idx].1.len() - skip;
+            if got >= left {
+                got -= left;
+                idx += 1;
+                skip = 0;
+            } else {
+                skip += got;
+                got = 0;
+            }
+        }
+        while idx < pieces.len() && pieces[idx].1.len() == skip {
+            idx += 1;
+            skip = 0;
+        }
+    }
+    Ok(())
+}
+
 /// /proc/PID/mem: reads and writes that ignore page protections (FOLL_FORCE).
 #[derive(Debug)]
 pub struct ProcMem {

@@ -213,6 +213,40 @@ pub fn map_scratch(addr: u64, len: usize, code: &[u8]) -> SysResult<()> {
     Ok(())
 }
 
+/// Maps fresh private anonymous read-write memory at exactly `addr`..`addr + len`,
+/// failing if anything is mapped there already. `growsdown` and `noreserve` add
+/// MAP_GROWSDOWN and MAP_NORESERVE. A restore child uses it to build, before it forks, the
+/// memory its children will share copy-on-write.
+pub fn map_anon_fixed(addr: u64, len: u64, growsdown: bool, noreserve: bool) -> SysResult<()> {
+    let mut flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE;
+    if growsdown {
+        flags |= libc::MAP_GROWSDOWN;
+    }
+    if noreserve {
+        flags |= libc::MAP_NORESERVE;
+    }
+    let what = || format!("{addr:#x}-{:#x}", addr.saturating_add(len));
+    // SAFETY: MAP_FIXED_NOREPLACE never replaces an existing mapping, so nothing of ours
+    // can be clobbered; the result is checked.
+    let p = unsafe {
+        libc::mmap(
+            addr as *mut libc::c_void,
+            len as usize,
+            libc::PROT_READ | libc::PROT_WRITE,
+            flags,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        return Err(SysError::last("mmap", what()));
+    }
+    if p as u64 != addr {
+        return Err(SysError::new("mmap", what(), Errno(libc::EEXIST)));
+    }
+    Ok(())
+}
+
 /// A pipe: (read end, write end), both close-on-exec.
 pub fn pipe() -> SysResult<(i32, i32)> {
     pipe_with(libc::O_CLOEXEC)

@@ -12,7 +12,7 @@ use stasis_sys::remote::{find_syscall_insn, Remote};
 use crate::error::{Error, ProcContext, Result, SysContext};
 use crate::freeze::{Frozen, Release};
 use crate::inject::{Session, DATA_LEN};
-use crate::{creds, files, mem, seccomp, signals, task, timers};
+use crate::{cow, creds, files, mem, seccomp, signals, task, timers};
 
 #[derive(Debug, Clone)]
 pub struct DumpOptions {
@@ -132,7 +132,7 @@ fn dump_tree(opts: &DumpOptions, tree: &Tree) -> Result<u64> {
     let mut stored = 0;
     let mut images = Vec::with_capacity(tree.live.len());
     for frozen in &tree.live {
-        let (image, pages) = dump_process(opts, frozen, &mut writer, &mut descs)?;
+        let (image, pages) = dump_process(opts, frozen, &images, &mut writer, &mut descs)?;
         stored += pages;
         images.push(image);
     }
@@ -206,6 +206,7 @@ fn write_task(writer: &mut ImageWriter, image: &TaskImage) -> Result<TaskEntry> 
 fn dump_process(
     opts: &DumpOptions,
     frozen: &Frozen,
+    done: &[TaskImage],
     writer: &mut ImageWriter,
     descs: &mut files::DescTable,
 ) -> Result<(TaskImage, u64)> {
@@ -219,10 +220,20 @@ fn dump_process(
 
     let pages_name = format!("pages-{pid}.img");
     let mut pages_out = writer.pages(&pages_name)?;
-    let runs = mem::dump_pages(pid, &vmas, &mut pages_out)?;
+    // The parent is dumped first (tree order) and still frozen.
+    let parent = done
+        .iter()
+        .find(|p| p.pid == stat.ppid)
+        .map(|p| (p.pid, &p.mm.vmas[..]));
+    let inherited = cow::find_inherited(pid, &vmas, parent)?;
+    let runs = mem::dump_pages(pid, &vmas, &inherited, &mut pages_out)?;
     writer.add_pages(pages_out)?;
     let stored: u64 = runs.iter().map(|r| r.count).sum();
-    log::info!("pid {pid}: {} mappings, {stored} pages stored", vmas.len());
+    let shared: u64 = inherited.iter().map(|r| r.count).sum();
+    log::info!(
+        "pid {pid}: {} mappings, {stored} pages stored, {shared} shared with the parent",
+        vmas.len()
+    );
 
     let leader = frozen.leader().clone();
     let mut session = DumpSession::open(pid, &leader, &vmas)?;
@@ -253,7 +264,7 @@ fn dump_process(
     attrs.shell_job = opts.shell_job;
     let shared_pending = signals::dump_pending(pid, pid, true)?;
     let itimers = timers::dump(s)?;
-    let mm = mem::dump_mm(pid, &stat, s, vmas, runs)?;
+    let mm = mem::dump_mm(pid, &stat, s, vmas, runs, inherited)?;
     session.close()?;
 
     let image = TaskImage {

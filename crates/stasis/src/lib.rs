@@ -4,6 +4,7 @@
 //! `task`, `creds`) owns both its dump and its restore side.
 
 pub mod check;
+pub mod cow;
 pub mod creds;
 pub mod dump;
 pub mod error;

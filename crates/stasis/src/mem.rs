@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use stasis_image::{MmImage, PageRun, PagesWriter, Vma, VmaKind};
+use stasis_image::{MmImage, PageRun, PageSpan, PagesWriter, Vma, VmaKind};
 use stasis_sys::mem::{self as sysmem, ProcMem, RemoteRange};
 use stasis_sys::procfs::{self, MapsEntry, Pagemap, SmapsEntry, Stat};
 
@@ -113,8 +113,14 @@ fn store_page(vma: &Vma, entry: u64) -> bool {
     }
 }
 
-/// Reads the pages worth storing and appends them to the page file; returns the index.
-pub fn dump_pages(pid: i32, vmas: &[Vma], out: &mut PagesWriter) -> Result<Vec<PageRun>> {
+/// Reads the pages worth storing, except those in `inherited` (sorted, held by the
+/// parent's image), and appends them to the page file; returns the index.
+pub fn dump_pages(
+    pid: i32,
+    vmas: &[Vma],
+    inherited: &[PageSpan],
+    out: &mut PagesWriter,
+) -> Result<Vec<PageRun>> {
     let mut pagemap = Pagemap::open(pid).proc(pid)?;
     let mem = ProcMem::open(pid).ctx(pid, || "open /proc/PID/mem".into())?;
     let mut runs: Vec<PageRun> = Vec::new();
@@ -135,6 +141,19 @@ pub fn dump_pages(pid: i32, vmas: &[Vma], out: &mut PagesWriter) -> Result<Vec<P
             let start = vma.start + done as u64 * PAGE;
             entries.clear();
             pagemap.read(start, n, &mut entries).proc(pid)?;
+            let end = start + n as u64 * PAGE;
+            let first = inherited.partition_point(|sp| sp.end(PAGE) <= start);
+            for sp in inherited[first..].iter().take_while(|sp| sp.vaddr < end) {
+                let a = ((sp.vaddr.max(start) - start) / PAGE) as usize;
+                let b = ((sp.end(PAGE).min(end) - start) / PAGE) as usize;
+                entries[a..b].fill(0);
+            }
+            // process_vm_readv pins the pages it reads, and the kernel gives a task its
+            // own copy of an anonymous page that is shared copy-on-write before pinning
+            // it: reading shared pages that way would cost the dumped tree the memory it
+            // shares. They are read through /proc/PID/mem, which does not pin.
+            let prot_read = vma.prot & libc::PROT_READ as u32 != 0;
+            let fast = |e: u64| prot_read && e & procfs::PM_EXCLUSIVE != 0;
             let mut i = 0;
             while i < entries.len() {
                 if !store_page(vma, entries[i]) {
@@ -142,12 +161,15 @@ pub fn dump_pages(pid: i32, vmas: &[Vma], out: &mut PagesWriter) -> Result<Vec<P
                     continue;
                 }
                 let first = i;
-                while i < entries.len() && store_page(vma, entries[i]) {
+                let can_read = fast(entries[i]);
+                while i < entries.len()
+                    && store_page(vma, entries[i])
+                    && fast(entries[i]) == can_read
+                {
                     i += 1;
                 }
                 let vaddr = start + first as u64 * PAGE;
                 let count = (i - first) as u64;
-                let can_read = vma.prot & libc::PROT_READ as u32 != 0;
                 match runs.last_mut() {
                     Some(last)
                         if last.vaddr + last.count * PAGE == vaddr
@@ -254,6 +276,7 @@ pub fn dump_mm(
     session: &mut Session,
     vmas: Vec<Vma>,
     pages: Vec<PageRun>,
+    inherited: Vec<PageSpan>,
 ) -> Result<MmImage> {
     let brk = session.call("brk", libc::SYS_brk, [0; 6])?;
     let auxv = procfs::auxv(pid).proc(pid)?;
@@ -272,6 +295,7 @@ pub fn dump_mm(
         auxv,
         vmas,
         pages,
+        inherited,
     })
 }
 
@@ -365,25 +389,37 @@ pub fn restore(
     mm: &MmImage,
     map_files: &[MapFile],
     exe_fd: i32,
-    pages: &[u8],
+    contents: &Contents,
     scratch: (u64, u64),
 ) -> Result<()> {
     let pid = s.pid();
     let current = procfs::maps(pid).proc(pid)?;
-    unmap_all_but_specials(s, &current, scratch)?;
+    unmap_all_but(s, &current, scratch, &contents.kept)?;
     move_specials(s, mm, &current, scratch)?;
 
-    // Map every VMA, writable for now where contents must be filled in.
-    let mut has_pages = vec![false; mm.vmas.len()];
-    for run in &mm.pages {
-        let end = run.vaddr + run.count * PAGE;
-        for (i, v) in mm.vmas.iter().enumerate() {
-            if v.start < end && run.vaddr < v.end {
-                has_pages[i] = true;
+    // Map every VMA, writable for now where contents must be filled in. Kept ones are
+    // there already, writable.
+    let kept = |v: &Vma| {
+        contents
+            .kept
+            .iter()
+            .any(|&(a, b)| a <= v.start && v.end <= b)
+    };
+    let mut has_pages: Vec<bool> = mm.vmas.iter().map(kept).collect();
+    for &(addr, data) in &contents.writes {
+        let end = addr + data.len() as u64;
+        let first = mm.vmas.partition_point(|v| v.end <= addr);
+        for (i, v) in mm.vmas.iter().enumerate().skip(first) {
+            if v.start >= end {
+                break;
             }
+            has_pages[i] = true;
         }
     }
     for (i, v) in mm.vmas.iter().enumerate() {
+        if kept(v) {
+            continue;
+        }
         let (fd, file_flags) =
             match &v.kind {
                 VmaKind::Special { .. } => continue,
@@ -471,7 +507,18 @@ pub fn restore(
             }
         }
     }
-    fill_pages(pid, mm, pages)?;
+    fill_pages(pid, &contents.writes)?;
+    for &(start, end) in &contents.discard {
+        s.call(
+            "madvise",
+            libc::SYS_madvise,
+            [start, end - start, libc::MADV_DONTNEED as u64, 0, 0, 0],
+        )
+        .map_err(|e| Error::Restore {
+            pid,
+            reason: format!("discard pages {start:#x}-{end:#x} the parent had: {e}"),
+        })?;
+    }
 
     // Final protections and advice.
     for (i, v) in mm.vmas.iter().enumerate() {
@@ -507,61 +554,54 @@ pub fn restore(
     set_mm_fields(s, mm, exe_fd)
 }
 
-/// Writes the stored pages into the task, from the mapped page file, on every core: the
-/// cost is dominated by the kernel allocating fresh pages in the target.
-fn fill_pages(pid: i32, mm: &MmImage, pages: &[u8]) -> Result<()> {
-    let Some(first) = mm.pages.first() else {
+/// What a task's memory still needs once its restore child has done its part.
+#[derive(Debug, Default)]
+pub struct Contents<'a> {
+    /// Pages to write, by address, straight from the mapped page files.
+    pub writes: Vec<(u64, &'a [u8])>,
+    /// Mappings the restore child built itself (memory shared copy-on-write with its
+    /// parent or children): left in place, not mapped or filled again.
+    pub kept: Vec<(u64, u64)>,
+    /// Ranges of kept mappings to empty (pages the parent had and this task did not).
+    pub discard: Vec<(u64, u64)>,
+}
+
+/// Writes the pages into the task on every core: the cost is dominated by the kernel
+/// allocating fresh pages in the target.
+fn fill_pages(pid: i32, writes: &[(u64, &[u8])]) -> Result<()> {
+    let total: usize = writes.iter().map(|w| w.1.len()).sum();
+    if total == 0 {
         return Ok(());
-    };
-    let ranges: Vec<RemoteRange> = mm
-        .pages
-        .iter()
-        .map(|r| RemoteRange {
-            addr: r.vaddr,
-            len: (r.count * PAGE) as usize,
-        })
-        .collect();
-    let start = first.offset as usize;
-    let total: usize = ranges.iter().map(|r| r.len).sum();
-    let data = pages
-        .get(start..start + total)
-        .ok_or_else(|| Error::Restore {
-            pid,
-            reason: "page index points past the end of the page file".into(),
-        })?;
-    // Split into one share per core, at run boundaries (and inside a huge run).
+    }
+    // Split into one share per core, at piece boundaries (and inside a large piece).
     let workers = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(8);
     let share = total.div_ceil(workers).max(1 << 20);
-    let mut jobs: Vec<(Vec<RemoteRange>, &[u8])> = Vec::new();
-    let mut cur: Vec<RemoteRange> = Vec::new();
-    let (mut cur_len, mut off) = (0usize, 0usize);
-    for r in &ranges {
-        let mut r = *r;
-        while r.len > 0 {
-            let take = r.len.min(share - cur_len);
-            cur.push(RemoteRange {
-                addr: r.addr,
-                len: take,
-            });
+    let mut jobs: Vec<Vec<(u64, &[u8])>> = Vec::new();
+    let mut cur: Vec<(u64, &[u8])> = Vec::new();
+    let mut cur_len = 0usize;
+    for &(addr, data) in writes {
+        let (mut addr, mut data) = (addr, data);
+        while !data.is_empty() {
+            let take = data.len().min(share - cur_len);
+            cur.push((addr, &data[..take]));
             cur_len += take;
-            r.addr += take as u64;
-            r.len -= take;
+            addr += take as u64;
+            data = &data[take..];
             if cur_len == share {
-                jobs.push((std::mem::take(&mut cur), &data[off..off + cur_len]));
-                off += cur_len;
+                jobs.push(std::mem::take(&mut cur));
                 cur_len = 0;
             }
         }
     }
     if cur_len > 0 {
-        jobs.push((cur, &data[off..off + cur_len]));
+        jobs.push(cur);
     }
     std::thread::scope(|scope| {
         let handles: Vec<_> = jobs
             .iter()
-            .map(|(ranges, data)| scope.spawn(move || sysmem::write_ranges(pid, ranges, data)))
+            .map(|pieces| scope.spawn(move || sysmem::write_pieces(pid, pieces)))
             .collect();
         for h in handles {
             h.join()
@@ -649,10 +689,12 @@ fn vma_err(pid: i32, v: &Vma, e: Error) -> Error {
     }
 }
 
-fn unmap_all_but_specials(
+/// Unmaps everything but the kernel's special mappings, the scratch area and `kept`.
+fn unmap_all_but(
     s: &mut Session,
     current: &[MapsEntry],
     scratch: (u64, u64),
+    kept: &[(u64, u64)],
 ) -> Result<()> {
     let mut keep: Vec<(u64, u64)> = current
         .iter()
@@ -660,6 +702,7 @@ fn unmap_all_but_specials(
         .map(|m| (m.start, m.end))
         .collect();
     keep.push(scratch);
+    keep.extend_from_slice(kept);
     keep.sort_unstable();
     let mut at = 0u64;
     for (start, end) in keep

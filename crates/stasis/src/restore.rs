@@ -14,7 +14,7 @@ use crate::error::{Error, ProcContext, Result, SysContext};
 use crate::files::{self, ReopenContext};
 use crate::inject::Session;
 use crate::mem::{self, MapFile, PAGE, TASK_TOP};
-use crate::{creds, seccomp, session, signals, task, timers};
+use crate::{cow, creds, seccomp, session, signals, task, timers};
 
 #[derive(Debug, Clone, Default)]
 pub struct RestoreOptions {
@@ -53,13 +53,15 @@ impl Restored {
 /// descriptor above all the image's numbers; children inherit the slots when they are
 /// forked, take their own descriptors from them, and close the rest. So descriptions
 /// shared between processes come back shared.
-struct TreePlan {
+struct TreePlan<'a> {
     report_fd: i32,
     slot_base: i32,
     /// For each description id, the first descriptor that refers to it: (task, fd index).
     descs: Vec<(u32, usize, usize)>,
     tasks: Vec<TaskPlan>,
     terminal: Option<String>,
+    /// Memory shared copy-on-write between parents and children, and the page files.
+    cow: cow::CowPlan<'a>,
 }
 
 struct TaskPlan {
@@ -70,7 +72,7 @@ struct TaskPlan {
     children: Vec<usize>,
 }
 
-impl TreePlan {
+impl TreePlan<'_> {
     fn slot(&self, desc: u32) -> i32 {
         self.slot_base + desc as i32
     }
@@ -147,7 +149,8 @@ pub fn restore(opts: &RestoreOptions) -> Result<Restored> {
         }
     }
 
-    let plan = make_plan(&tasks, opts)?;
+    let page_bytes: Vec<&[u8]> = pages.iter().map(|p| p.bytes()).collect();
+    let plan = make_plan(&tasks, &page_bytes, opts)?;
     let (report_r, report_w) = own::pipe().ctx(root.pid, || "create report pipe".into())?;
     let sibling = if opts.sibling {
         libc::CLONE_PARENT as u64
@@ -201,7 +204,7 @@ pub fn restore(opts: &RestoreOptions) -> Result<Restored> {
             ready.push(take_over(
                 t,
                 &plan.tasks[i],
-                pages[i].bytes(),
+                &plan.cow.contents(i),
                 &pids,
                 &mut shmem,
             )?);
@@ -414,7 +417,11 @@ fn wait_pid_free(pid: i32) -> Result<()> {
     }
 }
 
-fn make_plan(tasks: &[TaskImage], opts: &RestoreOptions) -> Result<TreePlan> {
+fn make_plan<'a>(
+    tasks: &[TaskImage],
+    pages: &[&'a [u8]],
+    opts: &RestoreOptions,
+) -> Result<TreePlan<'a>> {
     let root = tasks[0].pid;
     let max_fd = tasks
         .iter()
@@ -439,6 +446,8 @@ fn make_plan(tasks: &[TaskImage], opts: &RestoreOptions) -> Result<TreePlan> {
         .iter()
         .map(|m| (m.start, m.end))
         .collect();
+    let cow = cow::CowPlan::new(tasks, pages, &own_maps)?;
+    let prepared: Vec<(u64, u64)> = cow.all_regions().collect();
     let mut plans = Vec::with_capacity(tasks.len());
     for t in tasks {
         let map_files = mem::plan_map_files(&t.mm, next_fd);
@@ -448,6 +457,8 @@ fn make_plan(tasks: &[TaskImage], opts: &RestoreOptions) -> Result<TreePlan> {
         // copy) and in the image's.
         let mut occupied: Vec<(u64, u64)> = t.mm.vmas.iter().map(|v| (v.start, v.end)).collect();
         occupied.extend_from_slice(&own_maps);
+        // Restore children inherit the regions their ancestors prepare.
+        occupied.extend_from_slice(&prepared);
         let scratch =
             mem::find_gap(&occupied, SCRATCH_LEN, 1 << 32, TASK_TOP).ok_or_else(|| {
                 Error::Restore {
@@ -482,6 +493,7 @@ fn make_plan(tasks: &[TaskImage], opts: &RestoreOptions) -> Result<TreePlan> {
         descs,
         tasks: plans,
         terminal,
+        cow,
     })
 }
 
@@ -518,6 +530,8 @@ fn task_setup(
 ) -> std::result::Result<(), String> {
     let t = &tasks[idx];
     let tp = &plan.tasks[idx];
+    // First, while the tool's copy has allocated least: the memory children share.
+    plan.cow.prepare(idx)?;
     let mut keep = plan.slots();
     keep.push(plan.report_fd);
     if let Some(w) = report_w {
@@ -664,7 +678,7 @@ fn finish_thread(pid: i32, tid: i32, th: &stasis_image::ThreadImage) -> Result<(
 fn take_over(
     t: &TaskImage,
     plan: &TaskPlan,
-    pages: &[u8],
+    contents: &mem::Contents,
     pids: &PidMap,
     shmem: &mut mem::ShmemTable,
 ) -> Result<Ready> {
@@ -719,7 +733,7 @@ fn take_over(
         &t.mm,
         &plan.map_files,
         exe_fd,
-        pages,
+        contents,
         (plan.scratch, plan.scratch + SCRATCH_LEN),
     )?;
     for fd in plan.map_files.iter().map(|m| m.fd).chain([plan.exe_fd]) {

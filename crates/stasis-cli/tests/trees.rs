@@ -7,6 +7,8 @@
 //! - testprogs/tree_stopped.c: children stopped by SIGSTOP and SIGTSTP, continued later;
 //! - testprogs/tree_cow.c: 256 MiB shared copy-on-write by a parent, child and
 //!   grandchild, each with pages of its own; contents and memory use (Pss) after restore.
+//! - testprogs/tree_clone_share.c: an fd table (CLONE_FILES) shared by three processes
+//!   and fs information (CLONE_FS) shared by two, still shared after restore;
 //! - testprogs/tree_shared_fd.c: an inherited fd whose offset parent and child move in
 //!   turns, an fd only the child still has, same-file fds that are not shared;
 //! - testprogs/tree_orphans.c: orphans re-parented to a child subreaper in the tree, a
@@ -62,6 +64,10 @@ fn shared_fd() -> Victim {
 
 fn cow() -> Victim {
     Victim::c("tree_cow")
+}
+
+fn clone_share() -> Victim {
+    Victim::c("tree_clone_share")
 }
 
 fn orphans() -> Victim {
@@ -123,6 +129,7 @@ tree_tests!(
     stopped => stopped(), Outside::Compare;
     shared_fd => shared_fd(), Outside::Compare;
     cow => cow(), Outside::Compare;
+    clone_share => clone_share(), Outside::Compare;
     orphans => orphans(), Outside::Compare;
     subreaper => subreaper(), Outside::Compare;
     bash => bash(), Outside::VictimOnly;
@@ -189,6 +196,41 @@ fn cow_pages_are_stored_once() {
     t.s().go();
     t.s().finish_restored(tool, "dump, kill, restore");
     t.finish();
+}
+
+/// A child sharing its parent's memory without being a thread (clone(CLONE_VM)): the dump
+/// refuses it, naming CLONE_VM, and both processes go on unharmed.
+mod clone_vm {
+    use super::*;
+
+    fn victim() -> Victim {
+        clone_share().arg("vm")
+    }
+
+    #[test]
+    fn standalone() {
+        let _g = shared();
+        tree_control(&victim());
+    }
+
+    #[test]
+    fn dump_is_refused_and_the_tree_goes_on() {
+        let _g = shared();
+        let mut t = Tree::start(&victim());
+        let images = t.images(1);
+        let run = t.s().dump(&images, &[]);
+        if run.status.code() != Some(1) || !run.stderr.contains("CLONE_VM") {
+            t.fail(&format!(
+                "expected the dump to fail (exit 1) naming CLONE_VM, got {:?}\n{}",
+                run.status, run.stderr
+            ));
+        }
+        t.check_untraced("after the refused dump");
+        t.check_same_tree("after the refused dump");
+        t.s().go();
+        t.s().finish_original("after a refused dump");
+        t.finish();
+    }
 }
 
 /// The zombie comes back as a zombie: seen from outside, before the go file, it is a

@@ -96,6 +96,18 @@ pub struct TaskImage {
     /// Data queued in the pipes whose first end (in tree order) this task holds.
     #[serde(default)]
     pub pipe_data: Vec<PipeData>,
+    /// What the process shares with its parent since it was cloned.
+    #[serde(default)]
+    pub shared_with_parent: SharedWithParent,
+}
+
+/// Kernel objects a process shares with its parent (clone flags that outlived the clone).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SharedWithParent {
+    /// One file descriptor table (CLONE_FILES): the process's fds are its parent's.
+    pub fd_table: bool,
+    /// One cwd, root and umask (CLONE_FS).
+    pub fs_info: bool,
 }
 
 /// Per-thread state.

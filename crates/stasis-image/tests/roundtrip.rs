@@ -386,6 +386,10 @@ fn task() -> impl Strategy<Value = TaskImage> {
                     shared_pending: Vec::new(),
                     socket_queues: Vec::new(),
                     pipe_data: Vec::new(),
+                    shared_with_parent: SharedWithParent {
+                        fd_table: job_stopped,
+                        fs_info: !job_stopped,
+                    },
                 }
             },
         )

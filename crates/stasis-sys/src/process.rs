@@ -309,6 +309,56 @@ pub fn same_file_description(pid1: i32, fd1: i32, pid2: i32, fd2: i32) -> SysRes
     Ok(r == 0)
 }
 
+/// What two processes can share since a clone (kcmp's KCMP_* resource types).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shared {
+    /// The address space (CLONE_VM).
+    Memory = 1,
+    /// The file descriptor table (CLONE_FILES).
+    FdTable = 2,
+    /// cwd, root and umask (CLONE_FS).
+    FsInfo = 3,
+    /// The signal handler table (CLONE_SIGHAND).
+    SignalHandlers = 4,
+}
+
+/// Whether `pid1` and `pid2` share `what`.
+pub fn shares(pid1: i32, pid2: i32, what: Shared) -> SysResult<bool> {
+    // SAFETY: kcmp with these types takes only integers.
+    let r = unsafe { libc::syscall(libc::SYS_kcmp, pid1, pid2, what as i32, 0, 0) };
+    if r < 0 {
+        return Err(SysError::last(
+            "kcmp",
+            format!("{what:?} of pid {pid1} and pid {pid2}"),
+        ));
+    }
+    Ok(r == 0)
+}
+
+/// Waits until child `pid` stops (waitpid WUNTRACED). Fails if it ends instead.
+pub fn wait_stopped(pid: i32) -> SysResult<()> {
+    loop {
+        let mut status = 0;
+        // SAFETY: status is a valid out-pointer for the call.
+        let r = unsafe { libc::waitpid(pid, &mut status, libc::WUNTRACED | libc::__WALL) };
+        if r < 0 {
+            let e = SysError::last("waitpid", format!("pid {pid} to stop"));
+            if e.errno.0 == libc::EINTR {
+                continue;
+            }
+            return Err(e);
+        }
+        if libc::WIFSTOPPED(status) {
+            return Ok(());
+        }
+        return Err(SysError::new(
+            "waitpid",
+            format!("pid {pid} ended (status {status:#x}) instead of stopping"),
+            Errno(libc::ECHILD),
+        ));
+    }
+}
+
 /// A descriptor of another process, duplicated into ours (pidfd_getfd).
 pub struct RemoteFd(std::os::fd::OwnedFd);
 

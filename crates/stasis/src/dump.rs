@@ -12,7 +12,7 @@ use stasis_sys::remote::{find_syscall_insn, Remote};
 use crate::error::{Error, ProcContext, Result, SysContext};
 use crate::freeze::{Frozen, Release};
 use crate::inject::{Session, DATA_LEN};
-use crate::{cow, creds, files, mem, seccomp, signals, task, timers};
+use crate::{cow, creds, files, mem, seccomp, sharing, signals, task, timers};
 
 #[derive(Debug, Clone)]
 pub struct DumpOptions {
@@ -169,6 +169,7 @@ fn dump_tree(opts: &DumpOptions, tree: &Tree) -> Result<u64> {
             shared_pending: Vec::new(),
             socket_queues: Vec::new(),
             pipe_data: Vec::new(),
+            shared_with_parent: Default::default(),
         };
         let pages = writer.pages(&format!("pages-{}.img", z.pid))?;
         writer.add_pages(pages)?;
@@ -220,6 +221,7 @@ fn dump_process(
 
     let pages_name = format!("pages-{pid}.img");
     let mut pages_out = writer.pages(&pages_name)?;
+    let shared_with_parent = sharing::dump(pid, stat.ppid, done)?;
     // The parent is dumped first (tree order) and still frozen.
     let parent = done
         .iter()
@@ -286,6 +288,7 @@ fn dump_process(
         shared_pending,
         socket_queues: Vec::new(),
         pipe_data: Vec::new(),
+        shared_with_parent,
     };
     Ok((image, stored))
 }

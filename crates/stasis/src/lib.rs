@@ -15,6 +15,7 @@ pub mod mem;
 pub mod restore;
 pub mod seccomp;
 pub mod session;
+pub mod sharing;
 pub mod signals;
 pub mod task;
 pub mod timers;

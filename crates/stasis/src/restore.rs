@@ -14,7 +14,7 @@ use crate::error::{Error, ProcContext, Result, SysContext};
 use crate::files::{self, ReopenContext};
 use crate::inject::Session;
 use crate::mem::{self, MapFile, PAGE, TASK_TOP};
-use crate::{cow, creds, seccomp, session, signals, task, timers};
+use crate::{cow, creds, seccomp, session, sharing, signals, task, timers};
 
 #[derive(Debug, Clone, Default)]
 pub struct RestoreOptions {
@@ -515,9 +515,15 @@ fn task_main(tasks: &[TaskImage], plan: &TreePlan, idx: usize, report_w: Option<
             let _ = own::write_all(w, line.as_bytes());
         }
     }
-    own::close(plan.report_fd);
     if r.is_err() {
         return 1;
+    }
+    if tasks[idx].shared_with_parent.fd_table {
+        // The table is the parent's: it closes the report pipe, once this stop tells it
+        // that this task is done with the table.
+        let _ = process::kill(std::process::id() as i32, libc::SIGSTOP);
+    } else {
+        own::close(plan.report_fd);
     }
     own::park()
 }
@@ -532,6 +538,7 @@ fn task_setup(
     let tp = &plan.tasks[idx];
     // First, while the tool's copy has allocated least: the memory children share.
     plan.cow.prepare(idx)?;
+    let shares_table = t.shared_with_parent.fd_table;
     let mut keep = plan.slots();
     keep.push(plan.report_fd);
     if let Some(w) = report_w {
@@ -551,11 +558,12 @@ fn task_setup(
         let socket_queues: Vec<&stasis_image::SocketQueue> =
             tasks.iter().flat_map(|t| t.socket_queues.iter()).collect();
         files::open_descriptions(&descs, &pipe_data, &socket_queues, &ctx, |d| plan.slot(d))?;
-    } else {
+    } else if !shares_table {
         own::close_all_except(&keep);
     }
     session::set_session(t, report_w.is_some())?;
-    for f in &t.fds {
+    // A child sharing its parent's fd table finds its descriptors in place.
+    for f in t.fds.iter().filter(|_| !shares_table) {
         own::dup_to(plan.slot(f.desc), f.fd, f.cloexec).map_err(|e| format!("fd {}: {e}", f.fd))?;
     }
     files::register_epolls(&t.fds, |f| {
@@ -586,6 +594,7 @@ fn task_setup(
                 let r = if c.state == 'Z' {
                     process::spawn_with(c.pid, flags, || zombie_main(c))
                 } else {
+                    let flags = flags | sharing::clone_flags(c);
                     process::spawn_with(c.pid, flags, || task_main(tasks, plan, ci, None))
                 };
                 r.map_err(|e| format!("create child {}: {e}", c.pid))?;
@@ -595,7 +604,13 @@ fn task_setup(
         match key {
             session::Leaderless::No => spawn_children(0)?,
             session::Leaderless::Session(id) | session::Leaderless::Group(id) => {
-                let helper = process::spawn_with_pid(id, || {
+                // Sharing the fd table or fs information with this task goes through
+                // the stand-in, which shares them too.
+                let share = mine
+                    .iter()
+                    .map(|&ci| sharing::clone_flags(&tasks[ci]))
+                    .fold(0, |a, b| a | b);
+                let helper = process::spawn_with(id, share, || {
                     let made = match key {
                         session::Leaderless::Session(_) => own::setsid(),
                         _ => own::setpgid(0, 0),
@@ -617,9 +632,25 @@ fn task_setup(
             }
         }
     }
-    let mut own_fds: Vec<i32> = t.fds.iter().map(|f| f.fd).collect();
-    own_fds.push(plan.report_fd);
-    own::close_all_except(&own_fds);
+    // Children sharing this fd table have set up everything they open in it (they stop
+    // when done); only then can the slots go, sparing what they opened.
+    let group = sharing::fd_table_group(tasks, idx);
+    for &ci in tp.children.iter().filter(|&&ci| group.contains(&ci)) {
+        let pid = tasks[ci].pid;
+        process::wait_stopped(pid)
+            .and_then(|()| process::kill(pid, libc::SIGCONT))
+            .map_err(|e| format!("wait for child {pid} sharing the fd table: {e}"))?;
+    }
+    if !shares_table {
+        let mut own_fds: Vec<i32> = t.fds.iter().map(|f| f.fd).collect();
+        own_fds.push(plan.report_fd);
+        for &gi in group.iter().filter(|&&gi| gi != idx) {
+            let g = &plan.tasks[gi];
+            own_fds.extend(g.map_files.iter().map(|m| m.fd));
+            own_fds.push(g.exe_fd);
+        }
+        own::close_all_except(&own_fds);
+    }
     for mf in &tp.map_files {
         let flags = if mf.writable {
             libc::O_RDWR
@@ -634,7 +665,8 @@ fn task_setup(
         .map_err(|e| format!("open executable: {e}"))?;
     own::move_fd(exe, tp.exe_fd, true).map_err(|e| e.to_string())?;
     // Paths are resolved above; chroot comes now.
-    task::restore_attrs_in_child(&t.attrs).map_err(|e| e.to_string())?;
+    task::restore_attrs_in_child(&t.attrs, t.shared_with_parent.fs_info)
+        .map_err(|e| e.to_string())?;
     own::map_scratch(tp.scratch, SCRATCH_LEN as usize, &SCRATCH_CODE).map_err(|e| e.to_string())?;
     Ok(())
 }
@@ -717,6 +749,8 @@ fn take_over(
     let thread = &t.threads[0];
 
     task::unregister_inherited_rseq(&mut s)?;
+    // What the tool's copy collected (SIGCHLD of its children...) is not the image's.
+    signals::drain_pending(&mut s)?;
     // The child's exe is the tool's; when the image's is the same file, it stays (the
     // kernel refuses to replace an exe that is still mapped).
     let same_exe = match (

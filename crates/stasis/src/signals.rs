@@ -102,6 +102,24 @@ pub fn dump_pending(pid: i32, tid: i32, shared: bool) -> Result<Vec<PendingSigna
         .collect())
 }
 
+/// Dequeues every signal pending for the task (thread and process), all of them blocked:
+/// rt_sigtimedwait with a zero timeout until none is left.
+pub fn drain_pending(s: &mut Session) -> Result<()> {
+    let zero = s.put(64, &inject::words(&[0, 0]))?;
+    let all = s.put(0, &inject::words(&[!0u64]))?;
+    for _ in 0..=2 * 64 * 32 {
+        let got = s.call(
+            "rt_sigtimedwait",
+            libc::SYS_rt_sigtimedwait,
+            [all, 0, zero, 8, 0, 0],
+        );
+        if got.is_err() {
+            return Ok(()); // EAGAIN: nothing left
+        }
+    }
+    Ok(())
+}
+
 /// Queues signals again, in order, from inside the task (a task may queue any siginfo to
 /// itself). `tid` None means process-directed. The task must have them blocked for now.
 pub fn restore_pending(s: &mut Session, tid: Option<i32>, pending: &[PendingSignal]) -> Result<()> {

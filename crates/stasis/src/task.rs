@@ -240,9 +240,13 @@ pub fn dump_attrs(pid: i32, status: &Status, s: &mut Session) -> Result<ProcessA
 }
 
 /// What the restore child does to itself before it is taken over (no ptrace needed).
-pub fn restore_attrs_in_child(a: &ProcessAttrs) -> stasis_sys::SysResult<()> {
-    own::umask(a.umask);
+/// `shared_fs`: cwd, root and umask are the parent's (CLONE_FS), which sets them.
+pub fn restore_attrs_in_child(a: &ProcessAttrs, shared_fs: bool) -> stasis_sys::SysResult<()> {
     own::personality(a.personality)?;
+    if shared_fs {
+        return Ok(());
+    }
+    own::umask(a.umask);
     // cwd first: its path is as seen from the tool's root, which chroot is about to change.
     own::chdir(std::path::Path::new(&a.cwd))?;
     if a.root != "/" {

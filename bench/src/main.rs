@@ -26,6 +26,8 @@
 //! back, and after a pause, when a VM host may have taken idle memory back) are measured in
 //! the same run, so ratios compare like with like.
 
+mod many;
+
 use std::fs;
 use std::io::Write;
 use std::os::unix::process::CommandExt;
@@ -663,6 +665,9 @@ struct Options {
     keep_logs: bool,
     /// Idle time before each write of the "after idle" file-write baseline.
     idle_pause: Duration,
+    /// Processes in the tree and threads in the process of the many-tasks runs.
+    tree_tasks: usize,
+    threads: usize,
 }
 
 const USAGE: &str = "\
@@ -672,8 +677,11 @@ usage: stasis-bench [--sizes 64M,1G] [--runs N] [--quick] [--stasis PATH] [--wor
 Builds stasis (cargo build --release at the repository root) unless --stasis is given,
 then measures dump, frozen time, image size and restore for each size of touched
 anonymous memory, a tiny process's dump and restore, and this machine's memcpy bandwidth.
+Then a tree of 100 processes and a process with 1000 threads: dump, frozen time, restore,
+beside the time the kernel takes to make as many tasks.
 Defaults: --sizes 64M,1G --runs 5 (after one warm-up run per size). Needs root.
---quick: 16M, one run, a small memcpy buffer (a smoke test, not a benchmark).
+--quick: 16M, 10 processes, 100 threads, one run, a small memcpy buffer (a smoke test,
+not a benchmark).
 --keep-logs: keep each dump's -v4 log (dump-SIZE-RUN.log) in the work directory
 (default: target/stasis-bench at the repository root).";
 
@@ -703,6 +711,8 @@ fn parse_args(args: &[String]) -> Res<Options> {
         work: None,
         keep_logs: false,
         idle_pause: Duration::from_secs(2),
+        tree_tasks: 100,
+        threads: 1000,
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -727,6 +737,8 @@ fn parse_args(args: &[String]) -> Res<Options> {
                 o.tiny_runs = 1;
                 o.memcpy_bytes = 256 * MIB as usize;
                 o.idle_pause = Duration::ZERO;
+                o.tree_tasks = 10;
+                o.threads = 100;
             }
             "--stasis" => o.stasis = Some(PathBuf::from(val()?)),
             "--work-dir" => o.work = Some(PathBuf::from(val()?)),
@@ -812,8 +824,11 @@ fn size_name(bytes: u64) -> String {
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.first().map(String::as_str) == Some("victim") && args.len() == 4 {
-        victim(&args[1..]);
+    match (args.first().map(String::as_str), args.len()) {
+        (Some("victim"), 4) => victim(&args[1..]),
+        (Some("victim-tree"), 3) => many::tree_victim(&args[1..]),
+        (Some("victim-threads"), 3) => many::threads_victim(&args[1..]),
+        _ => {}
     }
     match run(&args) {
         Ok(()) => ExitCode::SUCCESS,
@@ -910,6 +925,29 @@ fn run(args: &[String]) -> Res<()> {
         tiny_dump.push(d);
         tiny_restore.push(r);
     }
+    let mut many_rows = Vec::new();
+    for (kind, n) in [
+        (many::Kind::Tree, o.tree_tasks),
+        (many::Kind::Threads, o.threads),
+    ] {
+        eprintln!("== {}: warm-up, then {} runs", kind.name(n), o.runs);
+        many::run(&bench, kind, n, 0)?;
+        let mut runs = Vec::new();
+        for i in 0..o.runs {
+            let m = many::run(&bench, kind, n, i + 1)?;
+            eprintln!(
+                "   run {}: dump {}, frozen(log) {}, image {:.1} MiB, restore {}: every task back",
+                i + 1,
+                ms(m.dump),
+                m.frozen.map(ms).unwrap_or_else(|| "?".into()),
+                m.image as f64 / MIB as f64,
+                ms(m.restore)
+            );
+            runs.push(m);
+        }
+        let base = many::baseline(kind, n);
+        many_rows.push((kind, n, runs, base));
+    }
     if !o.keep_logs {
         let _ = fs::remove_dir(&work);
     }
@@ -993,6 +1031,44 @@ fn run(args: &[String]) -> Res<()> {
             ms(median_d(tiny_restore.clone())),
             o.tiny_runs
         ),
+    );
+    w(&mut out, String::new());
+    w(
+        &mut out,
+        format!(
+            "{:<28} {:>10} {:>12} {:>11} {:>10} {:>12} {:>14}",
+            "many tasks", "dump", "frozen(log)", "image", "restore", "baseline", "restore/base"
+        ),
+    );
+    for (kind, n, runs, base) in &many_rows {
+        let dump = median_d(runs.iter().map(|r| r.dump).collect());
+        let frozen: Vec<Duration> = runs.iter().filter_map(|r| r.frozen).collect();
+        let frozen = if frozen.is_empty() {
+            "?".to_string()
+        } else {
+            ms(median_d(frozen))
+        };
+        let restore = median_d(runs.iter().map(|r| r.restore).collect());
+        let image = runs.iter().map(|r| r.image).max().unwrap_or(0);
+        w(
+            &mut out,
+            format!(
+                "{:<28} {:>10} {:>12} {:>11} {:>10} {:>12} {:>13.1}x",
+                kind.name(*n),
+                ms(dump),
+                frozen,
+                format!("{:.1} MiB", image as f64 / MIB as f64),
+                ms(restore),
+                ms(*base),
+                restore.as_secs_f64() / base.as_secs_f64().max(1e-9)
+            ),
+        );
+    }
+    w(
+        &mut out,
+        "baseline: the kernel making as many tasks (fork+reap each process, or create+join\n\
+         each thread), measured in this run."
+            .to_string(),
     );
     if o.runs > 1 {
         w(&mut out, String::new());

@@ -244,6 +244,7 @@ pub fn task(pid: i32, ppid: i32, pages_per_run: u64) -> TaskImage {
         socket_queues: Vec::new(),
         pipe_data: Vec::new(),
         shared_with_parent: SharedWithParent::default(),
+        vfork_child: false,
     }
 }
 

@@ -99,6 +99,11 @@ pub struct TaskImage {
     /// What the process shares with its parent since it was cloned.
     #[serde(default)]
     pub shared_with_parent: SharedWithParent,
+    /// A child made by vfork that had not exec'ed or exited: it runs in its parent's
+    /// memory (its own `mm` is empty) with a copy of its parent's fd table (its `fds` are
+    /// empty), and the parent was inside vfork (its registers are those of vfork's return).
+    #[serde(default)]
+    pub vfork_child: bool,
 }
 
 /// Kernel objects a process shares with its parent (clone flags that outlived the clone).

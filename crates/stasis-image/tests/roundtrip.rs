@@ -390,6 +390,7 @@ fn task() -> impl Strategy<Value = TaskImage> {
                         fd_table: job_stopped,
                         fs_info: !job_stopped,
                     },
+                    vfork_child: !job_stopped,
                 }
             },
         )

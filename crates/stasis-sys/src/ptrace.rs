@@ -165,6 +165,32 @@ pub fn interrupt(tid: i32) -> SysResult<()> {
     .map(drop)
 }
 
+/// PTRACE_SETOPTIONS: TRACESYSGOOD plus `extra_options` (replacing the options set so far).
+pub fn set_options(tid: i32, extra_options: i32) -> SysResult<()> {
+    let opts = libc::PTRACE_O_TRACESYSGOOD | extra_options;
+    ptrace_raw(
+        libc::PTRACE_SETOPTIONS,
+        tid,
+        0,
+        opts as usize,
+        "ptrace(PTRACE_SETOPTIONS)",
+    )
+    .map(drop)
+}
+
+/// PTRACE_GETEVENTMSG: e.g. the new child's PID at a fork, vfork or clone event stop.
+pub fn event_msg(tid: i32) -> SysResult<u64> {
+    let mut msg: libc::c_ulong = 0;
+    ptrace_raw(
+        libc::PTRACE_GETEVENTMSG,
+        tid,
+        0,
+        &mut msg as *mut libc::c_ulong as usize,
+        "ptrace(PTRACE_GETEVENTMSG)",
+    )?;
+    Ok(msg)
+}
+
 /// Detaches, delivering `sig` (0 for none).
 pub fn detach(tid: i32, sig: i32) -> SysResult<()> {
     ptrace_raw(

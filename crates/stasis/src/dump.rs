@@ -36,14 +36,15 @@ pub struct DumpSummary {
 pub fn dump(opts: &DumpOptions) -> Result<DumpSummary> {
     let started = Instant::now();
     let pid = opts.pid;
-    let tree = freeze_tree(pid)?;
+    let mut tree = freeze_tree(pid)?;
     let freeze_start = Instant::now();
+    let vforks = vfork_pairs(&mut tree, opts)?;
     log::info!(
         "froze the tree of pid {pid}: {} process(es), {} zombie(s)",
         tree.live.len(),
         tree.zombies.len()
     );
-    let pages = dump_tree(opts, &tree)?;
+    let pages = dump_tree(opts, &mut tree, &vforks)?;
     let how = if opts.leave_stopped {
         Release::Stopped
     } else if opts.leave_running {
@@ -87,7 +88,14 @@ fn freeze_tree(root: i32) -> Result<Tree> {
     while next < tree.live.len() {
         let (pid, tids): (i32, Vec<i32>) = {
             let f = &tree.live[next];
-            (f.pid, f.threads.iter().map(|t| t.tid).collect())
+            (
+                f.pid,
+                f.threads
+                    .iter()
+                    .map(|t| t.tid)
+                    .chain(f.vfork_wait)
+                    .collect(),
+            )
         };
         next += 1;
         let mut children = Vec::new();
@@ -125,16 +133,87 @@ fn freeze_tree(root: i32) -> Result<Tree> {
     Ok(tree)
 }
 
-fn dump_tree(opts: &DumpOptions, tree: &Tree) -> Result<u64> {
+/// Parents inside vfork (indices in `tree.live`) with their child that still runs in
+/// their memory. Such a child is dumped first and then killed, which ends the parent's
+/// vfork: so only a dump that kills the tree can take it. A parent whose child has let
+/// its memory go meanwhile just finishes its freeze.
+fn vfork_pairs(tree: &mut Tree, opts: &DumpOptions) -> Result<Vec<(usize, usize)>> {
+    let mut pairs = Vec::new();
+    for pi in 0..tree.live.len() {
+        if tree.live[pi].vfork_wait.is_none() {
+            continue;
+        }
+        let ppid = tree.live[pi].pid;
+        let child = tree.live.iter().position(|c| {
+            c.pid != ppid
+                && procfs::stat(c.pid).is_ok_and(|s| s.ppid == ppid)
+                && stasis_sys::process::shares(ppid, c.pid, stasis_sys::process::Shared::Memory)
+                    .unwrap_or(false)
+        });
+        match child {
+            Some(ci) if opts.leave_running || opts.leave_stopped => {
+                return Err(Error::Unsupported {
+                    pid: ppid,
+                    object: format!("vfork child {}", tree.live[ci].pid),
+                    detail: "a vfork child that still runs in its parent's memory can only be checkpointed by a dump that kills the tree (without --leave-running/--leave-stopped): its parent cannot be frozen until the child ends".into(),
+                });
+            }
+            Some(ci) => pairs.push((pi, ci)),
+            None => tree.live[pi].finish_vfork()?,
+        }
+    }
+    Ok(pairs)
+}
+
+fn dump_tree(opts: &DumpOptions, tree: &mut Tree, vforks: &[(usize, usize)]) -> Result<u64> {
     let mut writer = ImageWriter::create(&opts.images_dir)?;
     let mut entries = Vec::new();
     let mut descs = files::DescTable::default();
     let mut stored = 0;
     let mut images = Vec::with_capacity(tree.live.len());
-    for frozen in &tree.live {
-        let (image, pages) = dump_process(opts, frozen, &images, &mut writer, &mut descs)?;
+    // vfork children first: dumped, then killed, which lets their parent stop.
+    let mut vfork_children = Vec::new();
+    for &(pi, ci) in vforks {
+        let (ppid, cpid) = (tree.live[pi].pid, tree.live[ci].pid);
+        files::check_same_table(ppid, cpid)?;
+        let (image, _) = dump_process(opts, &tree.live[ci], &[], &mut writer, &mut descs, true)?;
+        vfork_children.push(image);
+        stasis_sys::process::kill(cpid, libc::SIGKILL)
+            .ctx(cpid, || "end the vfork child (dumped)".into())?;
+        tree.live[pi].finish_vfork()?;
+        log::info!("pid {cpid}: vfork child dumped and ended; its parent {ppid} is frozen");
+    }
+    for (i, frozen) in tree.live.iter().enumerate() {
+        if vforks.iter().any(|&(_, ci)| ci == i) {
+            continue;
+        }
+        let (image, pages) = dump_process(opts, frozen, &images, &mut writer, &mut descs, false)?;
         stored += pages;
         images.push(image);
+    }
+    for child in vfork_children {
+        let parent = images.iter().find(|p| p.pid == child.ppid);
+        if let Some(p) = parent {
+            for (what, same) in [
+                ("signal handlers", p.signals == child.signals),
+                ("credentials", p.creds == child.creds),
+                (
+                    "session or process group",
+                    (p.sid, p.pgid) == (child.sid, child.pgid),
+                ),
+            ] {
+                if !same {
+                    return Err(Error::Unsupported {
+                        pid: child.pid,
+                        object: format!("vfork child of {}", p.pid),
+                        detail: format!(
+                            "it changed its {what} after vfork (only its registers, mask and the memory it shares can be restored)"
+                        ),
+                    });
+                }
+            }
+        }
+        images.push(child);
     }
     for (pid, data) in descs.pipe_data()? {
         if let Some(image) = images.iter_mut().find(|i| i.pid == pid) {
@@ -170,6 +249,7 @@ fn dump_tree(opts: &DumpOptions, tree: &Tree) -> Result<u64> {
             socket_queues: Vec::new(),
             pipe_data: Vec::new(),
             shared_with_parent: Default::default(),
+            vfork_child: false,
         };
         let pages = writer.pages(&format!("pages-{}.img", z.pid))?;
         writer.add_pages(pages)?;
@@ -210,6 +290,7 @@ fn dump_process(
     done: &[TaskImage],
     writer: &mut ImageWriter,
     descs: &mut files::DescTable,
+    vfork_child: bool,
 ) -> Result<(TaskImage, u64)> {
     let pid = frozen.pid;
     let stat = procfs::stat(pid).proc(pid)?;
@@ -217,18 +298,32 @@ fn dump_process(
     timers::refuse_posix_timers(pid)?;
     let smaps = procfs::smaps(pid).proc(pid)?;
     let vmas = mem::collect_vmas(pid, &smaps)?;
-    let fds = files::dump(pid, opts.shell_job, descs)?;
+    // A vfork child's fd table is a copy of its parent's (checked) and its memory is its
+    // parent's: both are the parent's business.
+    let fds = if vfork_child {
+        Vec::new()
+    } else {
+        files::dump(pid, opts.shell_job, descs)?
+    };
 
     let pages_name = format!("pages-{pid}.img");
     let mut pages_out = writer.pages(&pages_name)?;
-    let shared_with_parent = sharing::dump(pid, stat.ppid, done)?;
+    let shared_with_parent = if vfork_child {
+        Default::default()
+    } else {
+        sharing::dump(pid, stat.ppid, done)?
+    };
     // The parent is dumped first (tree order) and still frozen.
     let parent = done
         .iter()
         .find(|p| p.pid == stat.ppid)
         .map(|p| (p.pid, &p.mm.vmas[..]));
     let inherited = cow::find_inherited(pid, &vmas, parent)?;
-    let runs = mem::dump_pages(pid, &vmas, &inherited, &mut pages_out)?;
+    let runs = if vfork_child {
+        Vec::new()
+    } else {
+        mem::dump_pages(pid, &vmas, &inherited, &mut pages_out)?
+    };
     writer.add_pages(pages_out)?;
     let stored: u64 = runs.iter().map(|r| r.count).sum();
     let shared: u64 = inherited.iter().map(|r| r.count).sum();
@@ -266,7 +361,10 @@ fn dump_process(
     attrs.shell_job = opts.shell_job;
     let shared_pending = signals::dump_pending(pid, pid, true)?;
     let itimers = timers::dump(s)?;
-    let mm = mem::dump_mm(pid, &stat, s, vmas, runs, inherited)?;
+    let mut mm = mem::dump_mm(pid, &stat, s, vmas, runs, inherited)?;
+    if vfork_child {
+        mm = Default::default();
+    }
     session.close()?;
 
     let image = TaskImage {
@@ -289,6 +387,7 @@ fn dump_process(
         socket_queues: Vec::new(),
         pipe_data: Vec::new(),
         shared_with_parent,
+        vfork_child,
     };
     Ok((image, stored))
 }

@@ -30,6 +30,10 @@ pub struct Frozen {
     pub job_stopped: bool,
     /// The signal that stopped it (SIGSTOP, SIGTSTP, SIGTTIN, SIGTTOU), when stopped.
     pub stop_signal: i32,
+    /// Its only thread is inside vfork, waiting for a child that still runs in its memory:
+    /// seized and interrupted, it stops only once that child execs or exits
+    /// ([`Frozen::finish_vfork`]); until then `threads` is empty.
+    pub vfork_wait: Option<i32>,
     released: bool,
 }
 
@@ -78,6 +82,7 @@ impl Frozen {
             threads: Vec::new(),
             job_stopped,
             stop_signal: 0,
+            vfork_wait: None,
             released: false,
         };
         let mut seized: Vec<i32> = Vec::new();
@@ -107,6 +112,12 @@ impl Frozen {
                 }
                 seized.push(tid);
                 let _ = ptrace::interrupt(tid);
+            }
+        }
+        if let [tid] = seized[..] {
+            if in_vfork(pid, tid) {
+                frozen.vfork_wait = Some(tid);
+                return Ok(frozen);
             }
         }
         let deadline = std::time::Instant::now() + FREEZE_TIMEOUT;
@@ -159,6 +170,29 @@ impl Frozen {
             return Err(Error::NoSuchProcess(pid));
         }
         Ok(frozen)
+    }
+
+    /// Completes the freeze of a process that was inside vfork, once its child has
+    /// released its memory (exited or exec'ed): waits for its stop, which comes before it
+    /// runs any instruction; the SIGCHLD of the child is not delivered meanwhile (it would
+    /// run a handler in a process being dumped).
+    pub fn finish_vfork(&mut self) -> Result<()> {
+        let Some(tid) = self.vfork_wait.take() else {
+            return Ok(());
+        };
+        let pid = self.pid;
+        let deadline = std::time::Instant::now() + FREEZE_TIMEOUT;
+        let sig = wait_for_interrupt_holding(tid, deadline, libc::SIGCHLD).ctx(pid, || {
+            format!("freeze thread {tid} after its vfork child ended")
+        })?;
+        if sig.is_none() {
+            return Err(Error::NoSuchProcess(pid));
+        }
+        let regs = ptrace::get_regs(tid).ctx(pid, || format!("registers of thread {tid}"))?;
+        let sigmask =
+            ptrace::get_sigmask(tid).ctx(pid, || format!("signal mask of thread {tid}"))?;
+        self.threads.push(FrozenThread { tid, regs, sigmask });
+        Ok(())
     }
 
     fn detach_seized(&mut self, tids: &[i32]) {
@@ -232,6 +266,33 @@ impl Drop for Frozen {
     }
 }
 
+/// Whether thread `tid` is blocked inside vfork (or a clone with CLONE_VFORK), waiting for
+/// its child: uninterruptible, with the call still in progress.
+fn in_vfork(pid: i32, tid: i32) -> bool {
+    let dir = format!("/proc/{pid}/task/{tid}");
+    let state = std::fs::read_to_string(format!("{dir}/stat"))
+        .ok()
+        .and_then(|s| s.rsplit_once(") ").and_then(|(_, r)| r.chars().next()));
+    if state != Some('D') {
+        return false;
+    }
+    let syscall = std::fs::read_to_string(format!("{dir}/syscall")).unwrap_or_default();
+    let mut words = syscall.split_whitespace();
+    let nr: i64 = words.next().and_then(|w| w.parse().ok()).unwrap_or(-1);
+    let arg0 = words
+        .next()
+        .and_then(|w| u64::from_str_radix(w.trim_start_matches("0x"), 16).ok())
+        .unwrap_or(0);
+    match nr {
+        libc::SYS_vfork => true,
+        libc::SYS_clone => arg0 & libc::CLONE_VFORK as u64 != 0,
+        libc::SYS_clone3 => {
+            std::fs::read_to_string(format!("{dir}/wchan")).is_ok_and(|w| w.contains("clone"))
+        }
+        _ => false,
+    }
+}
+
 fn tid_alive(pid: i32, tid: i32) -> bool {
     std::path::Path::new(&format!("/proc/{pid}/task/{tid}")).exists()
 }
@@ -247,6 +308,15 @@ const STOP_SIGNALS: [i32; 4] = [libc::SIGSTOP, libc::SIGTSTP, libc::SIGTTIN, lib
 fn wait_for_interrupt(
     tid: i32,
     deadline: std::time::Instant,
+) -> stasis_sys::SysResult<Option<i32>> {
+    wait_for_interrupt_holding(tid, deadline, 0)
+}
+
+/// [`wait_for_interrupt`], except that signal `hold` (if not 0) is left undelivered.
+fn wait_for_interrupt_holding(
+    tid: i32,
+    deadline: std::time::Instant,
+    hold: i32,
 ) -> stasis_sys::SysResult<Option<i32>> {
     let mut spins = 0u32;
     loop {
@@ -270,6 +340,7 @@ fn wait_for_interrupt(
             WaitStatus::Stopped { event, sig } if event == PTRACE_EVENT_STOP => {
                 return Ok(Some(sig))
             }
+            WaitStatus::Stopped { sig, .. } if sig == hold && hold != 0 => ptrace::cont(tid, 0)?,
             WaitStatus::Stopped { sig, .. } => ptrace::cont(tid, sig)?,
             WaitStatus::SyscallStop => ptrace::cont(tid, 0)?,
             WaitStatus::Exited(_) | WaitStatus::Signaled(_) => return Ok(None),

@@ -136,6 +136,12 @@ pub fn restore(opts: &RestoreOptions) -> Result<Restored> {
             });
         }
     }
+    if opts.new_pidns && tasks.iter().any(|t| t.vfork_child) {
+        return Err(Error::Restore {
+            pid: root.pid,
+            reason: "the image holds a vfork child; restoring it into a new PID namespace is not supported yet".into(),
+        });
+    }
     if opts.new_pidns {
         if root.pid == 1 {
             return Err(Error::Restore {
@@ -200,7 +206,7 @@ pub fn restore(opts: &RestoreOptions) -> Result<Restored> {
     let mut shmem = mem::ShmemTable::default();
     let mut ready = Vec::with_capacity(tasks.len());
     for (i, t) in tasks.iter().enumerate() {
-        if t.state != 'Z' {
+        if t.state != 'Z' && !t.vfork_child {
             ready.push(take_over(
                 t,
                 &plan.tasks[i],
@@ -208,6 +214,9 @@ pub fn restore(opts: &RestoreOptions) -> Result<Restored> {
                 &pids,
                 &mut shmem,
             )?);
+            if let Some(child) = tasks.iter().find(|c| c.vfork_child && c.ppid == t.pid) {
+                ready.push(vfork_again(t, child)?);
+            }
         }
     }
     for r in ready {
@@ -253,7 +262,7 @@ fn check_reports(tasks: &[TaskImage], report: &str) -> Result<()> {
             });
         }
     }
-    for t in tasks.iter().filter(|t| t.state != 'Z') {
+    for t in tasks.iter().filter(|t| t.state != 'Z' && !t.vfork_child) {
         let ok = format!("{} ok", t.pid);
         if !report.lines().any(|l| l == ok) {
             return Err(Error::ChildSetup {
@@ -469,7 +478,7 @@ fn make_plan<'a>(
         let children = tasks
             .iter()
             .enumerate()
-            .filter(|(_, c)| c.ppid == t.pid && c.pid != root)
+            .filter(|(_, c)| c.ppid == t.pid && c.pid != root && !c.vfork_child)
             .map(|(i, _)| i)
             .collect();
         plans.push(TaskPlan {
@@ -825,6 +834,124 @@ fn take_over(
         tids: host_tids,
         sig,
     })
+}
+
+/// The parent was inside vfork at dump (its registers are those of vfork's return): it
+/// makes the vfork again, from the same instruction, with the child's PID made the next
+/// one (ns_last_pid), and the new child, which runs in the parent's memory as the old one
+/// did, gets the child's registers and mask. Returns the child, stopped; the parent stays
+/// stopped at the vfork event, and once let go waits for its child as before.
+fn vfork_again(parent: &TaskImage, child: &TaskImage) -> Result<Ready> {
+    let pid = parent.pid;
+    let cpid = child.pid;
+    let (Some(pt), Some(ct)) = (parent.threads.first(), child.threads.first()) else {
+        return Err(Error::Restore {
+            pid,
+            reason: "the vfork parent or child has no thread in the image".into(),
+        });
+    };
+    let mut regs = task::regs_from_image(&pt.regs);
+    let at = regs.rip.wrapping_sub(2);
+    let mut insn = [0u8; 2];
+    stasis_sys::mem::ProcMem::open(pid)
+        .and_then(|m| m.read(at, &mut insn))
+        .ctx(pid, || format!("read the vfork call at {at:#x}"))?;
+    if insn != [0x0f, 0x05] {
+        return Err(Error::Restore {
+            pid,
+            reason: format!(
+                "no syscall instruction before {:#x}, where vfork returned",
+                regs.rip
+            ),
+        });
+    }
+    regs.rip = at;
+    regs.rax = libc::SYS_vfork as u64;
+    regs.orig_rax = u64::MAX;
+    ptrace::set_regs(pid, &regs).ctx(pid, || "registers to call vfork again".into())?;
+    ptrace::set_options(
+        pid,
+        libc::PTRACE_O_TRACEVFORK | ptrace::PTRACE_O_SUSPEND_SECCOMP,
+    )
+    .ctx(pid, || "trace vfork".into())?;
+    let next = NextPid::set(pid, cpid)?;
+    ptrace::cont(pid, 0).ctx(pid, || "resume into vfork".into())?;
+    loop {
+        match ptrace::wait_task(pid).ctx(pid, || "wait for vfork".into())? {
+            WaitStatus::Stopped { event, .. } if event == libc::PTRACE_EVENT_VFORK => break,
+            WaitStatus::Stopped { .. } | WaitStatus::SyscallStop | WaitStatus::Continued => {
+                ptrace::cont(pid, 0).ctx(pid, || "resume into vfork".into())?
+            }
+            WaitStatus::Exited(_) | WaitStatus::Signaled(_) => {
+                return Err(Error::Restore {
+                    pid,
+                    reason: "it ended instead of calling vfork again".into(),
+                })
+            }
+        }
+    }
+    let got = ptrace::event_msg(pid).ctx(pid, || "the new vfork child's PID".into())? as i32;
+    drop(next);
+    if got != cpid {
+        let _ = process::kill(got, libc::SIGKILL);
+        return Err(Error::Restore {
+            pid,
+            reason: format!(
+                "the vfork child came back as PID {got}, not {cpid} (PID taken meanwhile?)"
+            ),
+        });
+    }
+    loop {
+        match ptrace::wait_task(cpid).ctx(cpid, || "wait for the new vfork child".into())? {
+            WaitStatus::Stopped { .. } => break,
+            WaitStatus::Exited(_) | WaitStatus::Signaled(_) => {
+                return Err(Error::Restore {
+                    pid: cpid,
+                    reason: "the new vfork child ended at once".into(),
+                })
+            }
+            _ => {}
+        }
+    }
+    finish_thread(cpid, cpid, ct)?;
+    log::info!("pid {cpid}: vfork child of {pid} restored");
+    Ok(Ready {
+        pid: cpid,
+        tids: vec![cpid],
+        sig: 0,
+    })
+}
+
+const NS_LAST_PID: &str = "/proc/sys/kernel/ns_last_pid";
+
+/// Makes `pid` the next PID the kernel gives out (ns_last_pid), for a call that cannot
+/// choose its child's PID. Moving the counter back would hand out recently freed PIDs
+/// early, so dropping this puts the counter back where it was (when it was further on).
+struct NextPid {
+    before: Option<i32>,
+}
+
+impl NextPid {
+    fn set(for_pid: i32, pid: i32) -> Result<Self> {
+        let before = std::fs::read_to_string(NS_LAST_PID)
+            .ok()
+            .and_then(|s| s.trim().parse().ok());
+        std::fs::write(NS_LAST_PID, (pid - 1).to_string()).map_err(|e| Error::Restore {
+            pid: for_pid,
+            reason: format!("make {pid} the next PID (write {NS_LAST_PID}): {e}"),
+        })?;
+        Ok(Self {
+            before: before.filter(|&b| b > pid),
+        })
+    }
+}
+
+impl Drop for NextPid {
+    fn drop(&mut self) {
+        if let Some(b) = self.before {
+            let _ = std::fs::write(NS_LAST_PID, b.to_string());
+        }
+    }
 }
 
 /// A task whose restore is complete, held stopped until every task's is.

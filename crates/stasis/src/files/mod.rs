@@ -271,6 +271,37 @@ pub fn dump(pid: i32, shell_job: bool, descs: &mut DescTable) -> Result<Vec<FdIm
     Ok(out)
 }
 
+/// Checks that vfork child `child` still has exactly its parent's descriptors (same
+/// numbers, same open file descriptions, same close-on-exec flags): what it had when vfork
+/// copied the table. A child that changed them cannot be restored by a new vfork.
+pub fn check_same_table(parent: i32, child: i32) -> Result<()> {
+    let differ = |detail: String| Error::Unsupported {
+        pid: child,
+        object: format!("fd table of the vfork child of {parent}"),
+        detail,
+    };
+    let mine = procfs::fds(child).proc(child)?;
+    let theirs = procfs::fds(parent).proc(parent)?;
+    if mine != theirs {
+        return Err(differ(format!(
+            "its descriptors {mine:?} are not its parent's {theirs:?} (changed after vfork)"
+        )));
+    }
+    for fd in mine {
+        let same = process::same_file_description(parent, fd, child, fd)
+            .ctx(child, || format!("compare fd {fd} with its parent's"))?;
+        let cloexec = |pid: i32| {
+            procfs::fdinfo(pid, fd)
+                .map(|i| i.flags & libc::O_CLOEXEC as u32)
+                .proc(pid)
+        };
+        if !same || cloexec(parent)? != cloexec(child)? {
+            return Err(differ(format!("fd {fd} changed after vfork")));
+        }
+    }
+    Ok(())
+}
+
 /// Checks, before anything is created, that every file can be opened as it was.
 pub fn check(pid: i32, fds: &[FdImage]) -> Result<()> {
     for f in fds {

@@ -4,7 +4,8 @@
  *
  *   io_uring   an io_uring instance (io_uring_setup), fd 7
  *   perf       a perf_event fd counting this task's clock (perf_event_open), fd 7
- *   timer      an armed POSIX timer (timer_create)
+ *   timer      an armed POSIX timer on CLOCK_THREAD_CPUTIME_ID in a process with a second
+ *              thread (which thread's clock it counts is not visible from outside)
  *   scm_rights a descriptor in flight in a unix socket (SCM_RIGHTS), fd 7 receives it
  *
  * Besides that fd it holds ordinary state: memory with a pattern, a regular file at an
@@ -15,6 +16,7 @@
  */
 #include "victim.h"
 
+#include <pthread.h>
 #include <time.h>
 #include <sys/socket.h>
 #include <linux/io_uring.h>
@@ -43,6 +45,14 @@ static long perf_read(int fd)
 }
 
 static timer_t posix_timer;
+
+static void *idle_thread(void *arg)
+{
+	(void)arg;
+	for (;;)
+		pause();
+	return NULL;
+}
 
 int main(int argc, char **argv)
 {
@@ -86,12 +96,15 @@ int main(int argc, char **argv)
 		close(passed);
 		fd = sp[1];
 	} else if (strcmp(mode, "timer") == 0) {
-		/* a POSIX timer (timer_create), armed; fd 7 is just /dev/null */
+		/* a thread CPU-time POSIX timer, armed, and a second thread; fd 7 is /dev/null */
 		struct sigevent ev;
 		memset(&ev, 0, sizeof(ev));
 		ev.sigev_notify = SIGEV_NONE;
 		struct itimerspec its = { .it_value = { 1000, 0 } };
-		if (timer_create(CLOCK_MONOTONIC, &ev, &posix_timer) != 0 ||
+		pthread_t th;
+		if (pthread_create(&th, NULL, idle_thread, NULL) != 0)
+			v_die("pthread_create");
+		if (timer_create(CLOCK_THREAD_CPUTIME_ID, &ev, &posix_timer) != 0 ||
 		    timer_settime(posix_timer, 0, &its, NULL) != 0)
 			v_die("timer_create: %s", strerror(errno));
 		fd = open("/dev/null", O_RDONLY);

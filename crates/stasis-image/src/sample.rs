@@ -239,6 +239,7 @@ pub fn task(pid: i32, ppid: i32, pages_per_run: u64) -> TaskImage {
             },
         ],
         itimers: Vec::new(),
+        posix_timers: Vec::new(),
         shared_pending: Vec::new(),
         socket_queues: Vec::new(),
         pipe_data: Vec::new(),

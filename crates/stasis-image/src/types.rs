@@ -86,6 +86,9 @@ pub struct TaskImage {
     /// Interval timers (setitimer): REAL, VIRTUAL, PROF.
     #[serde(default)]
     pub itimers: Vec<ITimer>,
+    /// POSIX timers (timer_create), by id.
+    #[serde(default)]
+    pub posix_timers: Vec<PosixTimer>,
     /// Signals queued for the whole process, oldest first.
     #[serde(default)]
     pub shared_pending: Vec<PendingSignal>,
@@ -480,6 +483,30 @@ pub struct ITimer {
     pub which: i32,
     pub interval_us: u64,
     pub value_us: u64,
+}
+
+/// One POSIX timer (timer_create): how it notifies, and its state at dump.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct PosixTimer {
+    /// The timer id (the kernel's `timer_t`), the same after restore.
+    pub id: i32,
+    /// The clock id as the kernel keeps it (CPU clocks of other tasks are encoded ids).
+    pub clock: i32,
+    /// `sigev_notify`: SIGEV_SIGNAL (0), SIGEV_NONE (1), SIGEV_THREAD (2), or
+    /// SIGEV_THREAD_ID (4) with `target_tid`.
+    pub notify: i32,
+    /// The signal it sends (`sigev_signo`).
+    pub signo: i32,
+    /// `sigev_value`, as the bits of the pointer.
+    pub value: u64,
+    /// The thread a SIGEV_THREAD_ID timer signals (as the dumped task saw it); 0 otherwise.
+    pub target_tid: i32,
+    /// The period, in nanoseconds (0: one-shot).
+    pub interval_ns: u64,
+    /// Time left to the next expiry at dump, in nanoseconds (0: disarmed).
+    pub value_ns: u64,
+    /// timer_getoverrun at dump (for information: it cannot be set again).
+    pub overrun: i32,
 }
 
 /// A queued signal with its full siginfo (sender, value...).

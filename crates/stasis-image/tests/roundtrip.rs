@@ -378,6 +378,7 @@ fn task() -> impl Strategy<Value = TaskImage> {
                     mm,
                     fds,
                     itimers: Vec::new(),
+                    posix_timers: Vec::new(),
                     shared_pending: Vec::new(),
                     socket_queues: Vec::new(),
                     pipe_data: Vec::new(),

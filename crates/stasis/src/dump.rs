@@ -166,6 +166,7 @@ fn dump_tree(opts: &DumpOptions, tree: &Tree) -> Result<u64> {
             mm: Default::default(),
             fds: Vec::new(),
             itimers: Vec::new(),
+            posix_timers: Vec::new(),
             shared_pending: Vec::new(),
             socket_queues: Vec::new(),
             pipe_data: Vec::new(),
@@ -212,7 +213,7 @@ fn dump_process(
     let pid = frozen.pid;
     let stat = procfs::stat(pid).proc(pid)?;
     let status = procfs::status(pid).proc(pid)?;
-    timers::refuse_posix_timers(pid)?;
+    let mut posix_timers = timers::list_posix(pid, frozen.threads.len())?;
     let smaps = procfs::smaps(pid).proc(pid)?;
     let vmas = mem::collect_vmas(pid, &smaps)?;
     let fds = files::dump(pid, opts.shell_job, descs)?;
@@ -253,6 +254,7 @@ fn dump_process(
     attrs.shell_job = opts.shell_job;
     let shared_pending = signals::dump_pending(pid, pid, true)?;
     let itimers = timers::dump(s)?;
+    timers::dump_posix(s, &mut posix_timers)?;
     let mm = mem::dump_mm(pid, &stat, s, vmas, runs)?;
     session.close()?;
 
@@ -272,6 +274,7 @@ fn dump_process(
         mm,
         fds,
         itimers,
+        posix_timers,
         shared_pending,
         socket_queues: Vec::new(),
         pipe_data: Vec::new(),

@@ -755,6 +755,8 @@ fn take_over(
         finish_thread(pid, tid, th)?;
     }
 
+    // POSIX timers once every thread they may target exists.
+    timers::restore_posix(&mut s, &t.posix_timers)?;
     // Filters go in while the task still has every privilege; suspended while traced.
     if let Some(sc) = &thread.seccomp {
         seccomp::restore(&mut s, sc)?;

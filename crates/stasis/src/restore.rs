@@ -732,6 +732,11 @@ fn take_over(
     task::restore_attrs_outside(pid, &t.attrs)?;
     timers::restore(&mut s, &t.itimers)?;
     signals::restore_pending(&mut s, None, &t.shared_pending)?;
+    // The filters every thread has, before the threads are made: they inherit them, shared.
+    let seccomp_shared = seccomp::shared_prefix(&t.threads);
+    if let Some(sc) = &thread.seccomp {
+        seccomp::restore_prefix(&mut s, sc, seccomp_shared)?;
+    }
     // The other threads: created in the main one, set up through sessions of their own,
     // left stopped with their final registers. Before the main thread's credentials
     // change, which new threads would inherit.
@@ -749,7 +754,7 @@ fn take_over(
         task::restore_thread_remote(&mut ts, th)?;
         task::restore_thread_outside(pid, tid, th)?;
         if let Some(sc) = &th.seccomp {
-            seccomp::restore(&mut ts, sc)?;
+            seccomp::restore(&mut ts, sc, seccomp_shared)?;
         }
         creds::restore(&mut ts, th.creds.as_ref().unwrap_or(&t.creds))?;
         finish_thread(pid, tid, th)?;
@@ -759,7 +764,7 @@ fn take_over(
     timers::restore_posix(&mut s, &t.posix_timers)?;
     // Filters go in while the task still has every privilege; suspended while traced.
     if let Some(sc) = &thread.seccomp {
-        seccomp::restore(&mut s, sc)?;
+        seccomp::restore(&mut s, sc, seccomp_shared)?;
     }
     creds::restore(&mut s, &t.creds)?;
     task::restore_attrs_last(&mut s, &t.attrs)?;

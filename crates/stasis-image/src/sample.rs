@@ -290,6 +290,7 @@ pub fn write_image(dir: &Path, pages_per_run: u64) -> Result<Manifest, ImageErro
         tasks,
         files: Vec::new(),
         dump_options: vec!["--shell-job".into()],
+        clocks: None,
     };
     w.finish(manifest)?;
     Ok(crate::ImageReader::open(dir)?.manifest().clone())

@@ -26,6 +26,17 @@ pub struct Manifest {
     /// The command line options that changed how the image was taken (for `show`).
     #[serde(default)]
     pub dump_options: Vec<String>,
+    /// CLOCK_MONOTONIC and CLOCK_BOOTTIME as the root saw them when it was frozen (for
+    /// `restore --time-ns`); absent in images of older versions.
+    #[serde(default)]
+    pub clocks: Option<DumpClocks>,
+}
+
+/// The clocks a time namespace can offset, as the dumped tree saw them at the freeze.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct DumpClocks {
+    pub monotonic_ns: u64,
+    pub boottime_ns: u64,
 }
 
 /// One task of the dumped tree as listed in the manifest.

@@ -39,6 +39,7 @@ fn manifest() -> impl Strategy<Value = Manifest> {
         vec(task_entry(), 0..6),
         vec(file_digest(), 0..8),
         vec(text(), 0..4),
+        proptest::option::of((any::<u64>(), any::<u64>())),
     )
         .prop_map(
             |(
@@ -50,6 +51,7 @@ fn manifest() -> impl Strategy<Value = Manifest> {
                 tasks,
                 files,
                 dump_options,
+                clocks,
             )| {
                 Manifest {
                     tool_version,
@@ -60,6 +62,10 @@ fn manifest() -> impl Strategy<Value = Manifest> {
                     tasks,
                     files,
                     dump_options,
+                    clocks: clocks.map(|(monotonic_ns, boottime_ns)| DumpClocks {
+                        monotonic_ns,
+                        boottime_ns,
+                    }),
                 }
             },
         )

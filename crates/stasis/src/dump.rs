@@ -12,7 +12,7 @@ use stasis_sys::remote::{find_syscall_insn, Remote};
 use crate::error::{Error, ProcContext, Result, SysContext};
 use crate::freeze::{Frozen, Release};
 use crate::inject::{Session, DATA_LEN};
-use crate::{creds, files, mem, seccomp, signals, task, timers};
+use crate::{creds, files, mem, seccomp, signals, task, timens, timers};
 
 #[derive(Debug, Clone)]
 pub struct DumpOptions {
@@ -38,12 +38,14 @@ pub fn dump(opts: &DumpOptions) -> Result<DumpSummary> {
     let pid = opts.pid;
     let tree = freeze_tree(pid)?;
     let freeze_start = Instant::now();
+    // What the tree's clocks read as it stops (for restore --time-ns).
+    let clocks = timens::dump_clocks(pid)?;
     log::info!(
         "froze the tree of pid {pid}: {} process(es), {} zombie(s)",
         tree.live.len(),
         tree.zombies.len()
     );
-    let pages = dump_tree(opts, &tree)?;
+    let pages = dump_tree(opts, &tree, clocks)?;
     let how = if opts.leave_stopped {
         Release::Stopped
     } else if opts.leave_running {
@@ -125,7 +127,7 @@ fn freeze_tree(root: i32) -> Result<Tree> {
     Ok(tree)
 }
 
-fn dump_tree(opts: &DumpOptions, tree: &Tree) -> Result<u64> {
+fn dump_tree(opts: &DumpOptions, tree: &Tree, clocks: stasis_image::DumpClocks) -> Result<u64> {
     let mut writer = ImageWriter::create(&opts.images_dir)?;
     let mut entries = Vec::new();
     let mut descs = files::DescTable::default();
@@ -188,6 +190,7 @@ fn dump_tree(opts: &DumpOptions, tree: &Tree) -> Result<u64> {
         tasks: entries,
         files: Vec::new(),
         dump_options,
+        clocks: Some(clocks),
     })?;
     Ok(stored)
 }

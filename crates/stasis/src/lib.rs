@@ -16,6 +16,7 @@ pub mod seccomp;
 pub mod session;
 pub mod signals;
 pub mod task;
+pub mod timens;
 pub mod timers;
 
 pub use dump::{dump, DumpOptions, DumpSummary};

@@ -14,7 +14,7 @@ use crate::error::{Error, ProcContext, Result, SysContext};
 use crate::files::{self, ReopenContext};
 use crate::inject::Session;
 use crate::mem::{self, MapFile, PAGE, TASK_TOP};
-use crate::{creds, seccomp, session, signals, task, timers};
+use crate::{creds, seccomp, session, signals, task, timens, timers};
 
 #[derive(Debug, Clone, Default)]
 pub struct RestoreOptions {
@@ -27,6 +27,9 @@ pub struct RestoreOptions {
     /// Make the root (or the new namespace's init) a sibling of the restoring process:
     /// a child of its parent, which then waits for it (CRIU's --restore-sibling).
     pub sibling: bool,
+    /// Restore into a new time namespace whose CLOCK_MONOTONIC and CLOCK_BOOTTIME go on
+    /// from the values they had at dump (`timens`).
+    pub time_ns: bool,
 }
 
 /// A restored tree: its root (or, with a new PID namespace, that namespace's init, which
@@ -148,6 +151,10 @@ pub fn restore(opts: &RestoreOptions) -> Result<Restored> {
     }
 
     let plan = make_plan(&tasks, opts)?;
+    if opts.time_ns {
+        // Before the first child: the children made from now on are in it.
+        timens::enter_for_children(root.pid, manifest.clocks.as_ref())?;
+    }
     let (report_r, report_w) = own::pipe().ctx(root.pid, || "create report pipe".into())?;
     let sibling = if opts.sibling {
         libc::CLONE_PARENT as u64

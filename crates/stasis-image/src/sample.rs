@@ -122,6 +122,7 @@ pub fn task(pid: i32, ppid: i32, pages_per_run: u64) -> TaskImage {
             thp_disable: false,
             oom_score_adj: 0,
             shell_job: true,
+            loginuid: Some(1000),
         },
         creds: Credentials {
             uid: [1000; 4],

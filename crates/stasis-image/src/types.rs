@@ -259,6 +259,10 @@ pub struct ProcessAttrs {
     /// Whether the tree was restored with the terminal of the caller (`--shell-job`).
     #[serde(default)]
     pub shell_job: bool,
+    /// The audit login uid (/proc/PID/loginuid; `u32::MAX` is unset); `None` without
+    /// audit support.
+    #[serde(default)]
+    pub loginuid: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]

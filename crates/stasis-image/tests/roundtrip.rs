@@ -185,22 +185,26 @@ fn attrs() -> impl Strategy<Value = ProcessAttrs> {
         ),
         (any::<i32>(), any::<i32>(), any::<i32>()),
         (any::<bool>(), any::<bool>(), any::<bool>(), any::<bool>()),
+        proptest::option::of(any::<u32>()),
     )
         .prop_map(
-            |((cwd, root, exe), (umask, personality), rlimits, ints, bools)| ProcessAttrs {
-                cwd,
-                root,
-                exe,
-                umask,
-                personality,
-                rlimits,
-                dumpable: ints.0,
-                pdeath_signal: ints.1,
-                oom_score_adj: ints.2,
-                child_subreaper: bools.0,
-                no_new_privs: bools.1,
-                thp_disable: bools.2,
-                shell_job: bools.3,
+            |((cwd, root, exe), (umask, personality), rlimits, ints, bools, loginuid)| {
+                ProcessAttrs {
+                    cwd,
+                    root,
+                    exe,
+                    umask,
+                    personality,
+                    rlimits,
+                    dumpable: ints.0,
+                    pdeath_signal: ints.1,
+                    oom_score_adj: ints.2,
+                    child_subreaper: bools.0,
+                    no_new_privs: bools.1,
+                    thp_disable: bools.2,
+                    shell_job: bools.3,
+                    loginuid,
+                }
             },
         )
 }

@@ -255,6 +255,7 @@ fn dump_process(
     let s = session.session();
     let mut attrs = task::dump_attrs(pid, &status, s)?;
     attrs.shell_job = opts.shell_job;
+    attrs.loginuid = creds::dump_loginuid(pid);
     let shared_pending = signals::dump_pending(pid, pid, true)?;
     let itimers = timers::dump(s)?;
     timers::dump_posix(s, &mut posix_timers)?;

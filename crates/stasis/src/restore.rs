@@ -626,6 +626,8 @@ fn task_setup(
     let exe = own::open(Path::new(&t.attrs.exe), libc::O_RDONLY, 0)
         .map_err(|e| format!("open executable: {e}"))?;
     own::move_fd(exe, tp.exe_fd, true).map_err(|e| e.to_string())?;
+    // Only the task itself can set it; through /proc, so before the chroot.
+    creds::restore_loginuid_in_child(t.attrs.loginuid)?;
     // Paths are resolved above; chroot comes now.
     task::restore_attrs_in_child(&t.attrs).map_err(|e| e.to_string())?;
     own::map_scratch(tp.scratch, SCRATCH_LEN as usize, &SCRATCH_CODE).map_err(|e| e.to_string())?;

@@ -4,7 +4,11 @@
  *
  *   io_uring   an io_uring instance (io_uring_setup), fd 7
  *   perf       a perf_event fd counting this task's clock (perf_event_open), fd 7
- *   timer      an armed POSIX timer (timer_create)
+ *   timer      an armed POSIX timer on CLOCK_THREAD_CPUTIME_ID in a process with a second
+ *              thread (which thread's clock it counts is not visible from outside)
+ *   seccomp_notify  a seccomp filter that sends getppid to a user-space supervisor
+ *              (SECCOMP_RET_USER_NOTIF, installed with SECCOMP_FILTER_FLAG_NEW_LISTENER);
+ *              the listener is closed, so getppid fails with ENOSYS; fd 7 is /dev/null
  *   scm_rights a descriptor in flight in a unix socket (SCM_RIGHTS), fd 7 receives it
  *
  * Besides that fd it holds ordinary state: memory with a pattern, a regular file at an
@@ -15,6 +19,10 @@
  */
 #include "victim.h"
 
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <pthread.h>
+#include <stddef.h>
 #include <time.h>
 #include <sys/socket.h>
 #include <linux/io_uring.h>
@@ -43,6 +51,14 @@ static long perf_read(int fd)
 }
 
 static timer_t posix_timer;
+
+static void *idle_thread(void *arg)
+{
+	(void)arg;
+	for (;;)
+		pause();
+	return NULL;
+}
 
 int main(int argc, char **argv)
 {
@@ -85,13 +101,32 @@ int main(int argc, char **argv)
 			v_die("sendmsg: %s", strerror(errno));
 		close(passed);
 		fd = sp[1];
+	} else if (strcmp(mode, "seccomp_notify") == 0) {
+		struct sock_filter f[] = {
+			BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+			BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_getppid, 0, 1),
+			BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_USER_NOTIF),
+			BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+		};
+		struct sock_fprog prog = { .len = 4, .filter = f };
+		int listener = (int)syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_NEW_LISTENER, &prog);
+		if (listener < 0)
+			v_die("seccomp(NEW_LISTENER): %s", strerror(errno));
+		close(listener);
+		errno = 0;
+		if (syscall(SYS_getppid) != -1 || errno != ENOSYS)
+			v_die("getppid with the listener closed: %s, expected ENOSYS", strerror(errno));
+		fd = open("/dev/null", O_RDONLY);
 	} else if (strcmp(mode, "timer") == 0) {
-		/* a POSIX timer (timer_create), armed; fd 7 is just /dev/null */
+		/* a thread CPU-time POSIX timer, armed, and a second thread; fd 7 is /dev/null */
 		struct sigevent ev;
 		memset(&ev, 0, sizeof(ev));
 		ev.sigev_notify = SIGEV_NONE;
 		struct itimerspec its = { .it_value = { 1000, 0 } };
-		if (timer_create(CLOCK_MONOTONIC, &ev, &posix_timer) != 0 ||
+		pthread_t th;
+		if (pthread_create(&th, NULL, idle_thread, NULL) != 0)
+			v_die("pthread_create");
+		if (timer_create(CLOCK_THREAD_CPUTIME_ID, &ev, &posix_timer) != 0 ||
 		    timer_settime(posix_timer, 0, &its, NULL) != 0)
 			v_die("timer_create: %s", strerror(errno));
 		fd = open("/dev/null", O_RDONLY);
@@ -171,6 +206,10 @@ int main(int argc, char **argv)
 		ssize_t n = recvmsg(SPECIAL_FD, &m, MSG_DONTWAIT);
 		struct cmsghdr *c = n == 2 ? CMSG_FIRSTHDR(&m) : NULL;
 		V_CHECK(c && c->cmsg_type == SCM_RIGHTS, "the descriptor in flight was lost (%zd)", n);
+	} else if (strcmp(mode, "seccomp_notify") == 0) {
+		errno = 0;
+		V_CHECK(syscall(SYS_getppid) == -1 && errno == ENOSYS,
+			"getppid: %s, expected ENOSYS (the notifying filter is gone?)", strerror(errno));
 	} else if (strcmp(mode, "timer") == 0) {
 		struct itimerspec left;
 		V_CHECK(timer_gettime(posix_timer, &left) == 0 && left.it_value.tv_sec > 900,

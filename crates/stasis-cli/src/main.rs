@@ -97,6 +97,10 @@ struct RestoreArgs {
     /// stasis returns as soon as it runs.
     #[arg(long = "restore-sibling")]
     restore_sibling: bool,
+    /// Restore into a new time namespace in which CLOCK_MONOTONIC and CLOCK_BOOTTIME go on
+    /// from where they were at dump, instead of jumping by the time the image waited.
+    #[arg(long = "time-ns")]
+    time_ns: bool,
 }
 
 #[derive(Args, Debug)]
@@ -215,6 +219,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 pidfile: a.pidfile.clone(),
                 new_pidns: a.new_pidns,
                 sibling: a.restore_sibling,
+                time_ns: a.time_ns,
             })
             .with_context(|| format!("restore from {} failed", a.images_dir.display()))?;
             // A sibling is not our child: its parent (ours) waits for it.

@@ -299,8 +299,13 @@ fn dump_with_a_descriptor_in_flight_fails_and_leaves_the_process_running() {
 }
 
 #[test]
-fn dump_with_a_posix_timer_fails_and_leaves_the_process_running() {
-    unsupported("timer", &["POSIX timer"]);
+fn dump_with_a_seccomp_user_notification_filter_fails_and_leaves_the_process_running() {
+    unsupported("seccomp_notify", &["SECCOMP_RET_USER_NOTIF"]);
+}
+
+#[test]
+fn dump_with_a_thread_cpu_time_posix_timer_in_a_threaded_process_fails_and_leaves_it_running() {
+    unsupported("timer", &["POSIX timer", "CLOCK_THREAD_CPUTIME_ID"]);
 }
 
 #[test]

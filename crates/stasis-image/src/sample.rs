@@ -122,6 +122,7 @@ pub fn task(pid: i32, ppid: i32, pages_per_run: u64) -> TaskImage {
             thp_disable: false,
             oom_score_adj: 0,
             shell_job: true,
+            loginuid: Some(1000),
         },
         creds: Credentials {
             uid: [1000; 4],
@@ -240,6 +241,7 @@ pub fn task(pid: i32, ppid: i32, pages_per_run: u64) -> TaskImage {
             },
         ],
         itimers: Vec::new(),
+        posix_timers: Vec::new(),
         shared_pending: Vec::new(),
         socket_queues: Vec::new(),
         pipe_data: Vec::new(),
@@ -292,6 +294,7 @@ pub fn write_image(dir: &Path, pages_per_run: u64) -> Result<Manifest, ImageErro
         tasks,
         files: Vec::new(),
         dump_options: vec!["--shell-job".into()],
+        clocks: None,
     };
     w.finish(manifest)?;
     Ok(crate::ImageReader::open(dir)?.manifest().clone())

@@ -26,6 +26,17 @@ pub struct Manifest {
     /// The command line options that changed how the image was taken (for `show`).
     #[serde(default)]
     pub dump_options: Vec<String>,
+    /// CLOCK_MONOTONIC and CLOCK_BOOTTIME as the root saw them when it was frozen (for
+    /// `restore --time-ns`); absent in images of older versions.
+    #[serde(default)]
+    pub clocks: Option<DumpClocks>,
+}
+
+/// The clocks a time namespace can offset, as the dumped tree saw them at the freeze.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct DumpClocks {
+    pub monotonic_ns: u64,
+    pub boottime_ns: u64,
 }
 
 /// One task of the dumped tree as listed in the manifest.
@@ -86,6 +97,9 @@ pub struct TaskImage {
     /// Interval timers (setitimer): REAL, VIRTUAL, PROF.
     #[serde(default)]
     pub itimers: Vec<ITimer>,
+    /// POSIX timers (timer_create), by id.
+    #[serde(default)]
+    pub posix_timers: Vec<PosixTimer>,
     /// Signals queued for the whole process, oldest first.
     #[serde(default)]
     pub shared_pending: Vec<PendingSignal>,
@@ -262,6 +276,10 @@ pub struct ProcessAttrs {
     /// Whether the tree was restored with the terminal of the caller (`--shell-job`).
     #[serde(default)]
     pub shell_job: bool,
+    /// The audit login uid (/proc/PID/loginuid; `u32::MAX` is unset); `None` without
+    /// audit support.
+    #[serde(default)]
+    pub loginuid: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -519,6 +537,30 @@ pub struct ITimer {
     pub which: i32,
     pub interval_us: u64,
     pub value_us: u64,
+}
+
+/// One POSIX timer (timer_create): how it notifies, and its state at dump.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct PosixTimer {
+    /// The timer id (the kernel's `timer_t`), the same after restore.
+    pub id: i32,
+    /// The clock id as the kernel keeps it (CPU clocks of other tasks are encoded ids).
+    pub clock: i32,
+    /// `sigev_notify`: SIGEV_SIGNAL (0), SIGEV_NONE (1), SIGEV_THREAD (2), or
+    /// SIGEV_THREAD_ID (4) with `target_tid`.
+    pub notify: i32,
+    /// The signal it sends (`sigev_signo`).
+    pub signo: i32,
+    /// `sigev_value`, as the bits of the pointer.
+    pub value: u64,
+    /// The thread a SIGEV_THREAD_ID timer signals (as the dumped task saw it); 0 otherwise.
+    pub target_tid: i32,
+    /// The period, in nanoseconds (0: one-shot).
+    pub interval_ns: u64,
+    /// Time left to the next expiry at dump, in nanoseconds (0: disarmed).
+    pub value_ns: u64,
+    /// timer_getoverrun at dump (for information: it cannot be set again).
+    pub overrun: i32,
 }
 
 /// A queued signal with its full siginfo (sender, value...).

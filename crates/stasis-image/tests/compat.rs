@@ -186,8 +186,10 @@ fn fields_with_defaults_may_be_missing() {
         tasks: vec![],
         files: vec![],
         dump_options: vec!["--a".into()],
+        clocks: None,
     });
     remove_field(&mut m, "dump_options");
+    remove_field(&mut m, "clocks");
     let back: Manifest = container::decode(
         "m",
         MetaKind::Manifest,
@@ -195,6 +197,7 @@ fn fields_with_defaults_may_be_missing() {
     )
     .unwrap();
     assert!(back.dump_options.is_empty());
+    assert!(back.clocks.is_none());
 }
 
 #[test]

@@ -390,6 +390,7 @@ fn writer_refusals() {
         tasks,
         files: vec![],
         dump_options: vec![],
+        clocks: None,
     };
     let entry = |pid, ppid| TaskEntry {
         pid,

@@ -39,6 +39,7 @@ fn manifest() -> impl Strategy<Value = Manifest> {
         vec(task_entry(), 0..6),
         vec(file_digest(), 0..8),
         vec(text(), 0..4),
+        proptest::option::of((any::<u64>(), any::<u64>())),
     )
         .prop_map(
             |(
@@ -50,6 +51,7 @@ fn manifest() -> impl Strategy<Value = Manifest> {
                 tasks,
                 files,
                 dump_options,
+                clocks,
             )| {
                 Manifest {
                     tool_version,
@@ -60,6 +62,10 @@ fn manifest() -> impl Strategy<Value = Manifest> {
                     tasks,
                     files,
                     dump_options,
+                    clocks: clocks.map(|(monotonic_ns, boottime_ns)| DumpClocks {
+                        monotonic_ns,
+                        boottime_ns,
+                    }),
                 }
             },
         )
@@ -179,22 +185,26 @@ fn attrs() -> impl Strategy<Value = ProcessAttrs> {
         ),
         (any::<i32>(), any::<i32>(), any::<i32>()),
         (any::<bool>(), any::<bool>(), any::<bool>(), any::<bool>()),
+        proptest::option::of(any::<u32>()),
     )
         .prop_map(
-            |((cwd, root, exe), (umask, personality), rlimits, ints, bools)| ProcessAttrs {
-                cwd,
-                root,
-                exe,
-                umask,
-                personality,
-                rlimits,
-                dumpable: ints.0,
-                pdeath_signal: ints.1,
-                oom_score_adj: ints.2,
-                child_subreaper: bools.0,
-                no_new_privs: bools.1,
-                thp_disable: bools.2,
-                shell_job: bools.3,
+            |((cwd, root, exe), (umask, personality), rlimits, ints, bools, loginuid)| {
+                ProcessAttrs {
+                    cwd,
+                    root,
+                    exe,
+                    umask,
+                    personality,
+                    rlimits,
+                    dumpable: ints.0,
+                    pdeath_signal: ints.1,
+                    oom_score_adj: ints.2,
+                    child_subreaper: bools.0,
+                    no_new_privs: bools.1,
+                    thp_disable: bools.2,
+                    shell_job: bools.3,
+                    loginuid,
+                }
             },
         )
 }
@@ -383,6 +393,7 @@ fn task() -> impl Strategy<Value = TaskImage> {
                     mm,
                     fds,
                     itimers: Vec::new(),
+                    posix_timers: Vec::new(),
                     shared_pending: Vec::new(),
                     socket_queues: Vec::new(),
                     pipe_data: Vec::new(),

@@ -729,3 +729,25 @@ pub fn move_above(fd: i32, min: i32) -> SysResult<i32> {
     close(fd);
     Ok(new)
 }
+
+/// clock_gettime(2) as nanoseconds (the clocks that matter here never go negative).
+pub fn clock_ns(clock: libc::clockid_t) -> SysResult<u64> {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec for the duration of the call.
+    let r = unsafe { libc::clock_gettime(clock, &mut ts) };
+    check(r as _, "clock_gettime", || format!("clock {clock}"))?;
+    Ok(ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64)
+}
+
+/// unshare(2): new namespaces of the kinds in `flags` (for a time namespace, for the
+/// children created afterwards).
+pub fn unshare(flags: i32) -> SysResult<()> {
+    // SAFETY: no memory arguments.
+    check(unsafe { libc::unshare(flags) } as _, "unshare", || {
+        format!("flags {flags:#x}")
+    })
+    .map(drop)
+}

@@ -143,3 +143,31 @@ pub fn restore(s: &mut Session, c: &Credentials) -> Result<()> {
     }
     Ok(())
 }
+
+/// The audit login uid of a process (`None` if the kernel has no audit support).
+pub fn dump_loginuid(pid: i32) -> Option<u32> {
+    read_loginuid(&pid.to_string())
+}
+
+fn read_loginuid(pid: &str) -> Option<u32> {
+    std::fs::read_to_string(format!("/proc/{pid}/loginuid"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Run by a restore child on itself (a task can only set its own login uid): sets the
+/// image's login uid if it differs from the one inherited from the tool. Threads made
+/// later inherit it. (The audit session id cannot be chosen: the kernel gives a new one.)
+pub fn restore_loginuid_in_child(want: Option<u32>) -> std::result::Result<(), String> {
+    let Some(want) = want else {
+        return Ok(());
+    };
+    if read_loginuid("self") == Some(want) {
+        return Ok(());
+    }
+    std::fs::write("/proc/self/loginuid", want.to_string()).map_err(|e| {
+        format!("set the audit login uid to {want} (/proc/self/loginuid): {e} (the kernel allows it once if unset, else with CAP_AUDIT_CONTROL unless loginuid is immutable)")
+    })
+}

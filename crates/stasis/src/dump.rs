@@ -12,7 +12,7 @@ use stasis_sys::remote::{find_syscall_insn, Remote};
 use crate::error::{Error, ProcContext, Result, SysContext};
 use crate::freeze::{Frozen, Release};
 use crate::inject::{Session, DATA_LEN};
-use crate::{cow, creds, files, mem, seccomp, sharing, signals, task, timers};
+use crate::{cow, creds, files, mem, seccomp, sharing, signals, task, timens, timers};
 
 #[derive(Debug, Clone)]
 pub struct DumpOptions {
@@ -39,12 +39,14 @@ pub fn dump(opts: &DumpOptions) -> Result<DumpSummary> {
     let mut tree = freeze_tree(pid)?;
     let freeze_start = Instant::now();
     let vforks = vfork_pairs(&mut tree, opts)?;
+    // What the tree's clocks read as it stops (for restore --time-ns).
+    let clocks = timens::dump_clocks(pid)?;
     log::info!(
         "froze the tree of pid {pid}: {} process(es), {} zombie(s)",
         tree.live.len(),
         tree.zombies.len()
     );
-    let pages = dump_tree(opts, &mut tree, &vforks)?;
+    let pages = dump_tree(opts, &mut tree, &vforks, clocks)?;
     let how = if opts.leave_stopped {
         Release::Stopped
     } else if opts.leave_running {
@@ -165,7 +167,12 @@ fn vfork_pairs(tree: &mut Tree, opts: &DumpOptions) -> Result<Vec<(usize, usize)
     Ok(pairs)
 }
 
-fn dump_tree(opts: &DumpOptions, tree: &mut Tree, vforks: &[(usize, usize)]) -> Result<u64> {
+fn dump_tree(
+    opts: &DumpOptions,
+    tree: &mut Tree,
+    vforks: &[(usize, usize)],
+    clocks: stasis_image::DumpClocks,
+) -> Result<u64> {
     let mut writer = ImageWriter::create(&opts.images_dir)?;
     let mut entries = Vec::new();
     let mut descs = files::DescTable::default();
@@ -245,6 +252,7 @@ fn dump_tree(opts: &DumpOptions, tree: &mut Tree, vforks: &[(usize, usize)]) -> 
             mm: Default::default(),
             fds: Vec::new(),
             itimers: Vec::new(),
+            posix_timers: Vec::new(),
             shared_pending: Vec::new(),
             socket_queues: Vec::new(),
             pipe_data: Vec::new(),
@@ -268,6 +276,7 @@ fn dump_tree(opts: &DumpOptions, tree: &mut Tree, vforks: &[(usize, usize)]) -> 
         tasks: entries,
         files: Vec::new(),
         dump_options,
+        clocks: Some(clocks),
     })?;
     Ok(stored)
 }
@@ -295,7 +304,7 @@ fn dump_process(
     let pid = frozen.pid;
     let stat = procfs::stat(pid).proc(pid)?;
     let status = procfs::status(pid).proc(pid)?;
-    timers::refuse_posix_timers(pid)?;
+    let mut posix_timers = timers::list_posix(pid, frozen.threads.len())?;
     let smaps = procfs::smaps(pid).proc(pid)?;
     let vmas = mem::collect_vmas(pid, &smaps)?;
     // A vfork child's fd table is a copy of its parent's (checked) and its memory is its
@@ -359,8 +368,10 @@ fn dump_process(
     let s = session.session();
     let mut attrs = task::dump_attrs(pid, &status, s)?;
     attrs.shell_job = opts.shell_job;
+    attrs.loginuid = creds::dump_loginuid(pid);
     let shared_pending = signals::dump_pending(pid, pid, true)?;
     let itimers = timers::dump(s)?;
+    timers::dump_posix(s, &mut posix_timers)?;
     let mut mm = mem::dump_mm(pid, &stat, s, vmas, runs, inherited)?;
     if vfork_child {
         mm = Default::default();
@@ -383,6 +394,7 @@ fn dump_process(
         mm,
         fds,
         itimers,
+        posix_timers,
         shared_pending,
         socket_queues: Vec::new(),
         pipe_data: Vec::new(),

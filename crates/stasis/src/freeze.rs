@@ -103,6 +103,19 @@ impl Frozen {
                 let seized_ok = ptrace::seize(tid, ptrace::PTRACE_O_SUSPEND_SECCOMP)
                     .or_else(|_| ptrace::seize(tid, 0));
                 if let Err(e) = seized_ok.ctx(pid, || format!("seize thread {tid}")) {
+                    // Traced already (a debugger, or another process of the tree): only
+                    // one tracer per task, and the tracer's hold is not saved yet.
+                    let tracer = procfs::task_status(pid, tid).map_or(0, |s| s.tracer_pid);
+                    if tracer != 0 {
+                        frozen.detach_seized(&seized);
+                        return Err(Error::Unsupported {
+                            pid,
+                            object: format!("thread {tid}"),
+                            detail: format!(
+                                "it is being traced (ptrace) by pid {tracer}; a traced task cannot be checkpointed yet"
+                            ),
+                        });
+                    }
                     // A thread that exited meanwhile is fine; anything else is not.
                     if procfs::pid_exists(tid) && tid_alive(pid, tid) {
                         frozen.detach_seized(&seized);

@@ -18,6 +18,7 @@ pub mod session;
 pub mod sharing;
 pub mod signals;
 pub mod task;
+pub mod timens;
 pub mod timers;
 
 pub use dump::{dump, DumpOptions, DumpSummary};

@@ -14,7 +14,7 @@ use crate::error::{Error, ProcContext, Result, SysContext};
 use crate::files::{self, ReopenContext};
 use crate::inject::Session;
 use crate::mem::{self, MapFile, PAGE, TASK_TOP};
-use crate::{cow, creds, seccomp, session, sharing, signals, task, timers};
+use crate::{cow, creds, seccomp, session, sharing, signals, task, timens, timers};
 
 #[derive(Debug, Clone, Default)]
 pub struct RestoreOptions {
@@ -27,6 +27,9 @@ pub struct RestoreOptions {
     /// Make the root (or the new namespace's init) a sibling of the restoring process:
     /// a child of its parent, which then waits for it (CRIU's --restore-sibling).
     pub sibling: bool,
+    /// Restore into a new time namespace whose CLOCK_MONOTONIC and CLOCK_BOOTTIME go on
+    /// from the values they had at dump (`timens`).
+    pub time_ns: bool,
 }
 
 /// A restored tree: its root (or, with a new PID namespace, that namespace's init, which
@@ -157,6 +160,10 @@ pub fn restore(opts: &RestoreOptions) -> Result<Restored> {
 
     let page_bytes: Vec<&[u8]> = pages.iter().map(|p| p.bytes()).collect();
     let plan = make_plan(&tasks, &page_bytes, opts)?;
+    if opts.time_ns {
+        // Before the first child: the children made from now on are in it.
+        timens::enter_for_children(root.pid, manifest.clocks.as_ref())?;
+    }
     let (report_r, report_w) = own::pipe().ctx(root.pid, || "create report pipe".into())?;
     let sibling = if opts.sibling {
         libc::CLONE_PARENT as u64
@@ -673,6 +680,8 @@ fn task_setup(
     let exe = own::open(Path::new(&t.attrs.exe), libc::O_RDONLY, 0)
         .map_err(|e| format!("open executable: {e}"))?;
     own::move_fd(exe, tp.exe_fd, true).map_err(|e| e.to_string())?;
+    // Only the task itself can set it; through /proc, so before the chroot.
+    creds::restore_loginuid_in_child(t.attrs.loginuid)?;
     // Paths are resolved above; chroot comes now.
     task::restore_attrs_in_child(&t.attrs, t.shared_with_parent.fs_info)
         .map_err(|e| e.to_string())?;
@@ -789,6 +798,11 @@ fn take_over(
     task::restore_attrs_outside(pid, &t.attrs)?;
     timers::restore(&mut s, &t.itimers)?;
     signals::restore_pending(&mut s, None, &t.shared_pending)?;
+    // The filters every thread has, before the threads are made: they inherit them, shared.
+    let seccomp_shared = seccomp::shared_prefix(&t.threads);
+    if let Some(sc) = &thread.seccomp {
+        seccomp::restore_prefix(&mut s, sc, seccomp_shared)?;
+    }
     // The other threads: created in the main one, set up through sessions of their own,
     // left stopped with their final registers. Before the main thread's credentials
     // change, which new threads would inherit.
@@ -806,15 +820,17 @@ fn take_over(
         task::restore_thread_remote(&mut ts, th)?;
         task::restore_thread_outside(pid, tid, th)?;
         if let Some(sc) = &th.seccomp {
-            seccomp::restore(&mut ts, sc)?;
+            seccomp::restore(&mut ts, sc, seccomp_shared)?;
         }
         creds::restore(&mut ts, th.creds.as_ref().unwrap_or(&t.creds))?;
         finish_thread(pid, tid, th)?;
     }
 
+    // POSIX timers once every thread they may target exists.
+    timers::restore_posix(&mut s, &t.posix_timers)?;
     // Filters go in while the task still has every privilege; suspended while traced.
     if let Some(sc) = &thread.seccomp {
-        seccomp::restore(&mut s, sc)?;
+        seccomp::restore(&mut s, sc, seccomp_shared)?;
     }
     creds::restore(&mut s, &t.creds)?;
     task::restore_attrs_last(&mut s, &t.attrs)?;

@@ -4,7 +4,7 @@
 //! thread. Both sides trace with PTRACE_O_SUSPEND_SECCOMP, so that no filter can block the
 //! remote syscalls stasis itself makes; they take effect when the task is let go.
 
-use stasis_image::{Seccomp, SeccompFilter};
+use stasis_image::{Seccomp, SeccompFilter, ThreadImage};
 use stasis_sys::ptrace;
 
 use crate::error::{Error, Result, SysContext};
@@ -65,10 +65,47 @@ fn notifies(program: &[u8]) -> bool {
     })
 }
 
-/// Installs the thread's seccomp state from inside it (the session's thread).
-pub fn restore(s: &mut Session, state: &Seccomp) -> Result<()> {
+/// How many filters, oldest first, every thread of a process has in common. The main
+/// thread installs those before it creates the other threads, which inherit them: the
+/// threads then share those filters as they did after a TSYNC or a clone, so a later
+/// SECCOMP_FILTER_FLAG_TSYNC still finds them in sync. (Identical programs that threads
+/// installed separately come back shared too: /proc and ptrace cannot tell them apart.)
+pub fn shared_prefix(threads: &[ThreadImage]) -> usize {
+    let stacks: Vec<&[SeccompFilter]> = threads
+        .iter()
+        .map(|t| t.seccomp.as_ref().map_or(&[][..], |sc| &sc.filters[..]))
+        .collect();
+    let Some(first) = stacks.first() else {
+        return 0;
+    };
+    (0..first.len())
+        .take_while(|&i| stacks.iter().all(|st| st.get(i) == Some(&first[i])))
+        .count()
+}
+
+/// Installs the first `count` filters of a thread's stack (see [`shared_prefix`]).
+pub fn restore_prefix(s: &mut Session, state: &Seccomp, count: usize) -> Result<()> {
+    install(s, &state.filters[..count.min(state.filters.len())])
+}
+
+/// Installs the thread's seccomp state from inside it (the session's thread), less the
+/// first `skip` filters, which it has already (inherited or installed by
+/// [`restore_prefix`]).
+pub fn restore(s: &mut Session, state: &Seccomp, skip: usize) -> Result<()> {
+    install(s, state.filters.get(skip..).unwrap_or(&[]))?;
+    if state.strict {
+        s.call(
+            "seccomp(SECCOMP_SET_MODE_STRICT)",
+            libc::SYS_seccomp,
+            [SECCOMP_SET_MODE_STRICT, 0, 0, 0, 0, 0],
+        )?;
+    }
+    Ok(())
+}
+
+fn install(s: &mut Session, filters: &[SeccompFilter]) -> Result<()> {
     let pid = s.pid();
-    for f in &state.filters {
+    for f in filters {
         let insns = f.program.len() / 8;
         if insns == 0 || insns > BPF_MAXINSNS || f.program.len() % 8 != 0 {
             return Err(Error::Restore {
@@ -87,13 +124,6 @@ pub fn restore(s: &mut Session, state: &Seccomp) -> Result<()> {
             "seccomp(SECCOMP_SET_MODE_FILTER)",
             libc::SYS_seccomp,
             [SECCOMP_SET_MODE_FILTER, f.flags, addr, 0, 0, 0],
-        )?;
-    }
-    if state.strict {
-        s.call(
-            "seccomp(SECCOMP_SET_MODE_STRICT)",
-            libc::SYS_seccomp,
-            [SECCOMP_SET_MODE_STRICT, 0, 0, 0, 0, 0],
         )?;
     }
     Ok(())

@@ -236,6 +236,7 @@ pub fn dump_attrs(pid: i32, status: &Status, s: &mut Session) -> Result<ProcessA
         thp_disable,
         oom_score_adj: procfs::oom_score_adj(pid).proc(pid)?,
         shell_job: false,
+        loginuid: None,
     })
 }
 

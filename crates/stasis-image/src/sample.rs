@@ -242,6 +242,7 @@ pub fn task(pid: i32, ppid: i32, pages_per_run: u64) -> TaskImage {
         shared_pending: Vec::new(),
         socket_queues: Vec::new(),
         pipe_data: Vec::new(),
+        file_objects: Vec::new(),
     }
 }
 

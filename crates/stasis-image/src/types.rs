@@ -96,6 +96,10 @@ pub struct TaskImage {
     /// Data queued in the pipes whose first end (in tree order) this task holds.
     #[serde(default)]
     pub pipe_data: Vec<PipeData>,
+    /// File objects (memfd, deleted files) whose first reference (in tree order) this
+    /// task holds, by descriptor or mapping.
+    #[serde(default)]
+    pub file_objects: Vec<crate::FileObject>,
 }
 
 /// Per-thread state.
@@ -342,6 +346,9 @@ pub enum VmaKind {
         ino: u64,
         size: u64,
     },
+    /// A mapping of a file object stored in the image (memfd, deleted file): the
+    /// [`crate::FileObject`] with this id.
+    Object { object: u32 },
     /// A kernel special mapping (`[vdso]`, `[vvar]`, `[vvar_vclock]`, `[vsyscall]`, ...), not stored.
     Special { name: String },
 }
@@ -453,6 +460,11 @@ pub enum FileKind {
         read_end: bool,
         /// Capacity in bytes (F_GETPIPE_SZ).
         capacity: u32,
+    },
+    /// A file object stored in the image (memfd, deleted file): the
+    /// [`crate::FileObject`] with this id, opened again with this descriptor's flags.
+    Object {
+        object: u32,
     },
 }
 

@@ -233,6 +233,7 @@ fn vma_kind() -> impl Strategy<Value = VmaKind> {
             }
         }),
         text().prop_map(|name| VmaKind::Special { name }),
+        any::<u32>().prop_map(|object| VmaKind::Object { object }),
     ]
 }
 
@@ -316,6 +317,7 @@ fn file_kind() -> impl Strategy<Value = FileKind> {
                 capacity,
             }
         }),
+        any::<u32>().prop_map(|object| FileKind::Object { object }),
     ]
 }
 
@@ -381,6 +383,7 @@ fn task() -> impl Strategy<Value = TaskImage> {
                     shared_pending: Vec::new(),
                     socket_queues: Vec::new(),
                     pipe_data: Vec::new(),
+                    file_objects: Vec::new(),
                 }
             },
         )

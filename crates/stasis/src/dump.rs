@@ -146,6 +146,11 @@ fn dump_tree(opts: &DumpOptions, tree: &Tree) -> Result<u64> {
             image.socket_queues.push(queue);
         }
     }
+    for (pid, object) in descs.save_objects(&mut writer)? {
+        if let Some(image) = images.iter_mut().find(|i| i.pid == pid) {
+            image.file_objects.push(object);
+        }
+    }
     for image in &images {
         entries.push(write_task(&mut writer, image)?);
     }
@@ -169,6 +174,7 @@ fn dump_tree(opts: &DumpOptions, tree: &Tree) -> Result<u64> {
             shared_pending: Vec::new(),
             socket_queues: Vec::new(),
             pipe_data: Vec::new(),
+            file_objects: Vec::new(),
         };
         let pages = writer.pages(&format!("pages-{}.img", z.pid))?;
         writer.add_pages(pages)?;
@@ -214,7 +220,7 @@ fn dump_process(
     let status = procfs::status(pid).proc(pid)?;
     timers::refuse_posix_timers(pid)?;
     let smaps = procfs::smaps(pid).proc(pid)?;
-    let vmas = mem::collect_vmas(pid, &smaps)?;
+    let vmas = mem::collect_vmas(pid, &smaps, descs.objects())?;
     let fds = files::dump(pid, opts.shell_job, descs)?;
 
     let pages_name = format!("pages-{pid}.img");
@@ -275,6 +281,7 @@ fn dump_process(
         shared_pending,
         socket_queues: Vec::new(),
         pipe_data: Vec::new(),
+        file_objects: Vec::new(),
     };
     Ok((image, stored))
 }

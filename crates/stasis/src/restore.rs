@@ -60,6 +60,12 @@ struct TreePlan {
     descs: Vec<(u32, usize, usize)>,
     tasks: Vec<TaskPlan>,
     terminal: Option<String>,
+    /// File objects (memfd, deleted files), made by the root at slots of their own after
+    /// the descriptions': (object id, task index, index in its `file_objects`).
+    objects: Vec<(u32, usize, usize)>,
+    object_base: i32,
+    /// The image directory (absolute), where the objects' data files are.
+    data_dir: PathBuf,
 }
 
 struct TaskPlan {
@@ -75,8 +81,18 @@ impl TreePlan {
         self.slot_base + desc as i32
     }
 
+    fn object_slot(&self, id: u32) -> i32 {
+        let i = self.objects.iter().position(|o| o.0 == id).unwrap_or(0);
+        self.object_base + i as i32
+    }
+
     fn slots(&self) -> Vec<i32> {
-        self.descs.iter().map(|d| self.slot(d.0)).collect()
+        let objects = self.objects.iter().map(|o| self.object_slot(o.0));
+        self.descs
+            .iter()
+            .map(|d| self.slot(d.0))
+            .chain(objects)
+            .collect()
     }
 }
 
@@ -122,6 +138,10 @@ pub fn restore(opts: &RestoreOptions) -> Result<Restored> {
         reader.verify_pages(&entry.pages_file, map.bytes())?;
         pages.push(map);
         files::check(pid, &t.fds)?;
+        for o in &t.file_objects {
+            files::object::check(pid, o)?;
+            reader.verify_file(&o.data_file)?;
+        }
         mem::check_map_files(pid, &t.mm)?;
         let has_terminal = t
             .fds
@@ -147,7 +167,11 @@ pub fn restore(opts: &RestoreOptions) -> Result<Restored> {
         }
     }
 
-    let plan = make_plan(&tasks, opts)?;
+    let mut plan = make_plan(&tasks, opts)?;
+    plan.data_dir = std::path::absolute(reader.dir()).map_err(|e| Error::Restore {
+        pid: root.pid,
+        reason: format!("image directory {}: {e}", reader.dir().display()),
+    })?;
     let (report_r, report_w) = own::pipe().ctx(root.pid, || "create report pipe".into())?;
     let sibling = if opts.sibling {
         libc::CLONE_PARENT as u64
@@ -433,7 +457,18 @@ fn make_plan(tasks: &[TaskImage], opts: &RestoreOptions) -> Result<TreePlan> {
         }
     }
     let max_desc = descs.iter().map(|d| d.0).max().unwrap_or(0) as i32;
-    let mut next_fd = slot_base + max_desc + 1;
+    let objects: Vec<(u32, usize, usize)> = tasks
+        .iter()
+        .enumerate()
+        .flat_map(|(ti, t)| {
+            t.file_objects
+                .iter()
+                .enumerate()
+                .map(move |(oi, o)| (o.id, ti, oi))
+        })
+        .collect();
+    let object_base = slot_base + max_desc + 1;
+    let mut next_fd = object_base + objects.len() as i32;
     let own_maps: Vec<(u64, u64)> = procfs::maps(std::process::id() as i32)
         .proc(root)?
         .iter()
@@ -482,6 +517,9 @@ fn make_plan(tasks: &[TaskImage], opts: &RestoreOptions) -> Result<TreePlan> {
         descs,
         tasks: plans,
         terminal,
+        objects,
+        object_base,
+        data_dir: PathBuf::new(),
     })
 }
 
@@ -524,8 +562,19 @@ fn task_setup(
         // The root: only the report pipe comes from the tool; it opens every description.
         own::dup_to(w, plan.report_fd, true).map_err(|e| e.to_string())?;
         own::close_all_except(&[plan.report_fd]);
+        let objects: Vec<&stasis_image::FileObject> = plan
+            .objects
+            .iter()
+            .map(|&(_, ti, oi)| &tasks[ti].file_objects[oi])
+            .collect();
+        files::object::create_all(&objects, &plan.data_dir, |id| plan.object_slot(id))?;
         let ctx = ReopenContext {
             terminal: plan.terminal.clone(),
+            object_slots: plan
+                .objects
+                .iter()
+                .map(|o| (o.0, plan.object_slot(o.0)))
+                .collect(),
         };
         let descs: Vec<(u32, &stasis_image::FdImage)> = plan
             .descs
@@ -605,8 +654,16 @@ fn task_setup(
     }
     let mut own_fds: Vec<i32> = t.fds.iter().map(|f| f.fd).collect();
     own_fds.push(plan.report_fd);
-    own::close_all_except(&own_fds);
+    // Mapped file objects come from their slots, which close now.
     for mf in &tp.map_files {
+        if let Some(object) = mf.object {
+            own::dup_to(plan.object_slot(object), mf.fd, true)
+                .map_err(|e| format!("mapped file object {object}: {e}"))?;
+            own_fds.push(mf.fd);
+        }
+    }
+    own::close_all_except(&own_fds);
+    for mf in tp.map_files.iter().filter(|m| m.object.is_none()) {
         let flags = if mf.writable {
             libc::O_RDWR
         } else {

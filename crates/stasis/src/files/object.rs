@@ -237,6 +237,8 @@ fn fill(fd: i32, o: &FileObject, data_dir: &Path) -> std::result::Result<(), Str
 /// Opens a new description of the object at `object_fd` with `flags`, at `pos`.
 pub fn reopen(object_fd: i32, flags: i32, pos: u64) -> std::result::Result<i32, String> {
     let path = format!("/proc/self/fd/{object_fd}");
+    // An O_TMPFILE file's flags still say so (with O_DIRECTORY): the file exists now.
+    let flags = flags & !libc::O_TMPFILE;
     let fd = own::open(Path::new(&path), flags, 0).map_err(|e| e.to_string())?;
     if pos > 0 {
         own::seek(fd, pos).map_err(|e| e.to_string())?;

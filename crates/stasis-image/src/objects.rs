@@ -48,6 +48,33 @@ pub struct DataExtent {
     pub len: u64,
 }
 
+/// A file lock held at dump (`dump --file-locks`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileLock {
+    /// A descriptor of the task through which the lock is held: for a POSIX lock, the
+    /// file it is on (the lock belongs to the process); for flock and OFD locks, the open
+    /// file description the lock belongs to.
+    pub fd: i32,
+    pub kind: LockKind,
+    /// A write (exclusive) lock, else a read (shared) one.
+    pub write: bool,
+    /// First byte (0 for flock).
+    pub start: u64,
+    /// Last byte, included; None up to the end of the file (and for flock).
+    pub end: Option<u64>,
+}
+
+/// The kinds of lock, as /proc/locks names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LockKind {
+    /// fcntl F_SETLK: owned by the process.
+    Posix,
+    /// fcntl F_OFD_SETLK: owned by the open file description.
+    Ofd,
+    /// flock(2): owned by the open file description.
+    Flock,
+}
+
 /// Conventional name of the data file of object `id`.
 pub fn object_data_file_name(id: u32) -> String {
     format!("filedata-{id}.img")

@@ -373,6 +373,7 @@ fn write_task(out: &mut String, t: &TaskImage, page_size: u64) -> fmt::Result {
     write_mm(out, &t.mm, page_size)?;
     write_fds(out, &t.fds)?;
     write_objects(out, &t.file_objects)?;
+    write_locks(out, &t.file_locks)?;
     write_signals(out, &t.signals.actions)?;
     write_creds(out, t)?;
     write_attrs(out, t)
@@ -687,6 +688,25 @@ fn write_fds(out: &mut String, fds: &[FdImage]) -> fmt::Result {
             open_flags(f.flags),
             f.pos,
             if f.cloexec { "yes" } else { "no" }
+        )?;
+    }
+    Ok(())
+}
+
+fn write_locks(out: &mut String, locks: &[crate::FileLock]) -> fmt::Result {
+    if locks.is_empty() {
+        return Ok(());
+    }
+    writeln!(out, "  file locks ({}):", locks.len())?;
+    for l in locks {
+        writeln!(
+            out,
+            "    fd {:>4} {:?} {} {}..{}",
+            l.fd,
+            l.kind,
+            if l.write { "write" } else { "read" },
+            l.start,
+            l.end.map_or("EOF".to_string(), |e| e.to_string())
         )?;
     }
     Ok(())

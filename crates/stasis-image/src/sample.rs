@@ -243,6 +243,7 @@ pub fn task(pid: i32, ppid: i32, pages_per_run: u64) -> TaskImage {
         socket_queues: Vec::new(),
         pipe_data: Vec::new(),
         file_objects: Vec::new(),
+        file_locks: Vec::new(),
     }
 }
 

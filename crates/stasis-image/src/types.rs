@@ -100,6 +100,10 @@ pub struct TaskImage {
     /// task holds, by descriptor or mapping.
     #[serde(default)]
     pub file_objects: Vec<crate::FileObject>,
+    /// File locks the task holds or whose open file description it holds (`dump
+    /// --file-locks`).
+    #[serde(default)]
+    pub file_locks: Vec<crate::FileLock>,
 }
 
 /// Per-thread state.

@@ -150,6 +150,14 @@ pub fn validate_task(
         }
         runs.push((start, end));
     }
+    for l in &task.file_locks {
+        if !fds.contains(&l.fd) || l.end.is_some_and(|e| e < l.start) {
+            return Err(invalid(format!(
+                "file lock on fd {} ({}..{:?}): no such fd, or an empty range",
+                l.fd, l.start, l.end
+            )));
+        }
+    }
     for o in &task.file_objects {
         check_object(o).map_err(|why| invalid(format!("file object {}: {why}", o.id)))?;
     }

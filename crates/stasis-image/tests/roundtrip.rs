@@ -384,6 +384,7 @@ fn task() -> impl Strategy<Value = TaskImage> {
                     socket_queues: Vec::new(),
                     pipe_data: Vec::new(),
                     file_objects: Vec::new(),
+                    file_locks: Vec::new(),
                 }
             },
         )

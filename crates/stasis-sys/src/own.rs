@@ -785,3 +785,39 @@ pub fn unlink(path: &Path) -> SysResult<()> {
     let r = unsafe { libc::unlink(c.as_ptr()) };
     check(r as _, "unlink", || path.display().to_string()).map(drop)
 }
+
+/// flock(2) with LOCK_NB: a shared or exclusive lock on the open file description.
+pub fn flock_nb(fd: i32, exclusive: bool) -> SysResult<()> {
+    let op = if exclusive {
+        libc::LOCK_EX
+    } else {
+        libc::LOCK_SH
+    } | libc::LOCK_NB;
+    // SAFETY: flock has no memory arguments.
+    let r = unsafe { libc::flock(fd, op) };
+    check(r as _, "flock", || format!("fd {fd} op {op:#x}")).map(drop)
+}
+
+/// fcntl(cmd) with a `struct flock` for [start, start + len) (len 0: to the end of the
+/// file): F_SETLK, F_OFD_SETLK (set, without waiting), F_GETLK, F_OFD_GETLK (query).
+/// Returns the resulting struct (l_type, l_start, l_len, l_pid).
+pub fn fcntl_lock(
+    fd: i32,
+    cmd: i32,
+    l_type: i16,
+    start: u64,
+    len: u64,
+) -> SysResult<(i16, u64, u64, i32)> {
+    // SAFETY: an all-zero struct flock is a valid value.
+    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+    fl.l_type = l_type;
+    fl.l_whence = libc::SEEK_SET as i16;
+    fl.l_start = start as libc::off_t;
+    fl.l_len = len as libc::off_t;
+    // SAFETY: `fl` is a valid struct flock that outlives the call.
+    let r = unsafe { libc::fcntl(fd, cmd, &mut fl as *mut libc::flock) };
+    check(r as _, "fcntl(lock)", || {
+        format!("fd {fd} cmd {cmd} type {l_type} at {start} len {len}")
+    })?;
+    Ok((fl.l_type, fl.l_start as u64, fl.l_len as u64, fl.l_pid))
+}

@@ -21,6 +21,8 @@ pub struct DumpOptions {
     pub leave_running: bool,
     pub leave_stopped: bool,
     pub shell_job: bool,
+    /// Save the file locks the tree holds (else a held lock is refused).
+    pub file_locks: bool,
 }
 
 /// What a dump did, for the log and for benchmarks.
@@ -175,6 +177,7 @@ fn dump_tree(opts: &DumpOptions, tree: &Tree) -> Result<u64> {
             socket_queues: Vec::new(),
             pipe_data: Vec::new(),
             file_objects: Vec::new(),
+            file_locks: Vec::new(),
         };
         let pages = writer.pages(&format!("pages-{}.img", z.pid))?;
         writer.add_pages(pages)?;
@@ -183,6 +186,9 @@ fn dump_tree(opts: &DumpOptions, tree: &Tree) -> Result<u64> {
     let mut dump_options = Vec::new();
     if opts.shell_job {
         dump_options.push("--shell-job".to_string());
+    }
+    if opts.file_locks {
+        dump_options.push("--file-locks".to_string());
     }
     writer.finish(Manifest {
         tool_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -222,6 +228,7 @@ fn dump_process(
     let smaps = procfs::smaps(pid).proc(pid)?;
     let vmas = mem::collect_vmas(pid, &smaps, descs.objects())?;
     let fds = files::dump(pid, opts.shell_job, descs)?;
+    let file_locks = files::locks::dump(pid, &fds, opts.file_locks)?;
 
     let pages_name = format!("pages-{pid}.img");
     let mut pages_out = writer.pages(&pages_name)?;
@@ -282,6 +289,7 @@ fn dump_process(
         socket_queues: Vec::new(),
         pipe_data: Vec::new(),
         file_objects: Vec::new(),
+        file_locks,
     };
     Ok((image, stored))
 }

@@ -586,6 +586,9 @@ fn task_setup(
         let socket_queues: Vec<&stasis_image::SocketQueue> =
             tasks.iter().flat_map(|t| t.socket_queues.iter()).collect();
         files::open_descriptions(&descs, &pipe_data, &socket_queues, &ctx, |d| plan.slot(d))?;
+        for t in tasks {
+            files::locks::take_description_locks(&t.file_locks, &t.fds, |d| plan.slot(d))?;
+        }
     } else {
         own::close_all_except(&keep);
     }
@@ -782,6 +785,8 @@ fn take_over(
     for fd in plan.map_files.iter().map(|m| m.fd).chain([plan.exe_fd]) {
         s.call("close", libc::SYS_close, [fd as u64, 0, 0, 0, 0, 0])?;
     }
+    // Once no descriptor it does not keep is left to close (which would drop them).
+    files::locks::take_posix_locks(&mut s, &t.file_locks)?;
     signals::restore(&mut s, &t.signals)?;
     task::restore_attrs_remote(&mut s, &t.attrs)?;
     task::restore_thread_remote(&mut s, thread)?;

@@ -6,6 +6,7 @@ mod chardev;
 mod deleted;
 mod epoll;
 mod inotify;
+pub mod locks;
 mod memfd;
 pub mod object;
 mod path;

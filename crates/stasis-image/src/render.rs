@@ -678,6 +678,7 @@ fn write_fds(out: &mut String, fds: &[FdImage]) -> fmt::Result {
                 if *read_end { "read" } else { "write" }
             ),
             FileKind::Object { object } => format!("file object {object}"),
+            FileKind::PidFd { pid } => format!("pidfd of pid {pid}"),
         };
         writeln!(
             out,

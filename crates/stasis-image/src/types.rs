@@ -470,6 +470,10 @@ pub enum FileKind {
     Object {
         object: u32,
     },
+    /// A pidfd on process `pid` (of the tree, or outside it if it still exists at restore).
+    PidFd {
+        pid: i32,
+    },
 }
 
 /// Seccomp: strict mode, or a stack of filters.

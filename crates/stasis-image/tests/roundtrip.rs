@@ -318,6 +318,7 @@ fn file_kind() -> impl Strategy<Value = FileKind> {
             }
         }),
         any::<u32>().prop_map(|object| FileKind::Object { object }),
+        any::<i32>().prop_map(|pid| FileKind::PidFd { pid }),
     ]
 }
 

@@ -138,6 +138,8 @@ pub fn restore(opts: &RestoreOptions) -> Result<Restored> {
         reader.verify_pages(&entry.pages_file, map.bytes())?;
         pages.push(map);
         files::check(pid, &t.fds)?;
+        let tree: Vec<i32> = tasks.iter().map(|t| t.pid).collect();
+        files::pidfd::check(pid, &t.fds, &tree)?;
         for o in &t.file_objects {
             files::object::check(pid, o)?;
             reader.verify_file(&o.data_file)?;
@@ -787,6 +789,8 @@ fn take_over(
     }
     // Once no descriptor it does not keep is left to close (which would drop them).
     files::locks::take_posix_locks(&mut s, &t.file_locks)?;
+    // The whole tree exists now: pidfds can be opened on any process of it.
+    files::pidfd::restore(&mut s, &t.fds)?;
     signals::restore(&mut s, &t.signals)?;
     task::restore_attrs_remote(&mut s, &t.attrs)?;
     task::restore_thread_remote(&mut s, thread)?;

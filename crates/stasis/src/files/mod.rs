@@ -10,6 +10,7 @@ pub mod locks;
 mod memfd;
 pub mod object;
 mod path;
+pub mod pidfd;
 mod pipe;
 mod unix;
 mod unsupported;
@@ -79,6 +80,7 @@ const KINDS: &[DumpFn] = &[
     inotify::dump,
     memfd::dump,
     deleted::dump,
+    pidfd::dump,
     unsupported::dump,
     path::dump,
     chardev::dump,
@@ -344,7 +346,8 @@ pub fn check(pid: i32, fds: &[FdImage]) -> Result<()> {
             | FileKind::TimerFd { .. }
             | FileKind::Epoll { .. }
             | FileKind::UnixSocket { .. }
-            | FileKind::Object { .. } => {}
+            | FileKind::Object { .. }
+            | FileKind::PidFd { .. } => {}
         }
     }
     Ok(())
@@ -406,6 +409,10 @@ pub fn open_descriptions(
                     .ok_or_else(|| format!("fd {}: file object {object} was not made", f.fd))?;
                 let tmp = object::reopen(object_fd, flags, f.pos)
                     .map_err(|e| format!("fd {} (file object {object}): {e}", f.fd))?;
+                own::move_fd(tmp, at, true).map_err(err)?;
+            }
+            FileKind::PidFd { .. } => {
+                let tmp = pidfd::placeholder().map_err(|e| format!("fd {}: {e}", f.fd))?;
                 own::move_fd(tmp, at, true).map_err(err)?;
             }
             FileKind::Inotify { .. } => {

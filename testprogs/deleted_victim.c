@@ -22,7 +22,8 @@
  * directory holds only replaced.txt (no leftovers).
  *
  * `linked`: gone.txt also has a second name (a hard link) when it is unlinked; stasis
- * refuses that. The victim then checks only that it is unharmed.
+ * refuses that. `dirgone`: gone.txt is in a subdirectory removed after it. The victim
+ * then checks only that it is unharmed.
  */
 #include "victim.h"
 
@@ -42,7 +43,7 @@ static unsigned char pat(long i, int salt)
 }
 
 static unsigned char big[MIB];
-static char path[4300], gone[4200], sparse[4200], replaced[4200], mapped[4200];
+static char path[4300], gone[4300], sparse[4200], replaced[4200], mapped[4200];
 
 static void fill(int fd, long off, long len, int salt)
 {
@@ -97,13 +98,22 @@ static void place(int fd, int want)
 int main(int argc, char **argv)
 {
 	int linked = argc > 1 && strcmp(argv[1], "linked") == 0;
+	int dirgone = argc > 1 && strcmp(argv[1], "dirgone") == 0;
 	const char *dir = v_tmp();
 	snprintf(gone, sizeof(gone), "%s/gone.txt", dir);
+	if (dirgone) {
+		snprintf(path, sizeof(path), "%s/sub", dir);
+		snprintf(gone, sizeof(gone), "%s/sub/gone.txt", dir);
+		if (mkdir(path, 0700) != 0)
+			v_die("mkdir: %s", strerror(errno));
+	}
 	snprintf(sparse, sizeof(sparse), "%s/sparse.dat", dir);
 	snprintf(replaced, sizeof(replaced), "%s/replaced.txt", dir);
 	snprintf(mapped, sizeof(mapped), "%s/mapped.dat", dir);
 
 	place(open(gone, O_RDWR | O_CREAT | O_EXCL, 0604), 5);
+	if (fchown(5, 1234, 5678) != 0)
+		v_die("fchown: %s", strerror(errno));
 	fchmod(5, 0604);
 	fill(5, 0, 10000, 1);
 	lseek(5, 1234, SEEK_SET);
@@ -116,12 +126,15 @@ int main(int argc, char **argv)
 			v_die("link: %s", strerror(errno));
 	}
 	unlink(gone);
-	if (linked) {
+	if (dirgone && rmdir(path) != 0)
+		v_die("rmdir: %s", strerror(errno));
+	if (linked || dirgone) {
 		v_ready();
 		v_wait_go();
 		if (!holds(5, 0, 10000, 1) || lseek(5, 0, SEEK_CUR) != 1234)
 			v_fail("gone.txt changed");
-		unlink(path);
+		if (linked)
+			unlink(path);
 		v_finish();
 	}
 
@@ -174,6 +187,8 @@ int main(int argc, char **argv)
 	if (st5.st_nlink || st8.st_nlink || st9.st_nlink || st10.st_nlink)
 		v_fail("nlink %lu %lu %lu %lu", (unsigned long)st5.st_nlink, (unsigned long)st8.st_nlink,
 		       (unsigned long)st9.st_nlink, (unsigned long)st10.st_nlink);
+	if (st5.st_uid != 1234 || st5.st_gid != 5678)
+		v_fail("gone.txt: owner %u:%u", (unsigned)st5.st_uid, (unsigned)st5.st_gid);
 	if (st5.st_size != 10000 || (st5.st_mode & 07777) != 0604 || st5.st_ino != st6.st_ino)
 		v_fail("gone.txt: size %ld mode %o, fd 6 same inode %d", (long)st5.st_size,
 		       st5.st_mode & 07777, st5.st_ino == st6.st_ino);

@@ -17,6 +17,9 @@
  * and exits; the parent reaps it, then checks everything above, that the child's writes
  * reach it (one object across processes), that a write through the shared mapping shows
  * in pread and a pwrite in both mappings (private page 0 excepted), and SEEK_DATA/HOLE.
+ *
+ * `memfd_victim hugetlb` also holds an MFD_HUGETLB memfd at fd 9, which stasis refuses;
+ * the victim must then go on unharmed.
  */
 #include "victim.h"
 
@@ -61,7 +64,7 @@ static int region_is(int fd, long off, long len, int zero)
 	return 1;
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
 	static unsigned char buf[PAT];
 	int a = memfd_create("stasis-memfd-a", MFD_ALLOW_SEALING);
@@ -107,6 +110,13 @@ int main(void)
 	if (cmap == MAP_FAILED)
 		v_die("mmap c");
 	close(c);
+
+	if (argc > 1 && strcmp(argv[1], "hugetlb") == 0) {
+		int h = memfd_create("huge", MFD_HUGETLB);
+		if (h < 0 || dup2(h, 9) != 9)
+			v_die("MFD_HUGETLB: %s", strerror(errno));
+		close(h);
+	}
 
 	pid_t kid = fork();
 	if (kid < 0)

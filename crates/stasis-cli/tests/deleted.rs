@@ -56,14 +56,23 @@ fn deleted_leave_running() {
 
 #[test]
 fn deleted_but_linked_elsewhere_is_refused() {
-    let v = deleted().named("deleted_linked").arg("linked");
+    refused("linked", &["another name"]);
+}
+
+#[test]
+fn deleted_with_its_directory_is_refused() {
+    refused("dirgone", &["directory"]);
+}
+
+fn refused(mode: &str, words: &[&str]) {
+    let v = deleted().named(&format!("deleted_{mode}")).arg(mode);
     let mut s = Session::start(&v);
     let images = s.scratch.images(1);
     let r = s.dump(&images, &[]);
     r.assert_no_panic();
-    if r.code() != 1 || !mentions(&r.stderr, &["another name"]) {
+    if r.code() != 1 || !mentions(&r.stderr, words) {
         s.fail(&format!(
-            "the dump must fail (1) saying the file has another name\n{}",
+            "the dump must fail (1) with a message mentioning one of {words:?}\n{}",
             r.report()
         ));
     }

@@ -15,6 +15,11 @@ pub struct FileObject {
     pub size: u64,
     /// Permission bits (st_mode & 0o7777).
     pub mode: u32,
+    /// Owner and group.
+    #[serde(default)]
+    pub uid: u32,
+    #[serde(default)]
+    pub gid: u32,
     /// The parts of the file that hold data, sorted, not overlapping; the rest are holes.
     pub extents: Vec<DataExtent>,
     /// The raw data file in the image directory: the extents' bytes one after the other.

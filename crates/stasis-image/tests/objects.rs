@@ -59,6 +59,8 @@ fn memfd(len: u64) -> FileObject {
         },
         size: 3 * 4096,
         mode: 0o600,
+        uid: 0,
+        gid: 0,
         extents: vec![DataExtent { offset: 4096, len }],
         data_file: object_data_file_name(1),
     }

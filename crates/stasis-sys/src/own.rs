@@ -821,3 +821,20 @@ pub fn fcntl_lock(
     })?;
     Ok((fl.l_type, fl.l_start as u64, fl.l_len as u64, fl.l_pid))
 }
+
+pub fn fchown(fd: i32, uid: u32, gid: u32) -> SysResult<()> {
+    // SAFETY: fchown has no memory arguments.
+    let r = unsafe { libc::fchown(fd, uid, gid) };
+    check(r as _, "fchown", || format!("fd {fd} to {uid}:{gid}")).map(drop)
+}
+
+/// The file system type (statfs f_type) of the file at `path` (links followed).
+pub fn fs_type(path: &Path) -> SysResult<i64> {
+    let c = cstr(path)?;
+    // SAFETY: an all-zero struct statfs is a valid value.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is NUL-terminated and `st` is a valid struct statfs; both outlive the call.
+    let r = unsafe { libc::statfs(c.as_ptr(), &mut st) };
+    check(r as _, "statfs", || path.display().to_string())?;
+    Ok(st.f_type as i64)
+}

@@ -77,11 +77,12 @@ pub fn collect_vmas(
                 object: range(),
                 detail: format!("cannot stat the mapped file through {source}: {e}"),
             })?;
-            let found = object::classify(&m.path, &meta).map_err(|detail| Error::Unsupported {
-                pid,
-                object: range(),
-                detail,
-            })?;
+            let found =
+                object::classify(&m.path, &source, &meta).map_err(|detail| Error::Unsupported {
+                    pid,
+                    object: range(),
+                    detail,
+                })?;
             let key = (meta.dev(), meta.ino());
             VmaKind::Object {
                 object: objects.borrow_mut().note(pid, key, source, found),

@@ -23,6 +23,9 @@ pub fn dump(p: &FdProbe) -> Result<Option<FileKind>> {
     if !p.is_file() || p.info.flags & libc::O_PATH as u32 != 0 {
         return Ok(None);
     }
+    if !dir_exists(path) {
+        return Err(p.unsupported(DIR_GONE));
+    }
     if p.meta.nlink() != 0 {
         return Err(p.unsupported(
             "the file was unlinked here but still has another name (not supported yet)",
@@ -37,6 +40,14 @@ pub fn dump(p: &FdProbe) -> Result<Option<FileKind>> {
         },
     );
     Ok(Some(FileKind::Object { object }))
+}
+
+pub const DIR_GONE: &str =
+    "the file was deleted and so was its directory, where it would be re-created (not supported)";
+
+/// The directory a deleted file would be re-created in exists.
+pub fn dir_exists(path: &str) -> bool {
+    Path::new(path).parent().is_some_and(|d| d.is_dir())
 }
 
 /// Creates a file in the directory of `path` and unlinks it: under the same name if it is

@@ -23,14 +23,23 @@ pub enum Found {
 }
 
 /// What a mapping of a deleted path ("/memfd:NAME" or an unlinked file) maps.
-pub fn classify(path: &str, meta: &std::fs::Metadata) -> std::result::Result<Found, String> {
+/// `source` opens it (/proc/PID/map_files/A-B).
+pub fn classify(
+    path: &str,
+    source: &str,
+    meta: &std::fs::Metadata,
+) -> std::result::Result<Found, String> {
     if !meta.is_file() {
         return Err("mapping of a deleted file that is not a regular file".into());
     }
     if let Some(name) = super::memfd::name_of(path) {
+        super::memfd::refuse_hugetlb(source)?;
         return Ok(Found::Memfd {
             name: name.to_string(),
         });
+    }
+    if !super::deleted::dir_exists(path) {
+        return Err(super::deleted::DIR_GONE.into());
     }
     if meta.nlink() != 0 {
         return Err(
@@ -104,6 +113,8 @@ impl ObjectTable {
                 kind,
                 size: meta.len(),
                 mode: meta.mode() & 0o7777,
+                uid: meta.uid(),
+                gid: meta.gid(),
                 extents,
                 data_file,
             };
@@ -225,6 +236,8 @@ fn fill(fd: i32, o: &FileObject, data_dir: &Path) -> std::result::Result<(), Str
             done += n as u64;
         }
     }
+    // Owner first: chown clears the set-user-ID and set-group-ID bits.
+    own::fchown(fd, o.uid, o.gid).map_err(|e| e.to_string())?;
     own::fchmod(fd, o.mode).map_err(|e| e.to_string())?;
     if let ObjectKind::Memfd { seals, .. } = o.kind {
         if seals != 0 {

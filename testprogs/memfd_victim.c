@@ -10,7 +10,9 @@
  *   a MAP_SHARED mapping of A (page 3 written through it) and a MAP_PRIVATE one (page 0
  *   written: a private copy; page 1 untouched: still follows the file);
  *   memfd "only-mapped": 3 pages, MAP_SHARED, its fd closed (the mapping is the only
- *   reference).
+ *   reference);
+ *   fd 10 memfd "future": a writable MAP_SHARED mapping made, then sealed with
+ *   F_SEAL_FUTURE_WRITE|F_SEAL_SEAL (the mapping still writes; nothing new may).
  * A child is forked with all of it (one description for fd 5, the same mappings).
  *
  * After the go file the child writes through its fd 5 and its mapping of "only-mapped"
@@ -118,6 +120,17 @@ int main(int argc, char **argv)
 		close(h);
 	}
 
+	int fu = memfd_create("future", MFD_ALLOW_SEALING);
+	if (fu < 0 || dup2(fu, 10) != 10 || ftruncate(10, PG) != 0)
+		v_die("memfd future: %s", strerror(errno));
+	close(fu);
+	unsigned char *fmap = mmap(NULL, PG, PROT_READ | PROT_WRITE, MAP_SHARED, 10, 0);
+	if (fmap == MAP_FAILED)
+		v_die("mmap future");
+	memcpy(fmap, "before", 6);
+	if (fcntl(10, F_ADD_SEALS, F_SEAL_FUTURE_WRITE | F_SEAL_SEAL) != 0)
+		v_die("seal future: %s", strerror(errno));
+
 	pid_t kid = fork();
 	if (kid < 0)
 		v_die("fork");
@@ -204,6 +217,16 @@ int main(int argc, char **argv)
 		v_fail("the fd-less memfd lost its contents");
 	if (memcmp(cmap + 2 * PG, "kid-map", 7) != 0)
 		v_fail("the child's write to the fd-less memfd is not seen by the parent");
+	if (fcntl(10, F_GET_SEALS) != (F_SEAL_FUTURE_WRITE | F_SEAL_SEAL))
+		v_fail("seals of future %#x", fcntl(10, F_GET_SEALS));
+	memcpy(fmap + 6, " and after", 10);
+	if (pread(10, buf, 16, 0) != 16 || memcmp(buf, "before and after", 16) != 0)
+		v_fail("the writable mapping of the future-sealed memfd does not write");
+	if (pwrite(10, "x", 1, 0) != -1 || errno != EPERM)
+		v_fail("a pwrite to the future-sealed memfd was not refused");
+	void *again = mmap(NULL, PG, PROT_READ | PROT_WRITE, MAP_SHARED, 10, 0);
+	if (again != MAP_FAILED || errno != EPERM)
+		v_fail("a new writable mapping of the future-sealed memfd was not refused");
 	char maps[65536];
 	if (v_read_file("/proc/self/maps", maps, sizeof(maps)) < 0 ||
 	    !strstr(maps, "/memfd:only-mapped (deleted)") || !strstr(maps, "/memfd:stasis-memfd-a (deleted)"))

@@ -233,6 +233,7 @@ pub fn restore(opts: &RestoreOptions) -> Result<Restored> {
             )?);
         }
     }
+    files::object::seal_late(&tasks, |pid| pids.host(pid))?;
     for r in ready {
         r.release()?;
     }

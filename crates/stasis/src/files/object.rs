@@ -240,11 +240,89 @@ fn fill(fd: i32, o: &FileObject, data_dir: &Path) -> std::result::Result<(), Str
     own::fchown(fd, o.uid, o.gid).map_err(|e| e.to_string())?;
     own::fchmod(fd, o.mode).map_err(|e| e.to_string())?;
     if let ObjectKind::Memfd { seals, .. } = o.kind {
-        if seals != 0 {
-            own::add_seals(fd, seals).map_err(|e| e.to_string())?;
+        let (now, _) = split_seals(seals);
+        if now != 0 {
+            own::add_seals(fd, now).map_err(|e| e.to_string())?;
         }
     }
     Ok(())
+}
+
+/// Seals to add when the object is made, and seals to add once every mapping exists:
+/// F_SEAL_FUTURE_WRITE forbids new writable shared mappings, which the original may have
+/// made before sealing (and then F_SEAL_SEAL must wait too).
+fn split_seals(seals: u32) -> (u32, u32) {
+    let future = libc::F_SEAL_FUTURE_WRITE as u32;
+    if seals & future == 0 {
+        return (seals, 0);
+    }
+    let late = future | (seals & libc::F_SEAL_SEAL as u32);
+    (seals & !late, late)
+}
+
+/// Adds the seals `create_all` left for later (see `split_seals`), once every process
+/// is rebuilt, through a descriptor or mapping of a restored process: `host` turns an
+/// image PID into one the tool can use.
+pub fn seal_late(
+    tasks: &[stasis_image::TaskImage],
+    host: impl Fn(i32) -> Result<i32>,
+) -> Result<()> {
+    for t in tasks {
+        for o in &t.file_objects {
+            let ObjectKind::Memfd { seals, .. } = o.kind else {
+                continue;
+            };
+            let (_, late) = split_seals(seals);
+            if late == 0 {
+                continue;
+            }
+            let path = find_reference(tasks, o.id, &host)?.ok_or_else(|| Error::Restore {
+                pid: t.pid,
+                reason: format!("file object {}: no process refers to it", o.describe()),
+            })?;
+            // F_ADD_SEALS needs a writable descriptor.
+            let file = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&path)
+                .map_err(|e| Error::Restore {
+                    pid: t.pid,
+                    reason: format!("file object {}: open {path}: {e}", o.describe()),
+                })?;
+            own::add_seals(std::os::fd::AsRawFd::as_raw_fd(&file), late)
+                .ctx(t.pid, || format!("seal {}", o.describe()))?;
+        }
+    }
+    Ok(())
+}
+
+/// A /proc path that opens object `id` in a restored process.
+fn find_reference(
+    tasks: &[stasis_image::TaskImage],
+    id: u32,
+    host: &impl Fn(i32) -> Result<i32>,
+) -> Result<Option<String>> {
+    for t in tasks.iter().filter(|t| t.state != 'Z') {
+        let fd = t
+            .fds
+            .iter()
+            .find(|f| f.file == stasis_image::FileKind::Object { object: id });
+        let vma =
+            t.mm.vmas
+                .iter()
+                .find(|v| v.kind == stasis_image::VmaKind::Object { object: id });
+        let pid = host(t.pid)?;
+        if let Some(f) = fd {
+            return Ok(Some(format!("/proc/{pid}/fd/{}", f.fd)));
+        }
+        if let Some(v) = vma {
+            return Ok(Some(format!(
+                "/proc/{pid}/map_files/{:x}-{:x}",
+                v.start, v.end
+            )));
+        }
+    }
+    Ok(None)
 }
 
 /// Opens a new description of the object at `object_fd` with `flags`, at `pos`.

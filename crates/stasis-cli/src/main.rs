@@ -73,6 +73,10 @@ struct DumpArgs {
     /// The process uses the terminal it was started from.
     #[arg(short = 'j', long = "shell-job")]
     shell_job: bool,
+    /// Save the file locks (POSIX, OFD, flock) the tree holds; without it a held lock
+    /// makes the dump fail.
+    #[arg(short = 'l', long = "file-locks")]
+    file_locks: bool,
 }
 
 #[derive(Args, Debug)]
@@ -101,6 +105,9 @@ struct RestoreArgs {
     /// from where they were at dump, instead of jumping by the time the image waited.
     #[arg(long = "time-ns")]
     time_ns: bool,
+    /// Accepted as CRIU accepts it: the locks an image holds are always taken again.
+    #[arg(short = 'l', long = "file-locks")]
+    _file_locks: bool,
 }
 
 #[derive(Args, Debug)]
@@ -199,6 +206,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 leave_running: a.leave_running,
                 leave_stopped: a.leave_stopped,
                 shell_job: a.shell_job,
+                file_locks: a.file_locks,
             })
             .with_context(|| format!("dump of pid {} failed", a.tree))?;
             log::info!(

@@ -147,6 +147,12 @@ impl ImageWriter {
         })
     }
 
+    /// Starts a raw data file (the contents of a file object); written and recorded like
+    /// a page file.
+    pub fn raw(&mut self, name: &str) -> Result<PagesWriter, ImageError> {
+        self.pages(name)
+    }
+
     /// Records a finished page file (flushing it to the file system).
     pub fn add_pages(&mut self, pages: PagesWriter) -> Result<(), ImageError> {
         self.check_name(&pages.name)?;
@@ -275,9 +281,32 @@ impl ImageReader {
                 return Err(length_error(&digest.name, meta.len(), digest.len));
             }
         }
+        let mut objects: HashSet<u32> = HashSet::new();
+        let mut referenced: Vec<(String, u32)> = Vec::new();
         for entry in &self.manifest.tasks {
             // The manifest digest covers the whole file; decoding checks the header again.
             let task: TaskImage = self.read_meta(&entry.core_file, MetaKind::Task)?;
+            for o in &task.file_objects {
+                if !objects.insert(o.id) {
+                    return Err(ImageError::BadManifest(format!(
+                        "file object {} is recorded twice",
+                        o.id
+                    )));
+                }
+                let len = self.listed(&o.data_file)?.len;
+                if len != o.data_len() {
+                    return Err(length_error(&o.data_file, len, o.data_len()));
+                }
+            }
+            let fds = task.fds.iter().filter_map(|f| match f.file {
+                crate::FileKind::Object { object } => Some(object),
+                _ => None,
+            });
+            let maps = task.mm.vmas.iter().filter_map(|v| match v.kind {
+                crate::VmaKind::Object { object } => Some(object),
+                _ => None,
+            });
+            referenced.extend(fds.chain(maps).map(|o| (entry.core_file.clone(), o)));
             let pages_len = self.digest(&entry.pages_file).map_or(0, |d| d.len);
             validate::validate_task(
                 &entry.core_file,
@@ -286,6 +315,12 @@ impl ImageReader {
                 self.manifest.page_size,
                 pages_len,
             )?;
+        }
+        if let Some((file, o)) = referenced.iter().find(|r| !objects.contains(&r.1)) {
+            return Err(ImageError::Invalid {
+                file: file.clone(),
+                reason: format!("refers to file object {o}, which the image does not hold"),
+            });
         }
         Ok(())
     }

@@ -10,6 +10,7 @@
 
 pub mod container;
 pub mod dir;
+pub mod objects;
 pub mod render;
 pub mod sample;
 pub mod types;
@@ -19,6 +20,7 @@ pub use container::{MetaKind, FORMAT_MAJOR, FORMAT_MINOR};
 pub use dir::{
     pages_file_name, task_file_name, ImageReader, ImageWriter, PagesWriter, MANIFEST_FILE,
 };
+pub use objects::{object_data_file_name, DataExtent, FileLock, FileObject, LockKind, ObjectKind};
 pub use types::*;
 
 /// Errors reading or writing an image.

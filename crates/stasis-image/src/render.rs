@@ -372,6 +372,8 @@ fn write_task(out: &mut String, t: &TaskImage, page_size: u64) -> fmt::Result {
     }
     write_mm(out, &t.mm, page_size)?;
     write_fds(out, &t.fds)?;
+    write_objects(out, &t.file_objects)?;
+    write_locks(out, &t.file_locks)?;
     write_signals(out, &t.signals.actions)?;
     write_creds(out, t)?;
     write_attrs(out, t)
@@ -489,6 +491,10 @@ fn write_mm(out: &mut String, mm: &MmImage, page_size: u64) -> fmt::Result {
             VmaKind::File { path, .. } => {
                 file = file.saturating_add(size);
                 format!("file {path} @{:#x}", v.pgoff)
+            }
+            VmaKind::Object { object } => {
+                file = file.saturating_add(size);
+                format!("file object {object} @{:#x}", v.pgoff)
             }
             VmaKind::Special { name } => {
                 special = special.saturating_add(size);
@@ -684,6 +690,8 @@ fn write_fds(out: &mut String, fds: &[FdImage]) -> fmt::Result {
                 "pipe:[{inode}] {} end, capacity {capacity}",
                 if *read_end { "read" } else { "write" }
             ),
+            FileKind::Object { object } => format!("file object {object}"),
+            FileKind::PidFd { pid } => format!("pidfd of pid {pid}"),
         };
         writeln!(
             out,
@@ -694,6 +702,45 @@ fn write_fds(out: &mut String, fds: &[FdImage]) -> fmt::Result {
             open_flags(f.flags),
             f.pos,
             if f.cloexec { "yes" } else { "no" }
+        )?;
+    }
+    Ok(())
+}
+
+fn write_locks(out: &mut String, locks: &[crate::FileLock]) -> fmt::Result {
+    if locks.is_empty() {
+        return Ok(());
+    }
+    writeln!(out, "  file locks ({}):", locks.len())?;
+    for l in locks {
+        writeln!(
+            out,
+            "    fd {:>4} {:?} {} {}..{}",
+            l.fd,
+            l.kind,
+            if l.write { "write" } else { "read" },
+            l.start,
+            l.end.map_or("EOF".to_string(), |e| e.to_string())
+        )?;
+    }
+    Ok(())
+}
+
+fn write_objects(out: &mut String, objects: &[crate::FileObject]) -> fmt::Result {
+    if objects.is_empty() {
+        return Ok(());
+    }
+    writeln!(out, "  file objects ({}):", objects.len())?;
+    for o in objects {
+        writeln!(
+            out,
+            "    {:>4} {}, mode {:o}, {} bytes of data in {} extent(s) in {}",
+            o.id,
+            o.describe(),
+            o.mode,
+            o.data_len(),
+            o.extents.len(),
+            o.data_file
         )?;
     }
     Ok(())

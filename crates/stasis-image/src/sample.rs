@@ -247,6 +247,8 @@ pub fn task(pid: i32, ppid: i32, pages_per_run: u64) -> TaskImage {
         pipe_data: Vec::new(),
         shared_with_parent: SharedWithParent::default(),
         vfork_child: false,
+        file_objects: Vec::new(),
+        file_locks: Vec::new(),
     }
 }
 

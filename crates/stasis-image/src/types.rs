@@ -118,6 +118,14 @@ pub struct TaskImage {
     /// empty), and the parent was inside vfork (its registers are those of vfork's return).
     #[serde(default)]
     pub vfork_child: bool,
+    /// File objects (memfd, deleted files) whose first reference (in tree order) this
+    /// task holds, by descriptor or mapping.
+    #[serde(default)]
+    pub file_objects: Vec<crate::FileObject>,
+    /// File locks the task holds or whose open file description it holds (`dump
+    /// --file-locks`).
+    #[serde(default)]
+    pub file_locks: Vec<crate::FileLock>,
 }
 
 /// Kernel objects a process shares with its parent (clone flags that outlived the clone).
@@ -399,6 +407,9 @@ pub enum VmaKind {
         ino: u64,
         size: u64,
     },
+    /// A mapping of a file object stored in the image (memfd, deleted file): the
+    /// [`crate::FileObject`] with this id.
+    Object { object: u32 },
     /// A kernel special mapping (`[vdso]`, `[vvar]`, `[vvar_vclock]`, `[vsyscall]`, ...), not stored.
     Special { name: String },
 }
@@ -510,6 +521,15 @@ pub enum FileKind {
         read_end: bool,
         /// Capacity in bytes (F_GETPIPE_SZ).
         capacity: u32,
+    },
+    /// A file object stored in the image (memfd, deleted file): the
+    /// [`crate::FileObject`] with this id, opened again with this descriptor's flags.
+    Object {
+        object: u32,
+    },
+    /// A pidfd on process `pid` (of the tree, or outside it if it still exists at restore).
+    PidFd {
+        pid: i32,
     },
 }
 

@@ -173,6 +173,17 @@ pub fn validate_task(
         }
         runs.push((span.vaddr, end));
     }
+    for l in &task.file_locks {
+        if !fds.contains(&l.fd) || l.end.is_some_and(|e| e < l.start) {
+            return Err(invalid(format!(
+                "file lock on fd {} ({}..{:?}): no such fd, or an empty range",
+                l.fd, l.start, l.end
+            )));
+        }
+    }
+    for o in &task.file_objects {
+        check_object(o).map_err(|why| invalid(format!("file object {}: {why}", o.id)))?;
+    }
     runs.sort_unstable();
     for w in runs.windows(2) {
         if w[0].1 > w[1].0 {
@@ -181,6 +192,28 @@ pub fn validate_task(
                 w[0].0, w[0].1, w[1].0, w[1].1
             )));
         }
+    }
+    Ok(())
+}
+
+/// Checks the extents and the data file name of one file object.
+fn check_object(o: &crate::FileObject) -> Result<(), String> {
+    if !valid_file_name(&o.data_file) {
+        return Err(format!("{:?} cannot name a file of an image", o.data_file));
+    }
+    let mut end = 0u64;
+    for e in &o.extents {
+        let e_end = e
+            .offset
+            .checked_add(e.len)
+            .ok_or_else(|| format!("extent at {:#x} overflows", e.offset))?;
+        if e.len == 0 || e.offset < end || e_end > o.size {
+            return Err(format!(
+                "extent {:#x}+{:#x} is empty, out of order or past the size {}",
+                e.offset, e.len, o.size
+            ));
+        }
+        end = e_end;
     }
     Ok(())
 }

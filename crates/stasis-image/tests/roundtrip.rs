@@ -243,6 +243,7 @@ fn vma_kind() -> impl Strategy<Value = VmaKind> {
             }
         }),
         text().prop_map(|name| VmaKind::Special { name }),
+        any::<u32>().prop_map(|object| VmaKind::Object { object }),
     ]
 }
 
@@ -331,6 +332,8 @@ fn file_kind() -> impl Strategy<Value = FileKind> {
                 capacity,
             }
         }),
+        any::<u32>().prop_map(|object| FileKind::Object { object }),
+        any::<i32>().prop_map(|pid| FileKind::PidFd { pid }),
     ]
 }
 
@@ -402,6 +405,8 @@ fn task() -> impl Strategy<Value = TaskImage> {
                         fs_info: !job_stopped,
                     },
                     vfork_child: !job_stopped,
+                    file_objects: Vec::new(),
+                    file_locks: Vec::new(),
                 }
             },
         )

@@ -751,3 +751,146 @@ pub fn unshare(flags: i32) -> SysResult<()> {
     })
     .map(drop)
 }
+
+/// lseek(SEEK_DATA): the first offset at or after `from` that holds data, or None past
+/// the last data (ENXIO).
+pub fn seek_data(fd: i32, from: u64) -> SysResult<Option<u64>> {
+    // SAFETY: lseek has no memory arguments.
+    let r = unsafe { libc::lseek(fd, from as libc::off_t, libc::SEEK_DATA) };
+    if r < 0 {
+        let e = SysError::last("lseek(SEEK_DATA)", format!("fd {fd} from {from}"));
+        return if e.errno.0 == libc::ENXIO {
+            Ok(None)
+        } else {
+            Err(e)
+        };
+    }
+    Ok(Some(r as u64))
+}
+
+/// lseek(SEEK_HOLE): the first hole at or after `from` (the end of the file counts as one).
+pub fn seek_hole(fd: i32, from: u64) -> SysResult<u64> {
+    // SAFETY: lseek has no memory arguments.
+    let r = unsafe { libc::lseek(fd, from as libc::off_t, libc::SEEK_HOLE) };
+    check(r as _, "lseek(SEEK_HOLE)", || {
+        format!("fd {fd} from {from}")
+    })
+    .map(|v| v as u64)
+}
+
+/// memfd_create(2); returns the new descriptor (close-on-exec).
+pub fn memfd_create(name: &str, flags: u32) -> SysResult<i32> {
+    let c = CString::new(name.as_bytes())
+        .map_err(|_| SysError::new("memfd_create", name.to_string(), Errno(libc::EINVAL)))?;
+    // SAFETY: `c` is a NUL-terminated name that outlives the call.
+    let r = unsafe { libc::memfd_create(c.as_ptr(), flags | libc::MFD_CLOEXEC) };
+    check(r as _, "memfd_create", || name.to_string()).map(|v| v as i32)
+}
+
+/// fcntl(F_GET_SEALS).
+pub fn get_seals(fd: i32) -> SysResult<u32> {
+    // SAFETY: fcntl F_GET_SEALS has no argument.
+    let r = unsafe { libc::fcntl(fd, libc::F_GET_SEALS) };
+    check(r as _, "fcntl(F_GET_SEALS)", || format!("fd {fd}")).map(|v| v as u32)
+}
+
+/// fcntl(F_ADD_SEALS).
+pub fn add_seals(fd: i32, seals: u32) -> SysResult<()> {
+    // SAFETY: fcntl F_ADD_SEALS with an integer argument.
+    let r = unsafe { libc::fcntl(fd, libc::F_ADD_SEALS, seals as libc::c_int) };
+    check(r as _, "fcntl(F_ADD_SEALS)", || {
+        format!("fd {fd} seals {seals:#x}")
+    })
+    .map(drop)
+}
+
+pub fn ftruncate(fd: i32, len: u64) -> SysResult<()> {
+    // SAFETY: ftruncate has no memory arguments.
+    let r = unsafe { libc::ftruncate(fd, len as libc::off_t) };
+    check(r as _, "ftruncate", || format!("fd {fd} to {len}")).map(drop)
+}
+
+pub fn fchmod(fd: i32, mode: u32) -> SysResult<()> {
+    // SAFETY: fchmod has no memory arguments.
+    let r = unsafe { libc::fchmod(fd, mode as libc::mode_t) };
+    check(r as _, "fchmod", || format!("fd {fd} mode {mode:o}")).map(drop)
+}
+
+/// Writes all of `data` at offset `at` (pwrite, retried until done).
+pub fn pwrite_all(fd: i32, mut data: &[u8], mut at: u64) -> SysResult<()> {
+    while !data.is_empty() {
+        // SAFETY: the buffer is valid for data.len() bytes for the duration of the call.
+        let r = unsafe { libc::pwrite(fd, data.as_ptr().cast(), data.len(), at as libc::off_t) };
+        if r < 0 {
+            let e = SysError::last("pwrite", format!("fd {fd} at {at}"));
+            if e.errno.0 == libc::EINTR {
+                continue;
+            }
+            return Err(e);
+        }
+        data = &data[r as usize..];
+        at += r as u64;
+    }
+    Ok(())
+}
+
+/// unlink(2).
+pub fn unlink(path: &Path) -> SysResult<()> {
+    let c = cstr(path)?;
+    // SAFETY: `c` is a NUL-terminated path that outlives the call.
+    let r = unsafe { libc::unlink(c.as_ptr()) };
+    check(r as _, "unlink", || path.display().to_string()).map(drop)
+}
+
+/// flock(2) with LOCK_NB: a shared or exclusive lock on the open file description.
+pub fn flock_nb(fd: i32, exclusive: bool) -> SysResult<()> {
+    let op = if exclusive {
+        libc::LOCK_EX
+    } else {
+        libc::LOCK_SH
+    } | libc::LOCK_NB;
+    // SAFETY: flock has no memory arguments.
+    let r = unsafe { libc::flock(fd, op) };
+    check(r as _, "flock", || format!("fd {fd} op {op:#x}")).map(drop)
+}
+
+/// fcntl(cmd) with a `struct flock` for [start, start + len) (len 0: to the end of the
+/// file): F_SETLK, F_OFD_SETLK (set, without waiting), F_GETLK, F_OFD_GETLK (query).
+/// Returns the resulting struct (l_type, l_start, l_len, l_pid).
+pub fn fcntl_lock(
+    fd: i32,
+    cmd: i32,
+    l_type: i16,
+    start: u64,
+    len: u64,
+) -> SysResult<(i16, u64, u64, i32)> {
+    // SAFETY: an all-zero struct flock is a valid value.
+    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+    fl.l_type = l_type;
+    fl.l_whence = libc::SEEK_SET as i16;
+    fl.l_start = start as libc::off_t;
+    fl.l_len = len as libc::off_t;
+    // SAFETY: `fl` is a valid struct flock that outlives the call.
+    let r = unsafe { libc::fcntl(fd, cmd, &mut fl as *mut libc::flock) };
+    check(r as _, "fcntl(lock)", || {
+        format!("fd {fd} cmd {cmd} type {l_type} at {start} len {len}")
+    })?;
+    Ok((fl.l_type, fl.l_start as u64, fl.l_len as u64, fl.l_pid))
+}
+
+pub fn fchown(fd: i32, uid: u32, gid: u32) -> SysResult<()> {
+    // SAFETY: fchown has no memory arguments.
+    let r = unsafe { libc::fchown(fd, uid, gid) };
+    check(r as _, "fchown", || format!("fd {fd} to {uid}:{gid}")).map(drop)
+}
+
+/// The file system type (statfs f_type) of the file at `path` (links followed).
+pub fn fs_type(path: &Path) -> SysResult<i64> {
+    let c = cstr(path)?;
+    // SAFETY: an all-zero struct statfs is a valid value.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is NUL-terminated and `st` is a valid struct statfs; both outlive the call.
+    let r = unsafe { libc::statfs(c.as_ptr(), &mut st) };
+    check(r as _, "statfs", || path.display().to_string())?;
+    Ok(st.f_type as i64)
+}

@@ -21,6 +21,8 @@ pub struct DumpOptions {
     pub leave_running: bool,
     pub leave_stopped: bool,
     pub shell_job: bool,
+    /// Save the file locks the tree holds (else a held lock is refused).
+    pub file_locks: bool,
 }
 
 /// What a dump did, for the log and for benchmarks.
@@ -232,6 +234,11 @@ fn dump_tree(
             image.socket_queues.push(queue);
         }
     }
+    for (pid, object) in descs.save_objects(&mut writer)? {
+        if let Some(image) = images.iter_mut().find(|i| i.pid == pid) {
+            image.file_objects.push(object);
+        }
+    }
     for image in &images {
         entries.push(write_task(&mut writer, image)?);
     }
@@ -258,6 +265,8 @@ fn dump_tree(
             pipe_data: Vec::new(),
             shared_with_parent: Default::default(),
             vfork_child: false,
+            file_objects: Vec::new(),
+            file_locks: Vec::new(),
         };
         let pages = writer.pages(&format!("pages-{}.img", z.pid))?;
         writer.add_pages(pages)?;
@@ -266,6 +275,9 @@ fn dump_tree(
     let mut dump_options = Vec::new();
     if opts.shell_job {
         dump_options.push("--shell-job".to_string());
+    }
+    if opts.file_locks {
+        dump_options.push("--file-locks".to_string());
     }
     writer.finish(Manifest {
         tool_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -306,7 +318,7 @@ fn dump_process(
     let status = procfs::status(pid).proc(pid)?;
     let mut posix_timers = timers::list_posix(pid, frozen.threads.len())?;
     let smaps = procfs::smaps(pid).proc(pid)?;
-    let vmas = mem::collect_vmas(pid, &smaps)?;
+    let vmas = mem::collect_vmas(pid, &smaps, descs.objects())?;
     // A vfork child's fd table is a copy of its parent's (checked) and its memory is its
     // parent's: both are the parent's business.
     let fds = if vfork_child {
@@ -314,6 +326,7 @@ fn dump_process(
     } else {
         files::dump(pid, opts.shell_job, descs)?
     };
+    let file_locks = files::locks::dump(pid, &fds, opts.file_locks)?;
 
     let pages_name = format!("pages-{pid}.img");
     let mut pages_out = writer.pages(&pages_name)?;
@@ -400,6 +413,8 @@ fn dump_process(
         pipe_data: Vec::new(),
         shared_with_parent,
         vfork_child,
+        file_objects: Vec::new(),
+        file_locks,
     };
     Ok((image, stored))
 }

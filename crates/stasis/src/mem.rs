@@ -7,11 +7,14 @@
 
 use std::collections::BTreeMap;
 
+use std::os::unix::fs::MetadataExt;
+
 use stasis_image::{MmImage, PageRun, PageSpan, PagesWriter, Vma, VmaKind};
 use stasis_sys::mem::{self as sysmem, ProcMem, RemoteRange};
 use stasis_sys::procfs::{self, MapsEntry, Pagemap, SmapsEntry, Stat};
 
 use crate::error::{Error, ProcContext, Result, SysContext};
+use crate::files::object::{self, ObjectTable};
 use crate::inject::{self, Session};
 
 pub const PAGE: u64 = 4096;
@@ -37,8 +40,13 @@ fn prot_of(m: &MapsEntry) -> u32 {
     p
 }
 
-/// Turns smaps entries into image VMAs, refusing what cannot be restored yet.
-pub fn collect_vmas(pid: i32, smaps: &[SmapsEntry]) -> Result<Vec<Vma>> {
+/// Turns smaps entries into image VMAs, refusing what cannot be restored yet. Mappings of
+/// memfd and deleted files are recorded as file objects in `objects`.
+pub fn collect_vmas(
+    pid: i32,
+    smaps: &[SmapsEntry],
+    objects: &std::cell::RefCell<ObjectTable>,
+) -> Result<Vec<Vma>> {
     let mut out = Vec::with_capacity(smaps.len());
     for s in smaps {
         let m = &s.map;
@@ -54,12 +62,31 @@ pub fn collect_vmas(pid: i32, smaps: &[SmapsEntry]) -> Result<Vec<Vma>> {
         } else if m.shared && m.deleted && m.path == "/dev/zero" {
             // MAP_SHARED|MAP_ANONYMOUS memory is a deleted shmem file named /dev/zero.
             VmaKind::SharedAnonymous { inode: m.inode }
-        } else if m.deleted {
+        } else if m.deleted && m.path.starts_with("/SYSV") {
             return Err(Error::Unsupported {
                 pid,
                 object: range(),
-                detail: "mapping of a deleted file (memfd, unlinked file or SysV shm)".into(),
+                detail: "mapping of a SysV shared memory segment (not supported yet)".into(),
             });
+        } else if m.deleted && m.path.starts_with('/') {
+            // A memfd or an unlinked file: the mapping may be its only reference, so it
+            // is found through map_files.
+            let source = format!("/proc/{pid}/map_files/{:x}-{:x}", m.start, m.end);
+            let meta = std::fs::metadata(&source).map_err(|e| Error::Unsupported {
+                pid,
+                object: range(),
+                detail: format!("cannot stat the mapped file through {source}: {e}"),
+            })?;
+            let found =
+                object::classify(&m.path, &source, &meta).map_err(|detail| Error::Unsupported {
+                    pid,
+                    object: range(),
+                    detail,
+                })?;
+            let key = (meta.dev(), meta.ino());
+            VmaKind::Object {
+                object: objects.borrow_mut().note(pid, key, source, found),
+            }
         } else if m.path.starts_with('/') {
             let (dev, ino, size, _, _) = stasis_sys::own::stat(std::path::Path::new(&m.path))
                 .ctx(pid, || format!("stat the file of {}", range()))?;
@@ -107,9 +134,11 @@ fn store_page(vma: &Vma, entry: u64) -> bool {
         VmaKind::Special { .. } => false,
         VmaKind::Anonymous { .. } | VmaKind::SharedAnonymous { .. } => present || swapped,
         // Private file mappings: only the pages the process wrote (now anonymous copies).
-        VmaKind::File { .. } if !vma.shared => swapped || (present && entry & procfs::PM_FILE == 0),
-        // Shared file mappings: the file holds the data.
-        VmaKind::File { .. } => false,
+        VmaKind::File { .. } | VmaKind::Object { .. } if !vma.shared => {
+            swapped || (present && entry & procfs::PM_FILE == 0)
+        }
+        // Shared file mappings: the file (or the saved file object) holds the data.
+        VmaKind::File { .. } | VmaKind::Object { .. } => false,
     }
 }
 
@@ -129,7 +158,7 @@ pub fn dump_pages(
     let mut readable: Vec<bool> = Vec::new();
     for vma in vmas {
         if matches!(vma.kind, VmaKind::Special { .. })
-            || (matches!(vma.kind, VmaKind::File { .. }) && vma.shared)
+            || (matches!(vma.kind, VmaKind::File { .. } | VmaKind::Object { .. }) && vma.shared)
         {
             continue;
         }
@@ -302,9 +331,12 @@ pub fn dump_mm(
 /// A file that mappings are made from at restore, opened by the restore child at `fd`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MapFile {
+    /// The path to open (empty for a file object).
     pub path: String,
     pub fd: i32,
     pub writable: bool,
+    /// A file object of the image (memfd, deleted file), taken from its restore slot.
+    pub object: Option<u32>,
 }
 
 /// Chooses descriptor numbers (from `first_fd` up) for the files that mappings need.
@@ -317,13 +349,28 @@ pub fn plan_map_files(mm: &MmImage, first_fd: i32) -> Vec<MapFile> {
             *by_path.entry(path).or_default() |= w;
         }
     }
+    let mut objects: Vec<u32> = mm
+        .vmas
+        .iter()
+        .filter_map(|v| match v.kind {
+            VmaKind::Object { object } => Some(object),
+            _ => None,
+        })
+        .collect();
+    objects.sort_unstable();
+    objects.dedup();
+    let by_object = objects.into_iter().map(|o| (None, Some(o)));
     by_path
         .into_iter()
+        .map(|(path, writable)| (Some((path, writable)), None))
+        .chain(by_object)
         .enumerate()
-        .map(|(i, (path, writable))| MapFile {
-            path: path.to_string(),
+        .map(|(i, (path, object))| MapFile {
+            path: path.map(|p| p.0.to_string()).unwrap_or_default(),
             fd: first_fd + i as i32,
-            writable,
+            // File objects are made read-write.
+            writable: path.is_none_or(|p| p.1),
+            object,
         })
         .collect()
 }
@@ -420,36 +467,47 @@ pub fn restore(
         if kept(v) {
             continue;
         }
-        let (fd, file_flags) =
-            match &v.kind {
-                VmaKind::Special { .. } => continue,
-                VmaKind::Anonymous { .. } => (-1i64, libc::MAP_ANONYMOUS),
-                VmaKind::SharedAnonymous { inode } => match shmem.find(*inode) {
-                    None => {
-                        shmem.owners.push(ShmemOwner {
-                            inode: *inode,
-                            ns_pid: s.ns_pid(),
-                            start: v.start,
-                            end: v.end,
-                            pgoff: v.pgoff,
-                        });
-                        (-1i64, libc::MAP_ANONYMOUS)
-                    }
-                    Some(owner) => {
-                        map_shared_again(s, v, &owner, has_pages[i])?;
-                        continue;
-                    }
-                },
-                VmaKind::File { path, .. } => {
-                    let f = map_files.iter().find(|f| &f.path == path).ok_or_else(|| {
-                        Error::Restore {
+        let (fd, file_flags) = match &v.kind {
+            VmaKind::Special { .. } => continue,
+            VmaKind::Anonymous { .. } => (-1i64, libc::MAP_ANONYMOUS),
+            VmaKind::SharedAnonymous { inode } => match shmem.find(*inode) {
+                None => {
+                    shmem.owners.push(ShmemOwner {
+                        inode: *inode,
+                        ns_pid: s.ns_pid(),
+                        start: v.start,
+                        end: v.end,
+                        pgoff: v.pgoff,
+                    });
+                    (-1i64, libc::MAP_ANONYMOUS)
+                }
+                Some(owner) => {
+                    map_shared_again(s, v, &owner, has_pages[i])?;
+                    continue;
+                }
+            },
+            VmaKind::File { path, .. } => {
+                let f =
+                    map_files
+                        .iter()
+                        .find(|f| &f.path == path)
+                        .ok_or_else(|| Error::Restore {
                             pid,
                             reason: format!("no descriptor planned for mapped file {path}"),
-                        }
+                        })?;
+                (f.fd as i64, 0)
+            }
+            VmaKind::Object { object } => {
+                let f = map_files
+                    .iter()
+                    .find(|f| f.object == Some(*object))
+                    .ok_or_else(|| Error::Restore {
+                        pid,
+                        reason: format!("no descriptor planned for mapped file object {object}"),
                     })?;
-                    (f.fd as i64, 0)
-                }
-            };
+                (f.fd as i64, 0)
+            }
+        };
         let mut prot = v.prot;
         if has_pages[i] {
             prot |= (libc::PROT_READ | libc::PROT_WRITE) as u32;

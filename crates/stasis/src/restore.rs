@@ -65,6 +65,12 @@ struct TreePlan<'a> {
     terminal: Option<String>,
     /// Memory shared copy-on-write between parents and children, and the page files.
     cow: cow::CowPlan<'a>,
+    /// File objects (memfd, deleted files), made by the root at slots of their own after
+    /// the descriptions': (object id, task index, index in its `file_objects`).
+    objects: Vec<(u32, usize, usize)>,
+    object_base: i32,
+    /// The image directory (absolute), where the objects' data files are.
+    data_dir: PathBuf,
 }
 
 struct TaskPlan {
@@ -80,8 +86,18 @@ impl TreePlan<'_> {
         self.slot_base + desc as i32
     }
 
+    fn object_slot(&self, id: u32) -> i32 {
+        let i = self.objects.iter().position(|o| o.0 == id).unwrap_or(0);
+        self.object_base + i as i32
+    }
+
     fn slots(&self) -> Vec<i32> {
-        self.descs.iter().map(|d| self.slot(d.0)).collect()
+        let objects = self.objects.iter().map(|o| self.object_slot(o.0));
+        self.descs
+            .iter()
+            .map(|d| self.slot(d.0))
+            .chain(objects)
+            .collect()
     }
 }
 
@@ -127,6 +143,12 @@ pub fn restore(opts: &RestoreOptions) -> Result<Restored> {
         reader.verify_pages(&entry.pages_file, map.bytes())?;
         pages.push(map);
         files::check(pid, &t.fds)?;
+        let tree: Vec<i32> = tasks.iter().map(|t| t.pid).collect();
+        files::pidfd::check(pid, &t.fds, &tree)?;
+        for o in &t.file_objects {
+            files::object::check(pid, o)?;
+            reader.verify_file(&o.data_file)?;
+        }
         mem::check_map_files(pid, &t.mm)?;
         let has_terminal = t
             .fds
@@ -159,11 +181,15 @@ pub fn restore(opts: &RestoreOptions) -> Result<Restored> {
     }
 
     let page_bytes: Vec<&[u8]> = pages.iter().map(|p| p.bytes()).collect();
-    let plan = make_plan(&tasks, &page_bytes, opts)?;
+    let mut plan = make_plan(&tasks, &page_bytes, opts)?;
     if opts.time_ns {
         // Before the first child: the children made from now on are in it.
         timens::enter_for_children(root.pid, manifest.clocks.as_ref())?;
     }
+    plan.data_dir = std::path::absolute(reader.dir()).map_err(|e| Error::Restore {
+        pid: root.pid,
+        reason: format!("image directory {}: {e}", reader.dir().display()),
+    })?;
     let (report_r, report_w) = own::pipe().ctx(root.pid, || "create report pipe".into())?;
     let sibling = if opts.sibling {
         libc::CLONE_PARENT as u64
@@ -226,6 +252,7 @@ pub fn restore(opts: &RestoreOptions) -> Result<Restored> {
             }
         }
     }
+    files::object::seal_late(&tasks, |pid| pids.host(pid))?;
     for r in ready {
         r.release()?;
     }
@@ -456,7 +483,18 @@ fn make_plan<'a>(
         }
     }
     let max_desc = descs.iter().map(|d| d.0).max().unwrap_or(0) as i32;
-    let mut next_fd = slot_base + max_desc + 1;
+    let objects: Vec<(u32, usize, usize)> = tasks
+        .iter()
+        .enumerate()
+        .flat_map(|(ti, t)| {
+            t.file_objects
+                .iter()
+                .enumerate()
+                .map(move |(oi, o)| (o.id, ti, oi))
+        })
+        .collect();
+    let object_base = slot_base + max_desc + 1;
+    let mut next_fd = object_base + objects.len() as i32;
     let own_maps: Vec<(u64, u64)> = procfs::maps(std::process::id() as i32)
         .proc(root)?
         .iter()
@@ -510,6 +548,9 @@ fn make_plan<'a>(
         tasks: plans,
         terminal,
         cow,
+        objects,
+        object_base,
+        data_dir: PathBuf::new(),
     })
 }
 
@@ -561,8 +602,19 @@ fn task_setup(
         // The root: only the report pipe comes from the tool; it opens every description.
         own::dup_to(w, plan.report_fd, true).map_err(|e| e.to_string())?;
         own::close_all_except(&[plan.report_fd]);
+        let objects: Vec<&stasis_image::FileObject> = plan
+            .objects
+            .iter()
+            .map(|&(_, ti, oi)| &tasks[ti].file_objects[oi])
+            .collect();
+        files::object::create_all(&objects, &plan.data_dir, |id| plan.object_slot(id))?;
         let ctx = ReopenContext {
             terminal: plan.terminal.clone(),
+            object_slots: plan
+                .objects
+                .iter()
+                .map(|o| (o.0, plan.object_slot(o.0)))
+                .collect(),
         };
         let descs: Vec<(u32, &stasis_image::FdImage)> = plan
             .descs
@@ -574,6 +626,9 @@ fn task_setup(
         let socket_queues: Vec<&stasis_image::SocketQueue> =
             tasks.iter().flat_map(|t| t.socket_queues.iter()).collect();
         files::open_descriptions(&descs, &pipe_data, &socket_queues, &ctx, |d| plan.slot(d))?;
+        for t in tasks {
+            files::locks::take_description_locks(&t.file_locks, &t.fds, |d| plan.slot(d))?;
+        }
     } else if !shares_table {
         own::close_all_except(&keep);
     }
@@ -657,17 +712,25 @@ fn task_setup(
             .and_then(|()| process::kill(pid, libc::SIGCONT))
             .map_err(|e| format!("wait for child {pid} sharing the fd table: {e}"))?;
     }
-    if !shares_table {
-        let mut own_fds: Vec<i32> = t.fds.iter().map(|f| f.fd).collect();
-        own_fds.push(plan.report_fd);
-        for &gi in group.iter().filter(|&&gi| gi != idx) {
-            let g = &plan.tasks[gi];
-            own_fds.extend(g.map_files.iter().map(|m| m.fd));
-            own_fds.push(g.exe_fd);
+    let mut own_fds: Vec<i32> = t.fds.iter().map(|f| f.fd).collect();
+    own_fds.push(plan.report_fd);
+    for &gi in group.iter().filter(|&&gi| gi != idx) {
+        let g = &plan.tasks[gi];
+        own_fds.extend(g.map_files.iter().map(|m| m.fd));
+        own_fds.push(g.exe_fd);
+    }
+    // Mapped file objects come from their slots, which close now.
+    for mf in &tp.map_files {
+        if let Some(object) = mf.object {
+            own::dup_to(plan.object_slot(object), mf.fd, true)
+                .map_err(|e| format!("mapped file object {object}: {e}"))?;
+            own_fds.push(mf.fd);
         }
+    }
+    if !shares_table {
         own::close_all_except(&own_fds);
     }
-    for mf in &tp.map_files {
+    for mf in tp.map_files.iter().filter(|m| m.object.is_none()) {
         let flags = if mf.writable {
             libc::O_RDWR
         } else {
@@ -791,6 +854,10 @@ fn take_over(
     for fd in plan.map_files.iter().map(|m| m.fd).chain([plan.exe_fd]) {
         s.call("close", libc::SYS_close, [fd as u64, 0, 0, 0, 0, 0])?;
     }
+    // Once no descriptor it does not keep is left to close (which would drop them).
+    files::locks::take_posix_locks(&mut s, &t.file_locks)?;
+    // The whole tree exists now: pidfds can be opened on any process of it.
+    files::pidfd::restore(&mut s, &t.fds)?;
     signals::restore(&mut s, &t.signals)?;
     task::restore_attrs_remote(&mut s, &t.attrs)?;
     task::restore_thread_remote(&mut s, thread)?;

@@ -3,9 +3,14 @@
 
 mod anon;
 mod chardev;
+mod deleted;
 mod epoll;
 mod inotify;
+pub mod locks;
+mod memfd;
+pub mod object;
 mod path;
+pub mod pidfd;
 mod pipe;
 mod unix;
 mod unsupported;
@@ -31,6 +36,8 @@ pub struct FdProbe<'a> {
     pub meta: &'a std::fs::Metadata,
     pub shell_job: bool,
     unix: &'a std::cell::OnceCell<Vec<UnixSocket>>,
+    /// File objects (memfd, deleted files) of the tree.
+    pub objects: &'a std::cell::RefCell<object::ObjectTable>,
 }
 
 impl FdProbe<'_> {
@@ -71,6 +78,9 @@ const KINDS: &[DumpFn] = &[
     anon::dump,
     epoll::dump,
     inotify::dump,
+    memfd::dump,
+    deleted::dump,
+    pidfd::dump,
     unsupported::dump,
     path::dump,
     chardev::dump,
@@ -92,6 +102,7 @@ pub struct DescTable {
     unix: std::cell::OnceCell<Vec<UnixSocket>>,
     /// Unix sockets seen: inode -> (first pid, fd, peer, listening).
     sockets: BTreeMap<u64, (i32, i32, Option<u64>, bool)>,
+    objects: std::cell::RefCell<object::ObjectTable>,
 }
 
 /// Where the ends of one pipe were found.
@@ -104,6 +115,20 @@ struct PipeEnds {
 }
 
 impl DescTable {
+    /// File objects (memfd, deleted files) met so far, by descriptors or mappings.
+    pub fn objects(&self) -> &std::cell::RefCell<object::ObjectTable> {
+        &self.objects
+    }
+
+    /// Saves the contents of every file object; returns them with the pid of the task
+    /// that records each.
+    pub fn save_objects(
+        &self,
+        writer: &mut stasis_image::ImageWriter,
+    ) -> Result<Vec<(i32, stasis_image::FileObject)>> {
+        self.objects.borrow().save(writer)
+    }
+
     fn note_fifo(&mut self, pid: i32, fd: i32, flags: u32, file: &FileKind) {
         if let FileKind::Fifo { inode, .. } = *file {
             let e = self.fifos.entry(inode).or_insert((pid, None));
@@ -245,6 +270,7 @@ pub fn dump(pid: i32, shell_job: bool, descs: &mut DescTable) -> Result<Vec<FdIm
             meta: &meta,
             shell_job,
             unix: &descs.unix,
+            objects: &descs.objects,
         };
         let mut file = None;
         for kind in KINDS {
@@ -350,7 +376,9 @@ pub fn check(pid: i32, fds: &[FdImage]) -> Result<()> {
             | FileKind::SignalFd { .. }
             | FileKind::TimerFd { .. }
             | FileKind::Epoll { .. }
-            | FileKind::UnixSocket { .. } => {}
+            | FileKind::UnixSocket { .. }
+            | FileKind::Object { .. }
+            | FileKind::PidFd { .. } => {}
         }
     }
     Ok(())
@@ -360,6 +388,8 @@ pub fn check(pid: i32, fds: &[FdImage]) -> Result<()> {
 pub struct ReopenContext {
     /// Path of the caller's terminal, for --shell-job.
     pub terminal: Option<String>,
+    /// File objects made by `object::create_all`: (object id, descriptor).
+    pub object_slots: Vec<(u32, i32)>,
 }
 
 /// Opens every open file description of the tree in the calling (restore root) process:
@@ -400,6 +430,20 @@ pub fn open_descriptions(
             }
             FileKind::EventFd { .. } | FileKind::SignalFd { .. } | FileKind::TimerFd { .. } => {
                 let tmp = anon::create(f)?;
+                own::move_fd(tmp, at, true).map_err(err)?;
+            }
+            FileKind::Object { object } => {
+                let &(_, object_fd) = ctx
+                    .object_slots
+                    .iter()
+                    .find(|o| o.0 == *object)
+                    .ok_or_else(|| format!("fd {}: file object {object} was not made", f.fd))?;
+                let tmp = object::reopen(object_fd, flags, f.pos)
+                    .map_err(|e| format!("fd {} (file object {object}): {e}", f.fd))?;
+                own::move_fd(tmp, at, true).map_err(err)?;
+            }
+            FileKind::PidFd { .. } => {
+                let tmp = pidfd::placeholder().map_err(|e| format!("fd {}: {e}", f.fd))?;
                 own::move_fd(tmp, at, true).map_err(err)?;
             }
             FileKind::Inotify { .. } => {

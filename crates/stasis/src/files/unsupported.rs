@@ -18,8 +18,6 @@ pub fn dump(p: &FdProbe) -> Result<Option<FileKind>> {
             "an anonymous-inode file {} (not supported yet)",
             kind.trim_matches(|c| c == '[' || c == ']')
         )
-    } else if t.starts_with("/memfd:") {
-        "a memfd (not supported yet)".to_string()
     } else {
         return Ok(None);
     };

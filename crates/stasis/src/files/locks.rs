@@ -1,0 +1,170 @@
+//! File locks (`dump --file-locks`): POSIX (fcntl) locks belong to the process, flock and
+//! OFD locks to the open file description. They are found in the "lock:" lines of
+//! /proc/PID/fdinfo/N, which list the locks held through that descriptor (a POSIX lock
+//! only in the fdinfo of its owner). Without the option a held lock is refused.
+//!
+//! At restore the root takes flock and OFD locks on the descriptions it opens (every
+//! process sharing a description then shares its lock); each process takes its POSIX
+//! locks itself, through a remote fcntl once every descriptor it will not keep (slots,
+//! mapped files) is closed, since closing any descriptor of a file drops the process's
+//! POSIX locks on it.
+
+use stasis_image::{FdImage, FileLock, LockKind};
+use stasis_sys::{own, procfs};
+
+use crate::error::{Error, ProcContext, Result};
+use crate::inject::Session;
+
+/// One "lock:" line of fdinfo: "1: POSIX  ADVISORY  WRITE 1234 08:02:131 0 EOF".
+fn parse(fd: i32, line: &str) -> std::result::Result<FileLock, String> {
+    let t: Vec<&str> = line.split_whitespace().collect();
+    let bad = || format!("unexpected lock line {line:?}");
+    if t.len() < 8 {
+        return Err(bad());
+    }
+    let kind = match t[1] {
+        "POSIX" => LockKind::Posix,
+        "OFDLCK" => LockKind::Ofd,
+        "FLOCK" => LockKind::Flock,
+        "LEASE" | "DELEG" => return Err("a file lease (not supported yet)".into()),
+        other => return Err(format!("a {other} lock (not supported)")),
+    };
+    if t[2] != "ADVISORY" {
+        return Err(format!("a {} {} lock (not supported)", t[2], t[1]));
+    }
+    let write = match t[3] {
+        "WRITE" => true,
+        "READ" => false,
+        _ => return Err(bad()),
+    };
+    let start = t[6].parse::<u64>().map_err(|_| bad())?;
+    let end = match t[7] {
+        "EOF" => None,
+        n => Some(n.parse::<u64>().map_err(|_| bad())?),
+    };
+    Ok(FileLock {
+        fd,
+        kind,
+        write,
+        start,
+        end,
+    })
+}
+
+fn kind_name(k: LockKind) -> &'static str {
+    match k {
+        LockKind::Posix => "POSIX (fcntl)",
+        LockKind::Ofd => "OFD",
+        LockKind::Flock => "flock",
+    }
+}
+
+/// The locks held through the descriptors of `pid`; with `allowed` false a held lock is
+/// an `Unsupported` error.
+pub fn dump(pid: i32, fds: &[FdImage], allowed: bool) -> Result<Vec<FileLock>> {
+    let mut out: Vec<(FileLock, u32)> = Vec::new();
+    for f in fds {
+        let info = procfs::fdinfo(pid, f.fd).proc(pid)?;
+        for (_, line) in info.extra.iter().filter(|(k, _)| k == "lock") {
+            let object = || {
+                let link = procfs::fd_target(pid, f.fd).unwrap_or_default();
+                format!("fd {} ({link})", f.fd)
+            };
+            let lock = parse(f.fd, line).map_err(|detail| Error::Unsupported {
+                pid,
+                object: object(),
+                detail,
+            })?;
+            if !allowed {
+                return Err(Error::Unsupported {
+                    pid,
+                    object: object(),
+                    detail: format!(
+                        "it holds a {} file lock (dump with --file-locks to save file locks)",
+                        kind_name(lock.kind)
+                    ),
+                });
+            }
+            // The same lock shows through every descriptor of its description: keep one.
+            let same = |(l, d): &(FileLock, u32)| {
+                *d == f.desc
+                    && (l.kind, l.write, l.start, l.end)
+                        == (lock.kind, lock.write, lock.start, lock.end)
+            };
+            if !out.iter().any(same) {
+                out.push((lock, f.desc));
+            }
+        }
+    }
+    Ok(out.into_iter().map(|(l, _)| l).collect())
+}
+
+fn len_of(l: &FileLock) -> u64 {
+    l.end.map_or(0, |e| e.saturating_sub(l.start) + 1)
+}
+
+fn l_type(l: &FileLock) -> i16 {
+    if l.write {
+        libc::F_WRLCK as i16
+    } else {
+        libc::F_RDLCK as i16
+    }
+}
+
+/// Takes the flock and OFD locks of `locks` (held through the descriptors `fds`) on the
+/// descriptions the root opened: `slot` gives a description's descriptor. Runs in the
+/// restore root.
+pub fn take_description_locks(
+    locks: &[FileLock],
+    fds: &[FdImage],
+    slot: impl Fn(u32) -> i32,
+) -> std::result::Result<(), String> {
+    for l in locks.iter().filter(|l| l.kind != LockKind::Posix) {
+        let f = fds
+            .iter()
+            .find(|f| f.fd == l.fd)
+            .ok_or_else(|| format!("a lock is held through fd {}, which is not open", l.fd))?;
+        let at = slot(f.desc);
+        let r = match l.kind {
+            LockKind::Flock => own::flock_nb(at, l.write),
+            _ => own::fcntl_lock(at, libc::F_OFD_SETLK, l_type(l), l.start, len_of(l)).map(drop),
+        };
+        r.map_err(|e| {
+            format!(
+                "fd {}: take its {} lock again (held by a process outside the tree?): {e}",
+                l.fd,
+                kind_name(l.kind)
+            )
+        })?;
+    }
+    Ok(())
+}
+
+/// Takes the process's POSIX locks from inside it (remote fcntl F_SETLK).
+pub fn take_posix_locks(s: &mut Session, locks: &[FileLock]) -> Result<()> {
+    let pid = s.pid();
+    for l in locks.iter().filter(|l| l.kind == LockKind::Posix) {
+        // struct flock: l_type i16, l_whence i16, (pad), l_start i64, l_len i64, l_pid i32.
+        let mut fl = [0u8; 32];
+        fl[0..2].copy_from_slice(&l_type(l).to_le_bytes());
+        fl[2..4].copy_from_slice(&(libc::SEEK_SET as i16).to_le_bytes());
+        fl[8..16].copy_from_slice(&l.start.to_le_bytes());
+        fl[16..24].copy_from_slice(&len_of(l).to_le_bytes());
+        let addr = s.put(0, &fl)?;
+        s.call(
+            "fcntl(F_SETLK)",
+            libc::SYS_fcntl,
+            [l.fd as u64, libc::F_SETLK as u64, addr, 0, 0, 0],
+        )
+        .map_err(|e| Error::Restore {
+            pid,
+            reason: format!(
+                "fd {}: take its POSIX lock on {}..{} again (held by a process outside the tree?): {e}",
+                l.fd,
+                l.start,
+                l.end.map_or("EOF".to_string(), |e| e.to_string())
+            ),
+        })?;
+    }
+    Ok(())
+}

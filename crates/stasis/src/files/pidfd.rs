@@ -1,0 +1,85 @@
+//! pidfds (pidfd_open, clone's CLONE_PIDFD): a descriptor that refers to a process, of the
+//! tree or outside it. fdinfo names the process ("Pid:"). At restore the process may not
+//! exist yet when the root opens the descriptions (children are forked later), so the
+//! root holds a placeholder at the slot and each process opens its pidfds itself,
+//! through a remote pidfd_open once the whole tree exists. A pidfd shared between
+//! processes (inherited) comes back as one pidfd per process, on the same process.
+
+use stasis_image::{FdImage, FileKind};
+
+use super::FdProbe;
+use crate::error::{Error, Result};
+use crate::inject::Session;
+
+const SYS_PIDFD_OPEN: i64 = 434;
+
+pub fn dump(p: &FdProbe) -> Result<Option<FileKind>> {
+    if p.target != "anon_inode:[pidfd]" {
+        return Ok(None);
+    }
+    let pid = p
+        .info
+        .extra
+        .iter()
+        .find(|(k, _)| k == "Pid")
+        .and_then(|(_, v)| v.trim().parse::<i32>().ok())
+        .ok_or_else(|| p.unsupported("a pidfd whose fdinfo names no process"))?;
+    if pid <= 0 {
+        return Err(p.unsupported(
+            "a pidfd of a process that has ended and been reaped, or is in another PID namespace (not supported)",
+        ));
+    }
+    Ok(Some(FileKind::PidFd { pid }))
+}
+
+/// Checks, before anything is created, that every process a pidfd refers to outside the
+/// tree (`tree`: the tree's PIDs) still exists.
+pub fn check(pid: i32, fds: &[FdImage], tree: &[i32]) -> Result<()> {
+    for f in fds {
+        if let FileKind::PidFd { pid: target } = f.file {
+            if !tree.contains(&target) && !std::path::Path::new(&format!("/proc/{target}")).exists()
+            {
+                return Err(Error::Restore {
+                    pid,
+                    reason: format!(
+                        "fd {}: pidfd of process {target}, which is outside the tree and gone",
+                        f.fd
+                    ),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Opens the process's pidfds in it (remote pidfd_open), over their placeholders.
+pub fn restore(s: &mut Session, fds: &[FdImage]) -> Result<()> {
+    let pid = s.pid();
+    for f in fds {
+        let FileKind::PidFd { pid: target } = f.file else {
+            continue;
+        };
+        let flags = (f.flags & libc::O_NONBLOCK as u32) as u64;
+        let fail = |e: Error| Error::Restore {
+            pid,
+            reason: format!("fd {}: pidfd_open({target}): {e}", f.fd),
+        };
+        let got = s
+            .call(
+                "pidfd_open",
+                SYS_PIDFD_OPEN,
+                [target as u64, flags, 0, 0, 0, 0],
+            )
+            .map_err(fail)?;
+        let cloexec = if f.cloexec { libc::O_CLOEXEC as u64 } else { 0 };
+        s.call("dup3", libc::SYS_dup3, [got, f.fd as u64, cloexec, 0, 0, 0])?;
+        s.call("close", libc::SYS_close, [got, 0, 0, 0, 0, 0])?;
+    }
+    Ok(())
+}
+
+/// The placeholder the root holds at a pidfd's slot until the process opens the pidfd.
+pub fn placeholder() -> std::result::Result<i32, String> {
+    stasis_sys::own::open(std::path::Path::new("/dev/null"), libc::O_RDONLY, 0)
+        .map_err(|e| e.to_string())
+}

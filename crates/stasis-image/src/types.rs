@@ -342,6 +342,10 @@ pub enum VmaKind {
         ino: u64,
         size: u64,
     },
+    /// An attachment of a System V shared memory segment (maps shows `/SYSV<key> (deleted)`,
+    /// the inode is the shmid). `pgoff` is the offset of the mapping in the segment; the
+    /// segment itself (with its contents) is in the IPC image (`ipc.img`).
+    SysvShm { shmid: i32, size: u64 },
     /// A kernel special mapping (`[vdso]`, `[vvar]`, `[vvar_vclock]`, `[vsyscall]`, ...), not stored.
     Special { name: String },
 }
@@ -534,7 +538,7 @@ pub struct PipeData {
 }
 
 /// `Vec<u8>` as a CBOR byte string rather than an array of integers.
-mod serde_bytes_compat {
+pub(crate) mod serde_bytes_compat {
     use serde::{Deserializer, Serializer};
 
     pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {

@@ -233,6 +233,7 @@ fn vma_kind() -> impl Strategy<Value = VmaKind> {
             }
         }),
         text().prop_map(|name| VmaKind::Special { name }),
+        (any::<i32>(), any::<u64>()).prop_map(|(shmid, size)| VmaKind::SysvShm { shmid, size }),
     ]
 }
 

@@ -15,6 +15,7 @@ pub mod ptrace;
 pub mod pty;
 pub mod remote;
 pub mod sockdiag;
+pub mod sysvipc;
 
 pub use errno::{Errno, SysError, SysResult};
 

@@ -12,7 +12,7 @@ use stasis_sys::remote::{find_syscall_insn, Remote};
 use crate::error::{Error, ProcContext, Result, SysContext};
 use crate::freeze::{Frozen, Release};
 use crate::inject::{Session, DATA_LEN};
-use crate::{creds, files, mem, seccomp, signals, task, timers};
+use crate::{creds, files, ipc, mem, seccomp, signals, task, timers};
 
 #[derive(Debug, Clone)]
 pub struct DumpOptions {
@@ -145,6 +145,10 @@ fn dump_tree(opts: &DumpOptions, tree: &Tree) -> Result<u64> {
         if let Some(image) = images.iter_mut().find(|i| i.pid == pid) {
             image.socket_queues.push(queue);
         }
+    }
+    let sysv = ipc::dump(&images)?;
+    if !sysv.is_empty() {
+        writer.write_meta(stasis_image::ipc::IPC_FILE, MetaKind::Ipc, &sysv)?;
     }
     for image in &images {
         entries.push(write_task(&mut writer, image)?);

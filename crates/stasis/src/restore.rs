@@ -14,7 +14,7 @@ use crate::error::{Error, ProcContext, Result, SysContext};
 use crate::files::{self, ReopenContext};
 use crate::inject::Session;
 use crate::mem::{self, MapFile, PAGE, TASK_TOP};
-use crate::{creds, seccomp, session, signals, task, timers};
+use crate::{creds, ipc, seccomp, session, signals, task, timers};
 
 #[derive(Debug, Clone, Default)]
 pub struct RestoreOptions {
@@ -147,7 +147,18 @@ pub fn restore(opts: &RestoreOptions) -> Result<Restored> {
         }
     }
 
+    // SysV IPC objects: decided (reuse or create) before anything is created; made
+    // before the tree, which attaches its segments; removed again if the restore fails.
+    let sysv = reader.ipc()?;
+    let sysv_plan = sysv
+        .as_ref()
+        .map(|img| ipc::check(root.pid, img))
+        .transpose()?;
     let plan = make_plan(&tasks, opts)?;
+    let sysv_created = match &sysv_plan {
+        Some(p) => ipc::create(root.pid, p)?,
+        None => ipc::Created::none(root.pid),
+    };
     let (report_r, report_w) = own::pipe().ctx(root.pid, || "create report pipe".into())?;
     let sibling = if opts.sibling {
         libc::CLONE_PARENT as u64
@@ -207,6 +218,7 @@ pub fn restore(opts: &RestoreOptions) -> Result<Restored> {
             )?);
         }
     }
+    sysv_created.finish()?;
     for r in ready {
         r.release()?;
     }

@@ -171,3 +171,79 @@ fn shm_key_taken_is_refused() {
         run.report()
     );
 }
+
+#[test]
+fn msg_standalone() {
+    run_control(&sysv("msg"));
+}
+
+#[test]
+fn msg_dump_restore() {
+    run_cycle(&sysv("msg"));
+}
+
+#[test]
+fn msg_restored_from_the_image_alone() {
+    recreated("msg", Kind::Msg);
+}
+
+#[test]
+fn msg_leave_running() {
+    // The original takes its messages and removes its queues: restore makes them again.
+    run_leave_running(&sysv("msg"));
+}
+
+#[test]
+fn msg_id_taken_by_another_queue_is_refused() {
+    id_taken("msg", Kind::Msg, || {
+        // Another mode: a private queue with the same owner and mode would pass for the
+        // same queue (nothing else tells two empty private queues apart).
+        sysvipc::msg_create(0, 0o640).expect("create the impostor")
+    });
+}
+
+#[test]
+fn sem_standalone() {
+    run_control(&sysv("sem"));
+}
+
+#[test]
+fn sem_dump_restore() {
+    run_cycle(&sysv("sem"));
+}
+
+#[test]
+fn sem_restored_from_the_image_alone() {
+    recreated("sem", Kind::Sem);
+}
+
+#[test]
+fn sem_leave_running() {
+    run_leave_running(&sysv("sem"));
+}
+
+#[test]
+fn sem_id_taken_by_another_set_is_refused() {
+    id_taken("sem", Kind::Sem, || {
+        sysvipc::sem_create(0, 2, 0o600).expect("create the impostor")
+    });
+}
+
+/// SEM_UNDO adjustments cannot be read: the dump is refused and the process goes on.
+#[test]
+fn sem_undo_is_refused_and_the_process_goes_on() {
+    let v = sysv("sem-undo");
+    let mut s = Session::start(&v);
+    let images = s.scratch.images(1);
+    let r = s.dump(&images, &[]);
+    r.assert_no_panic();
+    if r.code() != 1 || !mentions(&r.stderr, &["undo"]) {
+        s.fail(&format!(
+            "dump of a process with a semaphore undo list must fail naming it\n{}",
+            r.report()
+        ));
+    }
+    s.assert_running_untraced("after the refused dump");
+    s.go();
+    s.finish_original("the victim after a refused dump");
+}

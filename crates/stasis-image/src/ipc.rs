@@ -87,6 +87,34 @@ pub struct SemSet {
     pub values: Vec<u16>,
 }
 
+/// A POSIX message queue as a descriptor sees it (in `FileKind::Mqueue` of each of its
+/// descriptors; restore makes the queue once per name).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MqueueImage {
+    /// "/NAME".
+    pub name: String,
+    /// The name was unlinked at dump: restore creates the queue under it, opens it and
+    /// unlinks it again.
+    pub unlinked: bool,
+    pub uid: u32,
+    pub gid: u32,
+    /// Permission bits.
+    pub mode: u32,
+    /// mq_maxmsg and mq_msgsize.
+    pub maxmsg: i64,
+    pub msgsize: i64,
+    /// Every message, in the order the queue gives them (highest priority first, oldest
+    /// first within one priority).
+    pub messages: Vec<MqMessage>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MqMessage {
+    pub priority: u32,
+    #[serde(with = "serde_bytes_compat")]
+    pub data: Vec<u8>,
+}
+
 /// Structural checks of a decoded IPC image: ids unique per kind, chunks inside their
 /// segment, sizes and message types sane.
 pub fn validate(img: &IpcImage) -> Result<(), String> {

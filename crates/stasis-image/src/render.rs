@@ -740,6 +740,17 @@ fn write_fds(out: &mut String, fds: &[FdImage]) -> fmt::Result {
                 "pipe:[{inode}] {} end, capacity {capacity}",
                 if *read_end { "read" } else { "write" }
             ),
+            FileKind::Mqueue(q) => format!(
+                "mqueue {}{} (maxmsg {}, msgsize {}, mode {:o}, owner {}:{}), {} message(s)",
+                q.name,
+                if q.unlinked { " (unlinked)" } else { "" },
+                q.maxmsg,
+                q.msgsize,
+                q.mode,
+                q.uid,
+                q.gid,
+                q.messages.len()
+            ),
         };
         writeln!(
             out,

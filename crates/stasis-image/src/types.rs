@@ -458,6 +458,8 @@ pub enum FileKind {
         /// Capacity in bytes (F_GETPIPE_SZ).
         capacity: u32,
     },
+    /// A POSIX message queue (the queue itself: see [`crate::ipc::MqueueImage`]).
+    Mqueue(crate::ipc::MqueueImage),
 }
 
 /// Seccomp: strict mode, or a stack of filters.

@@ -317,6 +317,26 @@ fn file_kind() -> impl Strategy<Value = FileKind> {
                 capacity,
             }
         }),
+        (
+            text(),
+            any::<bool>(),
+            any::<u32>(),
+            any::<i64>(),
+            proptest::collection::vec(any::<u8>(), 0..64),
+            any::<u32>()
+        )
+            .prop_map(|(name, unlinked, mode, maxmsg, data, priority)| {
+                FileKind::Mqueue(stasis_image::ipc::MqueueImage {
+                    name,
+                    unlinked,
+                    uid: mode / 3,
+                    gid: mode / 5,
+                    mode,
+                    maxmsg,
+                    msgsize: maxmsg / 2,
+                    messages: vec![stasis_image::ipc::MqMessage { priority, data }],
+                })
+            }),
     ]
 }
 

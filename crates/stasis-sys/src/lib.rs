@@ -8,6 +8,7 @@
 pub mod features;
 pub mod inotify;
 pub mod mem;
+pub mod mqueue;
 pub mod own;
 pub mod process;
 pub mod procfs;

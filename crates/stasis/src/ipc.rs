@@ -117,7 +117,13 @@ pub fn dump(images: &[TaskImage]) -> Result<IpcImage> {
             out.sem.push(set);
         }
     }
-    log::info!(
+    let level = if out.is_empty() {
+        log::Level::Debug
+    } else {
+        log::Level::Info
+    };
+    log::log!(
+        level,
         "SysV IPC: {} shm segment(s), {} message queue(s), {} semaphore set(s)",
         out.shm.len(),
         out.msg.len(),

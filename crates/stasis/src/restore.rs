@@ -159,6 +159,7 @@ pub fn restore(opts: &RestoreOptions) -> Result<Restored> {
         Some(p) => ipc::create(root.pid, p)?,
         None => ipc::Created::none(root.pid),
     };
+    let mqueues = files::prepare_mqueues(root.pid, &tasks)?;
     let (report_r, report_w) = own::pipe().ctx(root.pid, || "create report pipe".into())?;
     let sibling = if opts.sibling {
         libc::CLONE_PARENT as u64
@@ -218,7 +219,9 @@ pub fn restore(opts: &RestoreOptions) -> Result<Restored> {
             )?);
         }
     }
+    // Every task holds its segments and queues now.
     sysv_created.finish()?;
+    mqueues.finish()?;
     for r in ready {
         r.release()?;
     }

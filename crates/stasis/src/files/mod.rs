@@ -5,6 +5,7 @@ mod anon;
 mod chardev;
 mod epoll;
 mod inotify;
+mod mqueue;
 mod path;
 mod pipe;
 mod unix;
@@ -20,6 +21,8 @@ use stasis_sys::sockdiag::{self, UnixSocket};
 use stasis_sys::{own, process};
 
 use crate::error::{Error, ProcContext, Result, SysContext};
+
+pub use mqueue::{prepare as prepare_mqueues, Prepared as PreparedMqueues};
 
 /// What dump knows about one descriptor while classifying it.
 pub struct FdProbe<'a> {
@@ -71,6 +74,7 @@ const KINDS: &[DumpFn] = &[
     anon::dump,
     epoll::dump,
     inotify::dump,
+    mqueue::dump,
     unsupported::dump,
     path::dump,
     chardev::dump,
@@ -320,6 +324,8 @@ pub fn check(pid: i32, fds: &[FdImage]) -> Result<()> {
             | FileKind::TimerFd { .. }
             | FileKind::Epoll { .. }
             | FileKind::UnixSocket { .. } => {}
+            // Checked and made by prepare_mqueues, before the tree.
+            FileKind::Mqueue(_) => {}
         }
     }
     Ok(())
@@ -377,6 +383,10 @@ pub fn open_descriptions(
             }
             FileKind::Epoll { .. } => {
                 let tmp = epoll::create(f)?;
+                own::move_fd(tmp, at, true).map_err(err)?;
+            }
+            FileKind::Mqueue(q) => {
+                let tmp = mqueue::reopen(f, q, flags)?;
                 own::move_fd(tmp, at, true).map_err(err)?;
             }
             FileKind::Fifo { path, inode } => {

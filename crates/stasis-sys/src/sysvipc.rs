@@ -127,6 +127,34 @@ impl NextIdLock {
     }
 }
 
+/// Runs `f` on a thread of its own that joined the IPC namespace of process `pid`
+/// (/proc/sysvipc and the IPC calls see the caller's namespace; setns of an IPC
+/// namespace is per thread).
+pub fn in_ipc_namespace_of<T: Send>(pid: i32, f: impl FnOnce() -> T + Send) -> SysResult<T> {
+    use std::os::fd::AsRawFd;
+    let path = format!("/proc/{pid}/ns/ipc");
+    let ns = std::fs::File::open(&path).map_err(|e| {
+        SysError::new(
+            "open",
+            path.clone(),
+            Errno(e.raw_os_error().unwrap_or(libc::EIO)),
+        )
+    })?;
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                // SAFETY: setns takes a descriptor we own and a flag; it changes only this
+                // thread's IPC namespace, and the thread ends after f.
+                if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWIPC) } < 0 {
+                    return Err(SysError::last("setns(CLONE_NEWIPC)", path.clone()));
+                }
+                Ok(f())
+            })
+            .join()
+            .unwrap_or_else(|_| Err(SysError::new("thread", "IPC namespace", Errno(libc::EIO))))
+    })
+}
+
 // ---- shared memory ---------------------------------------------------------------------
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

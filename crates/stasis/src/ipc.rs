@@ -61,17 +61,31 @@ pub fn dump(images: &[TaskImage]) -> Result<IpcImage> {
         })
         .collect();
     let ours = ipc_ns(std::process::id() as i32);
+    let mut foreign = false;
     for t in images {
         if ipc_ns(t.pid) != ours {
-            // /proc/sysvipc and the IPC calls see the tool's namespace, not the tree's.
-            if !attached.is_empty() {
+            // The tree has an IPC namespace of its own. Restore does not make namespaces
+            // yet, so one that holds objects cannot be dumped; an empty one loses nothing.
+            let count = sys::in_ipc_namespace_of(t.pid, || {
+                [Kind::Shm, Kind::Msg, Kind::Sem]
+                    .iter()
+                    .map(|&k| sys::list(k).map(|rows| rows.len()))
+                    .sum::<stasis_sys::SysResult<usize>>()
+            })
+            .and_then(|r| r)
+            .ctx(t.pid, || "look into the process's IPC namespace".into())?;
+            if count > 0 || !attached.is_empty() {
                 return Err(Error::Unsupported {
                     pid: t.pid,
-                    object: "System V shared memory".into(),
-                    detail: "the process is in another IPC namespace than stasis".into(),
+                    object: "IPC namespace".into(),
+                    detail: format!(
+                        "the process is in an IPC namespace of its own holding {count} System V \
+                         object(s); dumping and restoring IPC namespaces is not supported yet"
+                    ),
                 });
             }
-            return Ok(IpcImage::default());
+            foreign = true;
+            continue;
         }
         // The kernel does not expose SEM_UNDO adjustments; a process that has an undo
         // list (it made a semop with SEM_UNDO) cannot be restored faithfully. Both lists
@@ -87,6 +101,10 @@ pub fn dump(images: &[TaskImage]) -> Result<IpcImage> {
                     .into(),
             });
         }
+    }
+    if foreign {
+        // Its namespace is empty (checked above); the host's objects are not the tree's.
+        return Ok(IpcImage::default());
     }
     let in_tree = |pid: Option<i64>| pid.is_some_and(|p| pids.contains(&(p as i32)));
 

@@ -125,8 +125,14 @@ fn sysv_shm_kind(pid: i32, s: &SmapsEntry, range: &dyn Fn() -> String) -> Result
         object: range(),
         detail: format!("SysV shm id {} out of range", m.inode),
     })?;
-    let st = stasis_sys::sysvipc::shm_stat(shmid)
-        .ctx(pid, || format!("SysV shm segment of {}", range()))?;
+    let st = stasis_sys::sysvipc::shm_stat(shmid).map_err(|e| Error::Unsupported {
+        pid,
+        object: range(),
+        detail: format!(
+            "SysV shm segment {shmid} is not visible from stasis's IPC namespace (the process \
+             is in an IPC namespace of its own?): {e}"
+        ),
+    })?;
     Ok(Some(VmaKind::SysvShm {
         shmid,
         size: st.size,

@@ -73,6 +73,33 @@ fn recreated(mode: &str, kind: Kind) {
     s.restore_and_finish(&images, "restore after the objects were removed");
 }
 
+/// As `recreated`, twice: objects a restore created (so the kernel never saw the tree
+/// create them) are still found as the tree's by the next dump.
+fn recreated_twice(mode: &str, kind: Kind) {
+    let mut s = Session::start(&sysv(mode));
+    let made = ids(&s, kind.name());
+    let (first, second) = (s.scratch.images(1), s.scratch.images(2));
+    s.dump_ok(&first, &[]);
+    s.reap_killed();
+    for &id in &made {
+        remove(kind, id);
+    }
+    let t1 = s.spawn_restore(&first, &[]);
+    if s.wait_restored(t1).is_some() {
+        s.fail("the restored process finished before the second dump");
+    }
+    s.dump_ok(&second, &[]);
+    s.wait_tool(t1, "second dump");
+    s.reap_killed();
+    for &id in &made {
+        remove(kind, id);
+    }
+    s.restore_and_finish(
+        &second,
+        "second restore, objects made again from the second image",
+    );
+}
+
 /// dump (kill), then put a different object at the id of one the victim made: the
 /// restore must fail naming it, and leave none of the image's objects behind.
 fn id_taken(mode: &str, kind: Kind, make: impl Fn() -> i32) {
@@ -125,6 +152,21 @@ fn shm_dump_restore() {
 #[test]
 fn shm_restored_from_the_image_alone() {
     recreated("shm", Kind::Shm);
+}
+
+#[test]
+fn shm_restored_from_the_image_alone_twice() {
+    recreated_twice("shm", Kind::Shm);
+}
+
+#[test]
+fn msg_restored_from_the_image_alone_twice() {
+    recreated_twice("msg", Kind::Msg);
+}
+
+#[test]
+fn sem_restored_from_the_image_alone_twice() {
+    recreated_twice("sem", Kind::Sem);
 }
 
 #[test]

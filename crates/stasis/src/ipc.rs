@@ -24,6 +24,7 @@ use stasis_image::{TaskImage, VmaKind};
 use stasis_sys::sysvipc::{self as sys, Kind, Perm};
 
 use crate::error::{Error, Result, SysContext};
+use crate::inject::{Session, DATA_LEN};
 
 const PAGE: usize = 4096;
 /// SHM_DEST in shm_perm.mode: removed, alive until the last detach.
@@ -381,6 +382,10 @@ pub fn check(pid: i32, img: &IpcImage) -> Result<Plan<'_>> {
 pub struct Created {
     pid: i32,
     objects: Vec<(Kind, i32)>,
+    /// Indices in the image of the objects created (for `touch`).
+    made_shm: Vec<usize>,
+    made_msg: Vec<usize>,
+    made_sem: Vec<usize>,
     /// Segments that were removed (IPC_RMID) at dump: removed again once attached.
     remove_at_end: Vec<i32>,
 }
@@ -390,8 +395,67 @@ impl Created {
         Self {
             pid,
             objects: Vec::new(),
+            made_shm: Vec::new(),
+            made_msg: Vec::new(),
+            made_sem: Vec::new(),
             remove_at_end: Vec::new(),
         }
+    }
+
+    /// Run in the restored root task (remote calls): the last operation on each object
+    /// this restore created is made from inside the tree, so the kernel records one of the
+    /// tree's pids as its last user (lpid, lspid/lrpid, sempid) and a later dump of the
+    /// tree finds the object again (a creator pid cannot be set).
+    pub fn touch(&self, s: &mut Session, img: &IpcImage) -> Result<()> {
+        for &i in &self.made_shm {
+            let id = img.shm[i].perm.id as u64;
+            let at = s.call(
+                "shmat",
+                libc::SYS_shmat,
+                [id, 0, libc::SHM_RDONLY as u64, 0, 0, 0],
+            )?;
+            s.call("shmdt", libc::SYS_shmdt, [at, 0, 0, 0, 0, 0])?;
+        }
+        for &i in &self.made_msg {
+            let q = &img.msg[i];
+            let id = q.perm.id as u64;
+            let nowait = libc::IPC_NOWAIT as u64;
+            // The last message is sent from here (create sent the others); an empty queue
+            // gets one message sent and taken back.
+            let (mtype, data, take_back) = match q.messages.last() {
+                Some(m) => (m.mtype, m.data.as_slice(), false),
+                None => (1, &[0u8][..], true),
+            };
+            let mut buf = mtype.to_ne_bytes().to_vec();
+            buf.extend_from_slice(data);
+            if buf.len() > DATA_LEN {
+                continue; // sent by create
+            }
+            let addr = s.put(0, &buf)?;
+            s.call(
+                "msgsnd",
+                libc::SYS_msgsnd,
+                [id, addr, data.len() as u64, nowait, 0, 0],
+            )?;
+            if take_back {
+                s.call(
+                    "msgrcv",
+                    libc::SYS_msgrcv,
+                    [id, addr, data.len() as u64, mtype as u64, nowait, 0],
+                )?;
+            }
+        }
+        for &i in &self.made_sem {
+            let set = &img.sem[i];
+            let vals: Vec<u8> = set.values.iter().flat_map(|v| v.to_ne_bytes()).collect();
+            let addr = s.put(0, &vals)?;
+            s.call(
+                "semctl(SETALL)",
+                libc::SYS_semctl,
+                [set.perm.id as u64, 0, libc::SETALL as u64, addr, 0, 0],
+            )?;
+        }
+        Ok(())
     }
 
     /// Every task is attached: removed segments get IPC_RMID again, and the created
@@ -481,9 +545,10 @@ pub fn create(pid: i32, plan: &Plan) -> Result<Created> {
     } else {
         None
     };
-    for (s, &action) in plan.img.shm.iter().zip(&plan.shm) {
+    for (i, (s, &action)) in plan.img.shm.iter().zip(&plan.shm).enumerate() {
         let id = s.perm.id;
         if action == Action::Create {
+            created.made_shm.push(i);
             create_with_id(pid, &mut created, Kind::Shm, id, || {
                 sys::shm_create(s.perm.key, s.size, s.perm.mode)
             })?;
@@ -505,16 +570,24 @@ pub fn create(pid: i32, plan: &Plan) -> Result<Created> {
             log::info!("SysV shm {id}: still there, used as it is");
         }
     }
-    for (q, &action) in plan.img.msg.iter().zip(&plan.msg) {
+    for (i, (q, &action)) in plan.img.msg.iter().zip(&plan.msg).enumerate() {
         let id = q.perm.id;
         if action == Action::Create {
+            created.made_msg.push(i);
             create_with_id(pid, &mut created, Kind::Msg, id, || {
                 sys::msg_create(q.perm.key, q.perm.mode)
             })?;
             sys::msg_set(id, q.perm.uid, q.perm.gid, q.perm.mode, q.qbytes).ctx(pid, || {
                 format!("owner, mode and size of SysV message queue {id}")
             })?;
-            for m in &q.messages {
+            // The last one is sent by the restored root (`touch`) unless it is too large
+            // for its data area.
+            let last_from_root = q
+                .messages
+                .last()
+                .is_some_and(|m| m.data.len() + 8 <= DATA_LEN);
+            let by_tool = q.messages.len() - usize::from(last_from_root);
+            for m in &q.messages[..by_tool] {
                 sys::msg_send(id, m.mtype, &m.data)
                     .ctx(pid, || format!("refill SysV message queue {id}"))?;
             }
@@ -526,10 +599,10 @@ pub fn create(pid: i32, plan: &Plan) -> Result<Created> {
             log::info!("SysV message queue {id}: still there, used as it is");
         }
     }
-    for m in plan.img.sem.iter().zip(&plan.sem) {
-        let (set, &action) = m;
+    for (i, (set, &action)) in plan.img.sem.iter().zip(&plan.sem).enumerate() {
         let id = set.perm.id;
         if action == Action::Create {
+            created.made_sem.push(i);
             create_with_id(pid, &mut created, Kind::Sem, id, || {
                 sys::sem_create(set.perm.key, set.values.len(), set.perm.mode)
             })?;

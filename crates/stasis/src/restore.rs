@@ -210,12 +210,14 @@ pub fn restore(opts: &RestoreOptions) -> Result<Restored> {
     let mut ready = Vec::with_capacity(tasks.len());
     for (i, t) in tasks.iter().enumerate() {
         if t.state != 'Z' {
+            let sysv_root = (i == 0).then_some(&sysv_created).zip(sysv.as_ref());
             ready.push(take_over(
                 t,
                 &plan.tasks[i],
                 pages[i].bytes(),
                 &pids,
                 &mut shmem,
+                sysv_root,
             )?);
         }
     }
@@ -682,6 +684,7 @@ fn take_over(
     pages: &[u8],
     pids: &PidMap,
     shmem: &mut mem::ShmemTable,
+    sysv: Option<(&ipc::Created, &stasis_image::ipc::IpcImage)>,
 ) -> Result<Ready> {
     let pid = pids.host(t.pid)?;
     ptrace::seize(
@@ -739,6 +742,10 @@ fn take_over(
     )?;
     for fd in plan.map_files.iter().map(|m| m.fd).chain([plan.exe_fd]) {
         s.call("close", libc::SYS_close, [fd as u64, 0, 0, 0, 0, 0])?;
+    }
+    // Objects this restore created get their last use from inside the tree.
+    if let Some((created, img)) = sysv {
+        created.touch(&mut s, img)?;
     }
     signals::restore(&mut s, &t.signals)?;
     task::restore_attrs_remote(&mut s, &t.attrs)?;

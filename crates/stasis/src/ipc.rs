@@ -88,20 +88,6 @@ pub fn dump(images: &[TaskImage]) -> Result<IpcImage> {
             foreign = true;
             continue;
         }
-        // The kernel does not expose SEM_UNDO adjustments; a process that has an undo
-        // list (it made a semop with SEM_UNDO) cannot be restored faithfully. Both lists
-        // empty compare equal, and stasis never has one.
-        let same = sys::same_sem_undo(std::process::id() as i32, t.pid)
-            .ctx(t.pid, || "compare semaphore undo lists".into())?;
-        if !same {
-            return Err(Error::Unsupported {
-                pid: t.pid,
-                object: "System V semaphore undo list".into(),
-                detail: "the process made semop with SEM_UNDO; the kernel does not expose \
-                         the adjustments, so they cannot be dumped"
-                    .into(),
-            });
-        }
     }
     if foreign {
         // Its namespace is empty (checked above); the host's objects are not the tree's.
@@ -134,6 +120,29 @@ pub fn dump(images: &[TaskImage]) -> Result<IpcImage> {
         };
         if let Some(set) = dump_sem(root, id, &pids)? {
             out.sem.push(set);
+        }
+    }
+    // The kernel does not expose SEM_UNDO adjustments. A process has an undo list once it
+    // made a semop with SEM_UNDO, but also once it made a thread (CLONE_SYSVSEM shares
+    // one): there is no telling the two apart, so a process with a list is refused only
+    // when the tree uses semaphore sets. Two empty lists compare equal (kcmp), and stasis
+    // has none.
+    if !out.sem.is_empty() {
+        for t in images {
+            let same = sys::same_sem_undo(std::process::id() as i32, t.pid)
+                .ctx(t.pid, || "compare semaphore undo lists".into())?;
+            if !same {
+                return Err(Error::Unsupported {
+                    pid: t.pid,
+                    object: "System V semaphore undo list".into(),
+                    detail: format!(
+                        "the tree uses semaphore set(s) {:?} and this process has an undo list \
+                         (it made a semop with SEM_UNDO, or threads that share one); the \
+                         kernel does not expose the adjustments, so they cannot be dumped",
+                        out.sem.iter().map(|s| s.perm.id).collect::<Vec<_>>()
+                    ),
+                });
+            }
         }
     }
     let level = if out.is_empty() {

@@ -9,6 +9,8 @@
  *   are the same (addresses, permissions, shmid), IPC_STAT of both (size, key, owner,
  *   mode, SHM_DEST, nattch), the contents through every attachment, a write through
  *   the read-write attachment shows through the read-only one.
+ * shm-fork: a private segment attached, removed, then shared with a child by fork; after
+ *   restore the child's write reaches the parent's attachment.
  * msg: a queue (a key, mode 0620, owner 1234:2345, msg_qbytes 5000) with messages of
  *   several types and sizes (one empty); a second, empty queue (IPC_PRIVATE). After
  *   restore: IPC_STAT, then receiving by type (msgrcv with a type, then in order) gives
@@ -27,6 +29,7 @@
 #include <sys/msg.h>
 #include <sys/sem.h>
 #include <sys/shm.h>
+#include <sys/wait.h>
 
 #define PG 4096
 
@@ -144,6 +147,40 @@ static int shm_mode(void)
 	shmdt(pa_ro);
 	shmdt(pb);
 	shmctl(a, IPC_RMID, NULL);
+	v_finish();
+}
+
+/* A segment attached before fork is shared by parent and child after restore too. */
+static int shm_fork_mode(void)
+{
+	int id = shmget(IPC_PRIVATE, 3 * PG, IPC_CREAT | 0600);
+	unsigned char *p = shmat(id, NULL, 0);
+	if (id < 0 || p == (void *)-1)
+		v_die("shmget/shmat: %s", strerror(errno));
+	shmctl(id, IPC_RMID, NULL);
+	p[0] = 0x11;
+	pid_t child = fork();
+	if (child < 0)
+		v_die("fork: %s", strerror(errno));
+	if (child == 0) {
+		v_wait_go();
+		/* The child's write must reach the parent's attachment. */
+		int ok = p[0] == 0x11;
+		p[2 * PG + 7] = 0x5a;
+		_exit(ok ? 0 : 3);
+	}
+	v_print("IDS shm=%d\n", id);
+	v_ready();
+	v_wait_go();
+	int status = 0;
+	V_CHECK(waitpid(child, &status, 0) == child, "waitpid: %s", strerror(errno));
+	V_CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+		"the child saw the wrong contents (status %#x)", status);
+	V_CHECK(p[2 * PG + 7] == 0x5a, "the child's write did not reach the parent");
+	struct shmid_ds ds;
+	V_CHECK(shmctl(id, IPC_STAT, &ds) == 0 && ds.shm_nattch == 1,
+		"nattch %lu after the child ended, expected 1", ds.shm_nattch);
+	shmdt(p);
 	v_finish();
 }
 
@@ -277,11 +314,13 @@ int main(int argc, char **argv)
 	const char *mode = argc > 1 ? argv[1] : "";
 	if (!strcmp(mode, "shm"))
 		return shm_mode();
+	if (!strcmp(mode, "shm-fork"))
+		return shm_fork_mode();
 	if (!strcmp(mode, "msg"))
 		return msg_mode();
 	if (!strcmp(mode, "sem"))
 		return sem_mode();
 	if (!strcmp(mode, "sem-undo"))
 		return sem_undo_mode();
-	v_die("usage: sysv_victim shm|msg|sem|sem-undo");
+	v_die("usage: sysv_victim shm|shm-fork|msg|sem|sem-undo");
 }

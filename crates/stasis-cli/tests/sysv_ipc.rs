@@ -6,6 +6,7 @@
 
 mod common;
 
+use common::tree::*;
 use common::*;
 use stasis_sys::sysvipc::{self, Kind};
 
@@ -167,6 +168,16 @@ fn msg_restored_from_the_image_alone_twice() {
 #[test]
 fn sem_restored_from_the_image_alone_twice() {
     recreated_twice("sem", Kind::Sem);
+}
+
+#[test]
+fn shm_shared_with_a_child() {
+    tree_cycle(&sysv("shm-fork"), Outside::VictimOnly);
+}
+
+#[test]
+fn shm_shared_with_a_child_twice() {
+    tree_double_cycle(&sysv("shm-fork"), Outside::VictimOnly);
 }
 
 #[test]

@@ -2,12 +2,12 @@
  * sysv_victim MODE: System V IPC objects the process uses, checked from inside after
  * restore. Prints "IDS kind=id ..." before READY so the tests can find the objects.
  *
- * shm: segment A (a key, 4 pages + 100 bytes, mode 0640, owner 1234:2345) attached
+ * shm: segment A (a key, 4 pages + 100 bytes, mode 0640, owner 1234:2345, SHM_LOCK) attached
  *   read-write with its third page unmapped and its fourth read-only, and attached a second
  *   time read-only; segment B (IPC_PRIVATE, 2 pages) filled, then attached read-only and
  *   removed (IPC_RMID) while attached. After restore: the /SYSV lines of /proc/self/maps
  *   are the same (addresses, permissions, shmid), IPC_STAT of both (size, key, owner,
- *   mode, SHM_DEST, nattch), the contents through every attachment, a write through
+ *   mode, SHM_DEST, SHM_LOCKED, nattch), the contents through every attachment, a write through
  *   the read-write attachment shows through the read-only one.
  * shm-fork: a private segment attached, removed, then shared with a child by fork; after
  *   restore the child's write reaches the parent's attachment.
@@ -81,6 +81,8 @@ static int shm_mode(void)
 	ds.shm_perm.gid = 2345;
 	if (shmctl(a, IPC_SET, &ds) < 0)
 		v_die("IPC_SET: %s", strerror(errno));
+	if (shmctl(a, SHM_LOCK, NULL) < 0)
+		v_die("SHM_LOCK: %s", strerror(errno));
 	unsigned char *pa = shmat(a, NULL, 0);
 	unsigned char *pa_ro = shmat(a, NULL, SHM_RDONLY);
 	unsigned char *tmp = shmat(b, NULL, 0);
@@ -121,6 +123,7 @@ static int shm_mode(void)
 		sa.shm_perm.uid, sa.shm_perm.gid);
 	V_CHECK((sa.shm_perm.mode & 0777) == 0640, "A mode %o", sa.shm_perm.mode);
 	V_CHECK(!(sa.shm_perm.mode & SHM_DEST), "A is marked removed");
+	V_CHECK(sa.shm_perm.mode & SHM_LOCKED, "A is not locked in memory (SHM_LOCK)");
 	V_CHECK(sa.shm_nattch == sa0.shm_nattch, "A nattch %lu, was %lu", sa.shm_nattch,
 		sa0.shm_nattch);
 	V_CHECK(sb.shm_segsz == size_b, "B size %zu", sb.shm_segsz);

@@ -276,6 +276,13 @@ pub fn shm_set(id: i32, uid: u32, gid: u32, mode: u32) -> SysResult<()> {
     check(r, "shmctl(IPC_SET)", || format!("shmid {id}")).map(drop)
 }
 
+/// SHM_LOCK: the segment's pages stay in memory.
+pub fn shm_lock(id: i32) -> SysResult<()> {
+    // SAFETY: SHM_LOCK does not use the buffer.
+    let r = unsafe { libc::shmctl(id, libc::SHM_LOCK, std::ptr::null_mut()) };
+    check(r, "shmctl(SHM_LOCK)", || format!("shmid {id}")).map(drop)
+}
+
 /// IPC_RMID: the segment goes when its last attachment does.
 pub fn shm_remove(id: i32) -> SysResult<()> {
     // SAFETY: IPC_RMID does not use the buffer.

@@ -27,8 +27,12 @@ use crate::error::{Error, Result, SysContext};
 use crate::inject::{Session, DATA_LEN};
 
 const PAGE: usize = 4096;
+/// Most shm contents `ipc.img` holds (a metadata file is at most 256 MiB).
+const SHM_BYTES_MAX: usize = 192 << 20;
 /// SHM_DEST in shm_perm.mode: removed, alive until the last detach.
 const SHM_DEST: u32 = 0o1000;
+/// SHM_LOCKED in shm_perm.mode: locked in memory (SHM_LOCK).
+const SHM_LOCKED: u32 = 0o2000;
 
 fn perm_image(id: i32, p: &Perm) -> IpcPerm {
     IpcPerm {
@@ -104,8 +108,9 @@ pub fn dump(images: &[TaskImage]) -> Result<IpcImage> {
         }
     }
     let mut out = IpcImage::default();
+    let mut budget = SHM_BYTES_MAX;
     for id in shm_ids {
-        out.shm.push(dump_shm(root, id)?);
+        out.shm.push(dump_shm(root, id, &mut budget)?);
     }
     for row in sys::list(Kind::Msg).ctx(root, || "list SysV message queues".into())? {
         if in_tree(row.get("lspid")) || in_tree(row.get("lrpid")) {
@@ -160,7 +165,7 @@ pub fn dump(images: &[TaskImage]) -> Result<IpcImage> {
     Ok(out)
 }
 
-fn dump_shm(pid: i32, id: i32) -> Result<ShmSegment> {
+fn dump_shm(pid: i32, id: i32, budget: &mut usize) -> Result<ShmSegment> {
     let st = sys::shm_stat(id).ctx(pid, || format!("SysV shm {id}"))?;
     // Only the non-zero pages are kept: a segment is zero where it was never written.
     let chunks = sys::shm_read(id, st.size, |bytes| {
@@ -169,6 +174,10 @@ fn dump_shm(pid: i32, id: i32) -> Result<ShmSegment> {
             if page.iter().all(|&b| b == 0) {
                 continue;
             }
+            if *budget < page.len() {
+                return None;
+            }
+            *budget -= page.len();
             let offset = (i * PAGE) as u64;
             match chunks.last_mut() {
                 Some(c) if c.offset + c.data.len() as u64 == offset => {
@@ -180,9 +189,17 @@ fn dump_shm(pid: i32, id: i32) -> Result<ShmSegment> {
                 }),
             }
         }
-        chunks
+        Some(chunks)
     })
-    .ctx(pid, || format!("read the contents of SysV shm {id}"))?;
+    .ctx(pid, || format!("read the contents of SysV shm {id}"))?
+    .ok_or_else(|| Error::Unsupported {
+        pid,
+        object: format!("SysV shm {id} ({} bytes)", st.size),
+        detail: format!(
+            "the tree's SysV shm segments hold more than {} MiB of data (not supported yet)",
+            SHM_BYTES_MAX >> 20
+        ),
+    })?;
     Ok(ShmSegment {
         perm: perm_image(id, &st.perm),
         size: st.size,
@@ -571,6 +588,9 @@ pub fn create(pid: i32, plan: &Plan) -> Result<Created> {
                 .ctx(pid, || format!("fill SysV shm {id}"))?;
             sys::shm_set(id, s.perm.uid, s.perm.gid, s.perm.mode)
                 .ctx(pid, || format!("owner and mode of SysV shm {id}"))?;
+            if s.perm.mode & SHM_LOCKED != 0 {
+                sys::shm_lock(id).ctx(pid, || format!("lock SysV shm {id} in memory"))?;
+            }
             if s.removed {
                 created.remove_at_end.push(id);
             }

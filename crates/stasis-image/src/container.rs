@@ -47,6 +47,8 @@ pub const MAX_NESTING: usize = 64;
 pub enum MetaKind {
     Manifest = 1,
     Task = 2,
+    /// System V IPC objects and POSIX message queues of the tree (`ipc.img`).
+    Ipc = 3,
 }
 
 impl MetaKind {
@@ -54,6 +56,7 @@ impl MetaKind {
         match v {
             1 => Some(Self::Manifest),
             2 => Some(Self::Task),
+            3 => Some(Self::Ipc),
             _ => None,
         }
     }
@@ -62,6 +65,7 @@ impl MetaKind {
         match self {
             Self::Manifest => "manifest",
             Self::Task => "task",
+            Self::Ipc => "ipc",
         }
     }
 }

@@ -466,6 +466,19 @@ impl ImageReader {
         self.read_meta(&entry.core_file, MetaKind::Task)
     }
 
+    /// Decodes and validates the IPC file (`ipc.img`), if the image has one.
+    pub fn ipc(&self) -> Result<Option<crate::ipc::IpcImage>, ImageError> {
+        if self.digest(crate::ipc::IPC_FILE).is_none() {
+            return Ok(None);
+        }
+        let img: crate::ipc::IpcImage = self.read_meta(crate::ipc::IPC_FILE, MetaKind::Ipc)?;
+        crate::ipc::validate(&img).map_err(|reason| ImageError::Invalid {
+            file: crate::ipc::IPC_FILE.to_string(),
+            reason,
+        })?;
+        Ok(Some(img))
+    }
+
     pub fn path_of(&self, name: &str) -> PathBuf {
         self.dir.join(name)
     }

@@ -10,6 +10,7 @@
 
 pub mod container;
 pub mod dir;
+pub mod ipc;
 pub mod objects;
 pub mod render;
 pub mod sample;

@@ -41,6 +41,7 @@ pub fn render_json(reader: &ImageReader) -> Result<Value, ImageError> {
         "format_version": { "major": major, "minor": minor },
         "manifest": to_json(reader.manifest())?,
         "tasks": to_json(&reader.tasks()?)?,
+        "ipc": to_json(&reader.ipc()?)?,
     }))
 }
 
@@ -67,6 +68,7 @@ pub fn render_path_json(path: &Path) -> Result<Value, ImageError> {
 enum Shown {
     Manifest(container::Header, Box<Manifest>),
     Task(container::Header, Box<TaskImage>, u64),
+    Ipc(container::Header, Box<crate::ipc::IpcImage>),
     /// A metadata file of a kind this stasis does not know (a newer minor version).
     Unknown(container::Header),
     Pages(PagesInfo),
@@ -113,6 +115,14 @@ fn write_shown(out: &mut String, name: &str, shown: &Shown) -> fmt::Result {
             )?;
             write_task(out, t, *page_size)
         }
+        Shown::Ipc(h, i) => {
+            writeln!(
+                out,
+                "{name}: stasis IPC file, format {}.{}",
+                h.major, h.minor
+            )?;
+            write_ipc(out, i)
+        }
         Shown::Unknown(h) => writeln!(
             out,
             "{name}: stasis metadata file of unknown kind {} (format {}.{}, {} payload bytes, \
@@ -136,6 +146,10 @@ pub fn render_file_json(path: &Path) -> Result<Value, ImageError> {
         Shown::Task(h, t, _) => json!({
             "file": name, "kind": "task", "format_version": version(&h),
             "task": to_json(&t)?,
+        }),
+        Shown::Ipc(h, i) => json!({
+            "file": name, "kind": "ipc", "format_version": version(&h),
+            "ipc": to_json(&i)?,
         }),
         Shown::Unknown(h) => json!({
             "file": name, "kind": h.kind, "format_version": version(&h),
@@ -224,6 +238,9 @@ fn inspect_file(path: &Path, name: &str) -> Result<Shown, ImageError> {
                 Box::new(container::decode_payload(name, payload)?),
                 page_size,
             ),
+            Some(MetaKind::Ipc) => {
+                Shown::Ipc(h, Box::new(container::decode_payload(name, payload)?))
+            }
             None => Shown::Unknown(h),
         });
     }
@@ -317,6 +334,54 @@ fn write_image(out: &mut String, reader: &ImageReader, tasks: &[TaskImage]) -> f
     for task in tasks {
         writeln!(out)?;
         write_task(out, task, reader.manifest().page_size)?;
+    }
+    if let Ok(Some(ipc)) = reader.ipc() {
+        writeln!(out)?;
+        write_ipc(out, &ipc)?;
+    }
+    Ok(())
+}
+
+fn write_ipc(out: &mut String, ipc: &crate::ipc::IpcImage) -> fmt::Result {
+    writeln!(out, "IPC objects")?;
+    for s in &ipc.shm {
+        let stored: usize = s.chunks.iter().map(|c| c.data.len()).sum();
+        writeln!(
+            out,
+            "  shm {} key {:#x} size {} mode {:o} uid {} gid {}{} ({stored} bytes stored)",
+            s.perm.id,
+            s.perm.key,
+            s.size,
+            s.perm.mode & 0o777,
+            s.perm.uid,
+            s.perm.gid,
+            if s.removed { " removed" } else { "" }
+        )?;
+    }
+    for q in &ipc.msg {
+        writeln!(
+            out,
+            "  msg {} key {:#x} mode {:o} uid {} gid {} qbytes {}: {} message(s)",
+            q.perm.id,
+            q.perm.key,
+            q.perm.mode & 0o777,
+            q.perm.uid,
+            q.perm.gid,
+            q.qbytes,
+            q.messages.len()
+        )?;
+    }
+    for m in &ipc.sem {
+        writeln!(
+            out,
+            "  sem {} key {:#x} mode {:o} uid {} gid {} values {:?}",
+            m.perm.id,
+            m.perm.key,
+            m.perm.mode & 0o777,
+            m.perm.uid,
+            m.perm.gid,
+            m.values
+        )?;
     }
     Ok(())
 }
@@ -487,6 +552,10 @@ fn write_mm(out: &mut String, mm: &MmImage, page_size: u64) -> fmt::Result {
             VmaKind::SharedAnonymous { inode } => {
                 anon = anon.saturating_add(size);
                 format!("shared anon (shmem {inode}) @{:#x}", v.pgoff)
+            }
+            VmaKind::SysvShm { shmid, size: seg } => {
+                anon = anon.saturating_add(size);
+                format!("SysV shm {shmid} ({seg} bytes) @{:#x}", v.pgoff)
             }
             VmaKind::File { path, .. } => {
                 file = file.saturating_add(size);
@@ -692,6 +761,17 @@ fn write_fds(out: &mut String, fds: &[FdImage]) -> fmt::Result {
             ),
             FileKind::Object { object } => format!("file object {object}"),
             FileKind::PidFd { pid } => format!("pidfd of pid {pid}"),
+            FileKind::Mqueue(q) => format!(
+                "mqueue {}{} (maxmsg {}, msgsize {}, mode {:o}, owner {}:{}), {} message(s)",
+                q.name,
+                if q.unlinked { " (unlinked)" } else { "" },
+                q.maxmsg,
+                q.msgsize,
+                q.mode,
+                q.uid,
+                q.gid,
+                q.messages.len()
+            ),
         };
         writeln!(
             out,

@@ -410,6 +410,10 @@ pub enum VmaKind {
     /// A mapping of a file object stored in the image (memfd, deleted file): the
     /// [`crate::FileObject`] with this id.
     Object { object: u32 },
+    /// An attachment of a System V shared memory segment (maps shows `/SYSV<key> (deleted)`,
+    /// the inode is the shmid). `pgoff` is the offset of the mapping in the segment; the
+    /// segment itself (with its contents) is in the IPC image (`ipc.img`).
+    SysvShm { shmid: i32, size: u64 },
     /// A kernel special mapping (`[vdso]`, `[vvar]`, `[vvar_vclock]`, `[vsyscall]`, ...), not stored.
     Special { name: String },
 }
@@ -531,6 +535,8 @@ pub enum FileKind {
     PidFd {
         pid: i32,
     },
+    /// A POSIX message queue (the queue itself: see [`crate::ipc::MqueueImage`]).
+    Mqueue(crate::ipc::MqueueImage),
 }
 
 /// Seccomp: strict mode, or a stack of filters.
@@ -635,7 +641,7 @@ pub struct PipeData {
 }
 
 /// `Vec<u8>` as a CBOR byte string rather than an array of integers.
-mod serde_bytes_compat {
+pub(crate) mod serde_bytes_compat {
     use serde::{Deserializer, Serializer};
 
     pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {

@@ -244,6 +244,7 @@ fn vma_kind() -> impl Strategy<Value = VmaKind> {
         }),
         text().prop_map(|name| VmaKind::Special { name }),
         any::<u32>().prop_map(|object| VmaKind::Object { object }),
+        (any::<i32>(), any::<u64>()).prop_map(|(shmid, size)| VmaKind::SysvShm { shmid, size }),
     ]
 }
 
@@ -334,6 +335,26 @@ fn file_kind() -> impl Strategy<Value = FileKind> {
         }),
         any::<u32>().prop_map(|object| FileKind::Object { object }),
         any::<i32>().prop_map(|pid| FileKind::PidFd { pid }),
+        (
+            text(),
+            any::<bool>(),
+            any::<u32>(),
+            any::<i64>(),
+            proptest::collection::vec(any::<u8>(), 0..64),
+            any::<u32>()
+        )
+            .prop_map(|(name, unlinked, mode, maxmsg, data, priority)| {
+                FileKind::Mqueue(stasis_image::ipc::MqueueImage {
+                    name,
+                    unlinked,
+                    uid: mode / 3,
+                    gid: mode / 5,
+                    mode,
+                    maxmsg,
+                    msgsize: maxmsg / 2,
+                    messages: vec![stasis_image::ipc::MqMessage { priority, data }],
+                })
+            }),
     ]
 }
 

@@ -8,6 +8,7 @@
 pub mod features;
 pub mod inotify;
 pub mod mem;
+pub mod mqueue;
 pub mod own;
 pub mod process;
 pub mod procfs;
@@ -15,6 +16,7 @@ pub mod ptrace;
 pub mod pty;
 pub mod remote;
 pub mod sockdiag;
+pub mod sysvipc;
 
 pub use errno::{Errno, SysError, SysResult};
 

@@ -12,7 +12,7 @@ use stasis_sys::remote::{find_syscall_insn, Remote};
 use crate::error::{Error, ProcContext, Result, SysContext};
 use crate::freeze::{Frozen, Release};
 use crate::inject::{Session, DATA_LEN};
-use crate::{cow, creds, files, mem, seccomp, sharing, signals, task, timens, timers};
+use crate::{cow, creds, files, ipc, mem, seccomp, sharing, signals, task, timens, timers};
 
 #[derive(Debug, Clone)]
 pub struct DumpOptions {
@@ -238,6 +238,10 @@ fn dump_tree(
         if let Some(image) = images.iter_mut().find(|i| i.pid == pid) {
             image.file_objects.push(object);
         }
+    }
+    let sysv = ipc::dump(&images)?;
+    if !sysv.is_empty() {
+        writer.write_meta(stasis_image::ipc::IPC_FILE, MetaKind::Ipc, &sysv)?;
     }
     for image in &images {
         entries.push(write_task(&mut writer, image)?);

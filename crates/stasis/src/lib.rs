@@ -11,6 +11,7 @@ pub mod error;
 pub mod files;
 pub mod freeze;
 pub mod inject;
+pub mod ipc;
 pub mod mem;
 pub mod restore;
 pub mod seccomp;

@@ -62,6 +62,8 @@ pub fn collect_vmas(
         } else if m.shared && m.deleted && m.path == "/dev/zero" {
             // MAP_SHARED|MAP_ANONYMOUS memory is a deleted shmem file named /dev/zero.
             VmaKind::SharedAnonymous { inode: m.inode }
+        } else if let Some(kind) = sysv_shm_kind(pid, s, &range)? {
+            kind
         } else if m.deleted && m.path.starts_with("/SYSV") {
             return Err(Error::Unsupported {
                 pid,
@@ -126,6 +128,44 @@ pub fn collect_vmas(
     Ok(out)
 }
 
+/// An attachment of a SysV shm segment: shared, "/SYSV" and 8 hex digits of key, deleted;
+/// the inode is the shmid. The segment (contents included) goes to the IPC image.
+fn sysv_shm_kind(pid: i32, s: &SmapsEntry, range: &dyn Fn() -> String) -> Result<Option<VmaKind>> {
+    let m = &s.map;
+    let is_sysv = m.shared
+        && m.deleted
+        && m.path
+            .strip_prefix("/SYSV")
+            .is_some_and(|k| k.len() == 8 && k.bytes().all(|b| b.is_ascii_hexdigit()));
+    if !is_sysv {
+        return Ok(None);
+    }
+    if s.vm_flags.iter().any(|f| f == "ht") {
+        return Err(Error::Unsupported {
+            pid,
+            object: range(),
+            detail: "SysV shm segment in huge pages (SHM_HUGETLB)".into(),
+        });
+    }
+    let shmid = i32::try_from(m.inode).map_err(|_| Error::Unsupported {
+        pid,
+        object: range(),
+        detail: format!("SysV shm id {} out of range", m.inode),
+    })?;
+    let st = stasis_sys::sysvipc::shm_stat(shmid).map_err(|e| Error::Unsupported {
+        pid,
+        object: range(),
+        detail: format!(
+            "SysV shm segment {shmid} is not visible from stasis's IPC namespace (the process \
+             is in an IPC namespace of its own?): {e}"
+        ),
+    })?;
+    Ok(Some(VmaKind::SysvShm {
+        shmid,
+        size: st.size,
+    }))
+}
+
 /// Which pages of a mapping are stored in the image.
 fn store_page(vma: &Vma, entry: u64) -> bool {
     let present = entry & procfs::PM_PRESENT != 0;
@@ -139,6 +179,8 @@ fn store_page(vma: &Vma, entry: u64) -> bool {
         }
         // Shared file mappings: the file (or the saved file object) holds the data.
         VmaKind::File { .. } | VmaKind::Object { .. } => false,
+        // The segment's contents are in the IPC image.
+        VmaKind::SysvShm { .. } => false,
     }
 }
 
@@ -157,7 +199,7 @@ pub fn dump_pages(
     // Collect runs first (cheap), then read the data in large batches.
     let mut readable: Vec<bool> = Vec::new();
     for vma in vmas {
-        if matches!(vma.kind, VmaKind::Special { .. })
+        if matches!(vma.kind, VmaKind::Special { .. } | VmaKind::SysvShm { .. })
             || (matches!(vma.kind, VmaKind::File { .. } | VmaKind::Object { .. }) && vma.shared)
         {
             continue;
@@ -443,6 +485,7 @@ pub fn restore(
     let current = procfs::maps(pid).proc(pid)?;
     unmap_all_but(s, &current, scratch, &contents.kept)?;
     move_specials(s, mm, &current, scratch)?;
+    attach_sysv_shm(s, mm)?;
 
     // Map every VMA, writable for now where contents must be filled in. Kept ones are
     // there already, writable.
@@ -468,7 +511,7 @@ pub fn restore(
             continue;
         }
         let (fd, file_flags) = match &v.kind {
-            VmaKind::Special { .. } => continue,
+            VmaKind::Special { .. } | VmaKind::SysvShm { .. } => continue,
             VmaKind::Anonymous { .. } => (-1i64, libc::MAP_ANONYMOUS),
             VmaKind::SharedAnonymous { inode } => match shmem.find(*inode) {
                 None => {
@@ -622,6 +665,79 @@ pub struct Contents<'a> {
     pub kept: Vec<(u64, u64)>,
     /// Ranges of kept mappings to empty (pages the parent had and this task did not).
     pub discard: Vec<(u64, u64)>,
+}
+
+/// Attaches the SysV shm segments at their addresses (remote shmat), read-only where the
+/// mapping could never be written (no VM_MAYWRITE), then unmaps what of each attachment
+/// the process had unmapped and sets each piece's protection.
+fn attach_sysv_shm(s: &mut Session, mm: &MmImage) -> Result<()> {
+    let pid = s.pid();
+    // One attachment: the segment, its base address, its pieces.
+    let mut attaches: Vec<(i32, u64, u64, Vec<&Vma>)> = Vec::new();
+    for v in &mm.vmas {
+        if let VmaKind::SysvShm { shmid, size } = v.kind {
+            let base = v.start.checked_sub(v.pgoff).ok_or_else(|| Error::Restore {
+                pid,
+                reason: format!("SysV shm mapping {:#x} has offset {:#x}", v.start, v.pgoff),
+            })?;
+            match attaches.iter_mut().find(|a| a.0 == shmid && a.1 == base) {
+                Some(a) => a.3.push(v),
+                None => attaches.push((shmid, base, size.div_ceil(PAGE) * PAGE, vec![v])),
+            }
+        }
+    }
+    for (shmid, base, len, pieces) in attaches {
+        let writable = pieces.iter().any(|v| v.vm_flags.iter().any(|f| f == "mw"));
+        let exec = pieces.iter().any(|v| v.prot & libc::PROT_EXEC as u32 != 0);
+        let mut flags = 0u64;
+        if !writable {
+            flags |= libc::SHM_RDONLY as u64;
+        }
+        if exec {
+            flags |= libc::SHM_EXEC as u64;
+        }
+        let got = s
+            .call(
+                "shmat",
+                libc::SYS_shmat,
+                [shmid as u64, base, flags, 0, 0, 0],
+            )
+            .map_err(|e| Error::Restore {
+                pid,
+                reason: format!("attach SysV shm {shmid} at {base:#x}: {e}"),
+            })?;
+        if got != base {
+            return Err(Error::Restore {
+                pid,
+                reason: format!("SysV shm {shmid} attached at {got:#x}, not {base:#x}"),
+            });
+        }
+        let mut at = base;
+        let mut sorted = pieces.clone();
+        sorted.sort_by_key(|v| v.start);
+        for v in sorted
+            .iter()
+            .map(|v| (v.start, v.end))
+            .chain([(base + len, base + len)])
+        {
+            if v.0 > at {
+                s.call("munmap", libc::SYS_munmap, [at, v.0 - at, 0, 0, 0, 0])?;
+            }
+            at = at.max(v.1);
+        }
+        let attach_prot = libc::PROT_READ as u32
+            | if writable { libc::PROT_WRITE as u32 } else { 0 }
+            | if exec { libc::PROT_EXEC as u32 } else { 0 };
+        for v in pieces.iter().filter(|v| v.prot != attach_prot) {
+            s.call(
+                "mprotect",
+                libc::SYS_mprotect,
+                [v.start, v.end - v.start, v.prot as u64, 0, 0, 0],
+            )
+            .map_err(|e| vma_err(pid, v, e))?;
+        }
+    }
+    Ok(())
 }
 
 /// Writes the pages into the task on every core: the cost is dominated by the kernel

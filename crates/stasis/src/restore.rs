@@ -14,7 +14,7 @@ use crate::error::{Error, ProcContext, Result, SysContext};
 use crate::files::{self, ReopenContext};
 use crate::inject::Session;
 use crate::mem::{self, MapFile, PAGE, TASK_TOP};
-use crate::{cow, creds, seccomp, session, sharing, signals, task, timens, timers};
+use crate::{cow, creds, ipc, seccomp, session, sharing, signals, task, timens, timers};
 
 #[derive(Debug, Clone, Default)]
 pub struct RestoreOptions {
@@ -180,16 +180,28 @@ pub fn restore(opts: &RestoreOptions) -> Result<Restored> {
         }
     }
 
+    // SysV IPC objects: decided (reuse or create) before anything is created; made
+    // before the tree, which attaches its segments; removed again if the restore fails.
+    let sysv = reader.ipc()?;
+    let sysv_plan = sysv
+        .as_ref()
+        .map(|img| ipc::check(root.pid, img))
+        .transpose()?;
     let page_bytes: Vec<&[u8]> = pages.iter().map(|p| p.bytes()).collect();
     let mut plan = make_plan(&tasks, &page_bytes, opts)?;
-    if opts.time_ns {
-        // Before the first child: the children made from now on are in it.
-        timens::enter_for_children(root.pid, manifest.clocks.as_ref())?;
-    }
     plan.data_dir = std::path::absolute(reader.dir()).map_err(|e| Error::Restore {
         pid: root.pid,
         reason: format!("image directory {}: {e}", reader.dir().display()),
     })?;
+    let sysv_created = match &sysv_plan {
+        Some(p) => ipc::create(root.pid, p)?,
+        None => ipc::Created::none(root.pid),
+    };
+    let mqueues = files::prepare_mqueues(root.pid, &tasks)?;
+    if opts.time_ns {
+        // Before the first child: the children made from now on are in it.
+        timens::enter_for_children(root.pid, manifest.clocks.as_ref())?;
+    }
     let (report_r, report_w) = own::pipe().ctx(root.pid, || "create report pipe".into())?;
     let sibling = if opts.sibling {
         libc::CLONE_PARENT as u64
@@ -240,12 +252,14 @@ pub fn restore(opts: &RestoreOptions) -> Result<Restored> {
     let mut ready = Vec::with_capacity(tasks.len());
     for (i, t) in tasks.iter().enumerate() {
         if t.state != 'Z' && !t.vfork_child {
+            let sysv_root = (i == 0).then_some(&sysv_created).zip(sysv.as_ref());
             ready.push(take_over(
                 t,
                 &plan.tasks[i],
                 &plan.cow.contents(i),
                 &pids,
                 &mut shmem,
+                sysv_root,
             )?);
             if let Some(child) = tasks.iter().find(|c| c.vfork_child && c.ppid == t.pid) {
                 ready.push(vfork_again(t, child)?);
@@ -253,6 +267,9 @@ pub fn restore(opts: &RestoreOptions) -> Result<Restored> {
         }
     }
     files::object::seal_late(&tasks, |pid| pids.host(pid))?;
+    // Every task holds its segments and queues now.
+    sysv_created.finish()?;
+    mqueues.finish()?;
     for r in ready {
         r.release()?;
     }
@@ -794,6 +811,7 @@ fn take_over(
     contents: &mem::Contents,
     pids: &PidMap,
     shmem: &mut mem::ShmemTable,
+    sysv: Option<(&ipc::Created, &stasis_image::ipc::IpcImage)>,
 ) -> Result<Ready> {
     let pid = pids.host(t.pid)?;
     ptrace::seize(
@@ -858,6 +876,10 @@ fn take_over(
     files::locks::take_posix_locks(&mut s, &t.file_locks)?;
     // The whole tree exists now: pidfds can be opened on any process of it.
     files::pidfd::restore(&mut s, &t.fds)?;
+    // Objects this restore created get their last use from inside the tree.
+    if let Some((created, img)) = sysv {
+        created.touch(&mut s, img)?;
+    }
     signals::restore(&mut s, &t.signals)?;
     task::restore_attrs_remote(&mut s, &t.attrs)?;
     task::restore_thread_remote(&mut s, thread)?;

@@ -8,6 +8,7 @@ mod epoll;
 mod inotify;
 pub mod locks;
 mod memfd;
+mod mqueue;
 pub mod object;
 mod path;
 pub mod pidfd;
@@ -25,6 +26,8 @@ use stasis_sys::sockdiag::{self, UnixSocket};
 use stasis_sys::{own, process};
 
 use crate::error::{Error, ProcContext, Result, SysContext};
+
+pub use mqueue::{prepare as prepare_mqueues, Prepared as PreparedMqueues};
 
 /// What dump knows about one descriptor while classifying it.
 pub struct FdProbe<'a> {
@@ -78,6 +81,8 @@ const KINDS: &[DumpFn] = &[
     anon::dump,
     epoll::dump,
     inotify::dump,
+    // Before `deleted`: an unlinked queue looks like a deleted file.
+    mqueue::dump,
     memfd::dump,
     deleted::dump,
     pidfd::dump,
@@ -379,6 +384,8 @@ pub fn check(pid: i32, fds: &[FdImage]) -> Result<()> {
             | FileKind::UnixSocket { .. }
             | FileKind::Object { .. }
             | FileKind::PidFd { .. } => {}
+            // Checked and made by prepare_mqueues, before the tree.
+            FileKind::Mqueue(_) => {}
         }
     }
     Ok(())
@@ -452,6 +459,10 @@ pub fn open_descriptions(
             }
             FileKind::Epoll { .. } => {
                 let tmp = epoll::create(f)?;
+                own::move_fd(tmp, at, true).map_err(err)?;
+            }
+            FileKind::Mqueue(q) => {
+                let tmp = mqueue::reopen(f, q, flags)?;
                 own::move_fd(tmp, at, true).map_err(err)?;
             }
             FileKind::Fifo { path, inode } => {

@@ -1,0 +1,329 @@
+//! System V IPC: testprogs/sysv_victim.c (shm segments attached read-write, read-only,
+//! partly unmapped, removed while attached; message queues; semaphore sets). An object
+//! still there at restore is used as it is; one that is gone is created again with its id,
+//! owner, mode and contents; an id held by a different object makes the restore fail
+//! before anything is created, and leaves nothing behind.
+
+mod common;
+
+use common::tree::*;
+use common::*;
+use stasis_sys::sysvipc::{self, Kind};
+
+fn sysv(mode: &str) -> Victim {
+    Victim::c("sysv_victim")
+        .named(&format!("sysv_{}", mode.replace('-', "_")))
+        .arg(mode)
+}
+
+/// The ids the victim printed ("IDS shm=1 shm=2").
+fn ids(s: &Session, kind: &str) -> Vec<i32> {
+    let out = s.output();
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("IDS "))
+        .unwrap_or_default()
+        .to_string();
+    line.split_whitespace()
+        .filter_map(|w| w.strip_prefix(&format!("{kind}=")))
+        .filter_map(|v| v.parse().ok())
+        .collect()
+}
+
+fn listed(kind: Kind, id: i32) -> bool {
+    let col = match kind {
+        Kind::Shm => "shmid",
+        Kind::Msg => "msqid",
+        Kind::Sem => "semid",
+    };
+    sysvipc::list(kind)
+        .expect("list /proc/sysvipc")
+        .iter()
+        .any(|r| r.get(col) == Some(id as i64))
+}
+
+fn remove(kind: Kind, id: i32) {
+    let _ = match kind {
+        Kind::Shm => sysvipc::shm_remove(id),
+        Kind::Msg => sysvipc::msg_remove(id),
+        Kind::Sem => sysvipc::sem_remove(id),
+    };
+}
+
+/// dump (kill), remove the objects the victim made, restore: they come back from the
+/// image alone.
+fn recreated(mode: &str, kind: Kind) {
+    let mut s = Session::start(&sysv(mode));
+    let kind_name = kind.name();
+    let made = ids(&s, kind_name);
+    assert!(
+        !made.is_empty(),
+        "the victim printed no ids\n{}",
+        s.output()
+    );
+    let images = s.scratch.images(1);
+    s.dump_ok(&images, &[]);
+    s.reap_killed();
+    for &id in &made {
+        remove(kind, id);
+        assert!(
+            !listed(kind, id),
+            "{kind_name} {id} still there after IPC_RMID"
+        );
+    }
+    s.restore_and_finish(&images, "restore after the objects were removed");
+}
+
+/// As `recreated`, twice: objects a restore created (so the kernel never saw the tree
+/// create them) are still found as the tree's by the next dump.
+fn recreated_twice(mode: &str, kind: Kind) {
+    let mut s = Session::start(&sysv(mode));
+    let made = ids(&s, kind.name());
+    let (first, second) = (s.scratch.images(1), s.scratch.images(2));
+    s.dump_ok(&first, &[]);
+    s.reap_killed();
+    for &id in &made {
+        remove(kind, id);
+    }
+    let t1 = s.spawn_restore(&first, &[]);
+    if s.wait_restored(t1).is_some() {
+        s.fail("the restored process finished before the second dump");
+    }
+    s.dump_ok(&second, &[]);
+    s.wait_tool(t1, "second dump");
+    s.reap_killed();
+    for &id in &made {
+        remove(kind, id);
+    }
+    s.restore_and_finish(
+        &second,
+        "second restore, objects made again from the second image",
+    );
+}
+
+/// dump (kill), then put a different object at the id of one the victim made: the
+/// restore must fail naming it, and leave none of the image's objects behind.
+fn id_taken(mode: &str, kind: Kind, make: impl Fn() -> i32) {
+    let mut s = Session::start(&sysv(mode));
+    let made = ids(&s, kind.name());
+    let images = s.scratch.images(1);
+    s.dump_ok(&images, &[]);
+    s.reap_killed();
+    for &id in &made {
+        remove(kind, id);
+    }
+    let victim_id = *made.last().expect("ids");
+    // The next id is one value for the namespace: the lock keeps concurrent restores
+    // (other tests) from taking it.
+    let lock = sysvipc::NextIdLock::take().expect("lock");
+    sysvipc::set_next_id(kind, victim_id).expect("set next id");
+    let other = make();
+    drop(lock);
+    assert_eq!(other, victim_id, "the impostor did not get the id");
+    s.restore_must_fail(
+        &images,
+        &["taken by a different object"],
+        PidRule::NeverAppears,
+        "restore with an id taken",
+    );
+    let left: Vec<i32> = made[..made.len() - 1]
+        .iter()
+        .copied()
+        .filter(|&id| listed(kind, id))
+        .collect();
+    remove(kind, other);
+    assert!(
+        left.is_empty(),
+        "the failed restore left {} {left:?} behind",
+        kind.name()
+    );
+}
+
+#[test]
+fn shm_standalone() {
+    run_control(&sysv("shm"));
+}
+
+#[test]
+fn shm_dump_restore() {
+    // Segment A is still there (used as it is); B was removed and is created again.
+    run_cycle(&sysv("shm"));
+}
+
+#[test]
+fn shm_restored_from_the_image_alone() {
+    recreated("shm", Kind::Shm);
+}
+
+#[test]
+fn shm_restored_from_the_image_alone_twice() {
+    recreated_twice("shm", Kind::Shm);
+}
+
+#[test]
+fn msg_restored_from_the_image_alone_twice() {
+    recreated_twice("msg", Kind::Msg);
+}
+
+#[test]
+fn sem_restored_from_the_image_alone_twice() {
+    recreated_twice("sem", Kind::Sem);
+}
+
+#[test]
+fn shm_shared_with_a_child() {
+    tree_cycle(&sysv("shm-fork"), Outside::VictimOnly);
+}
+
+#[test]
+fn shm_shared_with_a_child_twice() {
+    tree_double_cycle(&sysv("shm-fork"), Outside::VictimOnly);
+}
+
+#[test]
+fn shm_dump_restore_twice() {
+    run_double_cycle(&sysv("shm"));
+}
+
+#[test]
+fn shm_leave_running() {
+    // The original removes its segments when it ends: restore creates them.
+    run_leave_running(&sysv("shm"));
+}
+
+#[test]
+fn shm_id_taken_by_another_segment_is_refused() {
+    id_taken("shm", Kind::Shm, || {
+        sysvipc::shm_create(0, 3 * 4096, 0o600).expect("create the impostor")
+    });
+}
+
+/// A's id is free but its key is taken by another segment: refused before B (whose id is
+/// free too) is created.
+#[test]
+fn shm_key_taken_is_refused() {
+    let mut s = Session::start(&sysv("shm"));
+    let made = ids(&s, "shm");
+    let (a, b) = (made[0], made[1]);
+    let key = sysvipc::shm_stat(a).expect("stat A").perm.key;
+    let images = s.scratch.images(1);
+    s.dump_ok(&images, &[]);
+    s.reap_killed();
+    remove(Kind::Shm, a);
+    let other = sysvipc::shm_create(key, 4096, 0o600).expect("create a segment with A's key");
+    let run = s.restore_must_fail(
+        &images,
+        &["key is taken"],
+        PidRule::NeverAppears,
+        "restore with A's key taken",
+    );
+    remove(Kind::Shm, other);
+    assert!(
+        !listed(Kind::Shm, b),
+        "the failed restore left segment {b} behind\n{}",
+        run.report()
+    );
+}
+
+#[test]
+fn msg_standalone() {
+    run_control(&sysv("msg"));
+}
+
+#[test]
+fn msg_dump_restore() {
+    run_cycle(&sysv("msg"));
+}
+
+#[test]
+fn msg_restored_from_the_image_alone() {
+    recreated("msg", Kind::Msg);
+}
+
+#[test]
+fn msg_leave_running() {
+    // The original takes its messages and removes its queues: restore makes them again.
+    run_leave_running(&sysv("msg"));
+}
+
+#[test]
+fn msg_id_taken_by_another_queue_is_refused() {
+    id_taken("msg", Kind::Msg, || {
+        // Another mode: a private queue with the same owner and mode would pass for the
+        // same queue (nothing else tells two empty private queues apart).
+        sysvipc::msg_create(0, 0o640).expect("create the impostor")
+    });
+}
+
+#[test]
+fn sem_standalone() {
+    run_control(&sysv("sem"));
+}
+
+#[test]
+fn sem_dump_restore() {
+    run_cycle(&sysv("sem"));
+}
+
+#[test]
+fn sem_restored_from_the_image_alone() {
+    recreated("sem", Kind::Sem);
+}
+
+#[test]
+fn sem_leave_running() {
+    run_leave_running(&sysv("sem"));
+}
+
+#[test]
+fn sem_id_taken_by_another_set_is_refused() {
+    id_taken("sem", Kind::Sem, || {
+        sysvipc::sem_create(0, 2, 0o600).expect("create the impostor")
+    });
+}
+
+/// SEM_UNDO adjustments cannot be read: the dump is refused and the process goes on.
+#[test]
+fn sem_undo_is_refused_and_the_process_goes_on() {
+    let v = sysv("sem-undo");
+    let mut s = Session::start(&v);
+    let images = s.scratch.images(1);
+    let r = s.dump(&images, &[]);
+    r.assert_no_panic();
+    if r.code() != 1 || !mentions(&r.stderr, &["undo"]) {
+        s.fail(&format!(
+            "dump of a process with a semaphore undo list must fail naming it\n{}",
+            r.report()
+        ));
+    }
+    s.assert_running_untraced("after the refused dump");
+    s.go();
+    s.finish_original("the victim after a refused dump");
+}
+
+/// A tree in an IPC namespace of its own that holds objects: restore cannot make the
+/// namespace yet, so the dump is refused (naming it) and the process goes on.
+#[test]
+fn own_ipc_namespace_with_objects_is_refused() {
+    for mode in ["msg", "shm"] {
+        let program = build_c("sysv_victim", &[]);
+        let v = Victim::program(&format!("sysv_ipcns_{mode}"), "/usr/bin/unshare").args_of([
+            std::ffi::OsString::from("--ipc"),
+            program.into_os_string(),
+            mode.into(),
+        ]);
+        let mut s = Session::start(&v);
+        let images = s.scratch.images(1);
+        let r = s.dump(&images, &[]);
+        r.assert_no_panic();
+        if r.code() != 1 || !mentions(&r.stderr, &["IPC namespace"]) {
+            s.fail(&format!(
+                "dump of a process in its own IPC namespace with objects must fail naming it\n{}",
+                r.report()
+            ));
+        }
+        s.assert_running_untraced("after the refused dump");
+        s.go();
+        s.finish_original("the victim after a refused dump");
+    }
+}

@@ -1,0 +1,232 @@
+//! POSIX message queues (mq_open). The link of such a descriptor is "/NAME" (with
+//! " (deleted)" once unlinked) on the mqueue filesystem.
+//!
+//! Dump: the queue is opened again through /proc/PID/fd/N (a description of our own, which
+//! can read even when the process's is write-only, and works for unlinked queues); its
+//! attributes come from mq_getattr, its owner and mode from stat. The kernel has no way to
+//! read a message without taking it: every message is received (highest priority first,
+//! oldest first within one) and at once sent again in the same order, which gives the
+//! queue back exactly as it was, before anything else of the dump happens. A queue with a
+//! notification registered (mq_notify) is refused before it is touched: the first message
+//! sent to the emptied queue would fire it. Processes outside the tree that use the queue
+//! at the same moment could see it empty or take a message meanwhile: the tool cannot stop
+//! them.
+//!
+//! Restore: the tool makes each queue before the tree (`prepare`): a queue that still
+//! exists by name is used as it is (like a file reopened by path) if its sizes are the
+//! image's, else the restore is refused; a missing one is created with its attributes,
+//! owner, mode and messages. Restore children open it by name. An unlinked queue is
+//! created under its name and unlinked again once every task holds it (`Prepared::finish`).
+//! If the restore fails, the queues it created are unlinked again.
+
+use stasis_image::ipc::{MqMessage, MqueueImage};
+use stasis_image::{FdImage, FileKind, TaskImage};
+use stasis_sys::mqueue::{self as sys, Mq};
+
+use super::FdProbe;
+use crate::error::{Error, Result, SysContext};
+
+pub fn dump(p: &FdProbe) -> Result<Option<FileKind>> {
+    let t = p.target;
+    let (name, unlinked) = match t.strip_suffix(" (deleted)") {
+        Some(n) => (n, true),
+        None => (t, false),
+    };
+    let plausible = p.is_file() && name.starts_with('/') && !name[1..].contains('/');
+    if !plausible || !sys::is_mqueue(&format!("/proc/{}/fd/{}", p.pid, p.fd)) {
+        return Ok(None);
+    }
+    let q = Mq::reopen(p.pid, p.fd, libc::O_RDWR | libc::O_NONBLOCK)
+        .ctx(p.pid, || format!("open the message queue of fd {}", p.fd))?;
+    let status = q
+        .status()
+        .ctx(p.pid, || format!("message queue status of fd {}", p.fd))?;
+    let notify_pid = status
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("NOTIFY_PID:"))
+        .and_then(|v| v.parse::<i32>().ok())
+        .unwrap_or(0);
+    if notify_pid != 0 {
+        return Err(p.unsupported(&format!(
+            "a message queue with a notification registered (mq_notify by pid {notify_pid}): \
+             not supported"
+        )));
+    }
+    let attr = q.attr().ctx(p.pid, || {
+        format!("attributes of the message queue of fd {}", p.fd)
+    })?;
+    let messages = take_and_give_back(p, &q, attr.msgsize as usize)?;
+    use std::os::unix::fs::MetadataExt;
+    Ok(Some(FileKind::Mqueue(MqueueImage {
+        name: name.to_string(),
+        unlinked,
+        uid: p.meta.uid(),
+        gid: p.meta.gid(),
+        mode: p.meta.mode() & 0o7777,
+        maxmsg: attr.maxmsg,
+        msgsize: attr.msgsize,
+        messages,
+    })))
+}
+
+/// Receives every message, then sends them all again in the same order: the queue is as it
+/// was. Sending back is attempted for every message even if one fails.
+fn take_and_give_back(p: &FdProbe, q: &Mq, msgsize: usize) -> Result<Vec<MqMessage>> {
+    let mut messages = Vec::new();
+    let mut failed = None;
+    loop {
+        match q.receive(msgsize) {
+            Ok(Some((priority, data))) => messages.push(MqMessage { priority, data }),
+            Ok(None) => break,
+            Err(e) => {
+                failed = Some(e);
+                break;
+            }
+        }
+    }
+    let mut lost = 0usize;
+    let mut send_err = None;
+    for m in &messages {
+        if let Err(e) = q.send(m.priority, &m.data) {
+            lost += 1;
+            send_err.get_or_insert(e);
+        }
+    }
+    if let Some(e) = send_err {
+        log::error!(
+            "pid {} fd {}: {lost} message(s) could not be put back into the queue: {e}",
+            p.pid,
+            p.fd
+        );
+        return Err(Error::Sys {
+            pid: p.pid,
+            context: format!(
+                "put {lost} message(s) back into the message queue of fd {} (something outside the tree filled it meanwhile?)",
+                p.fd
+            ),
+            source: e,
+        });
+    }
+    if let Some(e) = failed {
+        return Err(Error::Sys {
+            pid: p.pid,
+            context: format!("read the messages of the queue of fd {}", p.fd),
+            source: e,
+        });
+    }
+    Ok(messages)
+}
+
+/// Opens the queue of `f` by name in the calling restore child; returns its descriptor.
+pub fn reopen(f: &FdImage, q: &MqueueImage, flags: i32) -> std::result::Result<i32, String> {
+    let keep = flags & (libc::O_ACCMODE | libc::O_NONBLOCK);
+    Mq::open(&q.name, keep)
+        .map(Mq::into_raw)
+        .map_err(|e| format!("fd {}: message queue {}: {e}", f.fd, q.name))
+}
+
+/// The queues this restore created: unlinked again on drop unless the restore completed.
+pub struct Prepared {
+    pid: i32,
+    created: Vec<String>,
+    unlink_at_end: Vec<String>,
+}
+
+impl Prepared {
+    /// Every task holds its queues: unlinked queues lose their names again.
+    pub fn finish(mut self) -> Result<()> {
+        self.created.clear();
+        for name in std::mem::take(&mut self.unlink_at_end) {
+            sys::unlink(&name).ctx(self.pid, || format!("unlink message queue {name} again"))?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Prepared {
+    fn drop(&mut self) {
+        for name in &self.created {
+            let _ = sys::unlink(name);
+        }
+    }
+}
+
+/// Makes every message queue the image's descriptors need (see the module comment).
+pub fn prepare(pid: i32, tasks: &[TaskImage]) -> Result<Prepared> {
+    let mut done = Prepared {
+        pid,
+        created: Vec::new(),
+        unlink_at_end: Vec::new(),
+    };
+    let mut seen: Vec<&str> = Vec::new();
+    let queues = tasks
+        .iter()
+        .flat_map(|t| t.fds.iter())
+        .filter_map(|f| match &f.file {
+            FileKind::Mqueue(q) => Some(q),
+            _ => None,
+        });
+    for q in queues {
+        if seen.contains(&q.name.as_str()) {
+            continue;
+        }
+        seen.push(&q.name);
+        match Mq::open(&q.name, libc::O_RDONLY) {
+            Ok(existing) => {
+                let a = existing
+                    .attr()
+                    .ctx(pid, || format!("attributes of message queue {}", q.name))?;
+                if q.unlinked || a.maxmsg != q.maxmsg || a.msgsize != q.msgsize {
+                    return Err(Error::Restore {
+                        pid,
+                        reason: format!(
+                            "message queue {}: the name is taken by a different queue \
+                             (maxmsg {}, msgsize {}; the image's: maxmsg {}, msgsize {}{})",
+                            q.name,
+                            a.maxmsg,
+                            a.msgsize,
+                            q.maxmsg,
+                            q.msgsize,
+                            if q.unlinked { ", unlinked" } else { "" }
+                        ),
+                    });
+                }
+                log::info!("message queue {}: still there, used as it is", q.name);
+            }
+            Err(e) if e.errno.0 == libc::ENOENT => {
+                let made = Mq::create(
+                    &q.name,
+                    libc::O_WRONLY | libc::O_NONBLOCK,
+                    0o600,
+                    q.maxmsg,
+                    q.msgsize,
+                )
+                .ctx(pid, || format!("create message queue {}", q.name))?;
+                done.created.push(q.name.clone());
+                for m in &q.messages {
+                    made.send(m.priority, &m.data)
+                        .ctx(pid, || format!("refill message queue {}", q.name))?;
+                }
+                made.set_owner(q.uid, q.gid, q.mode).ctx(pid, || {
+                    format!("owner and mode of message queue {}", q.name)
+                })?;
+                if q.unlinked {
+                    done.unlink_at_end.push(q.name.clone());
+                }
+                log::info!(
+                    "message queue {}: created ({} messages)",
+                    q.name,
+                    q.messages.len()
+                );
+            }
+            Err(e) => {
+                return Err(Error::Sys {
+                    pid,
+                    context: format!("look up message queue {}", q.name),
+                    source: e,
+                })
+            }
+        }
+    }
+    Ok(done)
+}

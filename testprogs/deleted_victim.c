@@ -22,8 +22,10 @@
  * directory holds only replaced.txt (no leftovers).
  *
  * `linked`: gone.txt also has a second name (a hard link) when it is unlinked; stasis
- * refuses that. `dirgone`: gone.txt is in a subdirectory removed after it. The victim
- * then checks only that it is unharmed.
+ * refuses that without --link-remap, and with it keeps the two one file: the victim
+ * checks that fd 5 is still the file named other-name.txt (inode, nlink 1, contents,
+ * offset) and that no link_remap name is left. `dirgone`: gone.txt is in a subdirectory
+ * removed after it (refused); the victim checks it is unharmed.
  */
 #include "victim.h"
 
@@ -133,6 +135,18 @@ int main(int argc, char **argv)
 		v_wait_go();
 		if (!holds(5, 0, 10000, 1) || lseek(5, 0, SEEK_CUR) != 1234)
 			v_fail("gone.txt changed");
+		struct stat a, b;
+		if (linked && (fstat(5, &a) || stat(path, &b) || a.st_ino != b.st_ino || a.st_nlink != 1))
+			v_fail("fd 5 is no longer the file named %s (nlink %lu)", path, (unsigned long)a.st_nlink);
+		if (linked)
+			check_link(5, gone, " (deleted)");
+		DIR *ld = opendir(dir);
+		struct dirent *le;
+		while (ld && (le = readdir(ld)))
+			if (strncmp(le->d_name, "link_remap", 10) == 0)
+				v_fail("left over: %s", le->d_name);
+		if (ld)
+			closedir(ld);
 		if (linked)
 			unlink(path);
 		v_finish();

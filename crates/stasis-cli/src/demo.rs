@@ -84,6 +84,7 @@ pub fn run(dir: Option<PathBuf>) -> anyhow::Result<u8> {
         leave_stopped: false,
         shell_job: false,
         file_locks: false,
+        link_remap: false,
     })
     .context("dump the counter")?;
     let _ = child.wait();

@@ -77,6 +77,10 @@ struct DumpArgs {
     /// makes the dump fail.
     #[arg(short = 'l', long = "file-locks")]
     file_locks: bool,
+    /// Give files deleted while open a name in their directory (link_remap.PID.N) instead
+    /// of saving their contents; restore opens and removes it.
+    #[arg(long = "link-remap")]
+    link_remap: bool,
 }
 
 #[derive(Args, Debug)]
@@ -207,6 +211,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 leave_stopped: a.leave_stopped,
                 shell_job: a.shell_job,
                 file_locks: a.file_locks,
+                link_remap: a.link_remap,
             })
             .with_context(|| format!("dump of pid {} failed", a.tree))?;
             log::info!(

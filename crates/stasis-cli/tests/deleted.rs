@@ -44,6 +44,44 @@ fn deleted_dump_restore() {
     s.restore_and_finish(&images, "dump, kill, restore");
 }
 
+/// `--link-remap`: a deleted file that still has another name is given one more at dump
+/// (no data saved) and restore opens it, so fd and name stay one file; the name goes.
+#[test]
+fn deleted_linked_elsewhere_with_link_remap() {
+    link_remap(deleted().named("deleted_linked_remap").arg("linked"), 0, 1);
+}
+
+/// `--link-remap` on files with no name left: only the O_TMPFILE one (made without
+/// O_EXCL) can be linked; the others are saved as without the option.
+#[test]
+fn deleted_link_remap() {
+    link_remap(deleted(), 3 << 20, 1);
+}
+
+fn link_remap(v: Victim, min_data: u64, want_links: usize) {
+    let mut s = Session::start(&v);
+    let images = s.scratch.images(1);
+    s.dump_ok(&images, &["--link-remap"]);
+    s.reap_killed();
+    let data: u64 = std::fs::read_dir(&images)
+        .expect("image dir")
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("filedata-"))
+        .map(|e| e.metadata().map_or(0, |m| m.len()))
+        .sum();
+    let links = std::fs::read_dir(s.scratch.tmp())
+        .expect("victim dir")
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("link_remap."))
+        .count();
+    if data < min_data || data > min_data + (1 << 20) || links != want_links {
+        s.fail(&format!(
+            "with --link-remap: {data} bytes of file data in the image (expected {min_data} to 1 MiB more), {links} link_remap names (expected {want_links})"
+        ));
+    }
+    s.restore_and_finish(&images, "dump --link-remap, kill, restore");
+}
+
 #[test]
 fn deleted_dump_restore_twice() {
     run_double_cycle(&deleted());
@@ -56,7 +94,7 @@ fn deleted_leave_running() {
 
 #[test]
 fn deleted_but_linked_elsewhere_is_refused() {
-    refused("linked", &["another name"]);
+    refused("linked", &["--link-remap"]);
 }
 
 #[test]

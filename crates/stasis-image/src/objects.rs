@@ -41,6 +41,10 @@ pub enum ObjectKind {
         /// The path it had (for O_TMPFILE files, the directory followed by `#INODE`); it
         /// is re-created in the same directory and unlinked again.
         path: String,
+        /// With `dump --link-remap`: a name the dump gave the file (in the same directory)
+        /// instead of saving its contents; restore opens it and removes the name.
+        #[serde(default)]
+        link_remap: Option<String>,
     },
 }
 
@@ -97,7 +101,14 @@ impl FileObject {
             ObjectKind::Memfd { name, seals } => {
                 format!("memfd:{name} (size {}, seals {seals:#x})", self.size)
             }
-            ObjectKind::Deleted { path } => format!("deleted file {path} (size {})", self.size),
+            ObjectKind::Deleted {
+                path,
+                link_remap: None,
+            } => format!("deleted file {path} (size {})", self.size),
+            ObjectKind::Deleted {
+                path,
+                link_remap: Some(link),
+            } => format!("deleted file {path} (size {}, linked as {link})", self.size),
         }
     }
 }

@@ -894,3 +894,23 @@ pub fn fs_type(path: &Path) -> SysResult<i64> {
     check(r as _, "statfs", || path.display().to_string())?;
     Ok(st.f_type as i64)
 }
+
+/// linkat(AT_FDCWD, from, AT_FDCWD, to, AT_SYMLINK_FOLLOW): a new name for the file
+/// `from` names; with a /proc/PID/fd/N `from`, a name for an unlinked file.
+pub fn link_following(from: &Path, to: &Path) -> SysResult<()> {
+    let (a, b) = (cstr(from)?, cstr(to)?);
+    // SAFETY: both paths are NUL-terminated and outlive the call.
+    let r = unsafe {
+        libc::linkat(
+            libc::AT_FDCWD,
+            a.as_ptr(),
+            libc::AT_FDCWD,
+            b.as_ptr(),
+            libc::AT_SYMLINK_FOLLOW,
+        )
+    };
+    check(r as _, "linkat", || {
+        format!("{} -> {}", from.display(), to.display())
+    })
+    .map(drop)
+}

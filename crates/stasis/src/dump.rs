@@ -23,6 +23,9 @@ pub struct DumpOptions {
     pub shell_job: bool,
     /// Save the file locks the tree holds (else a held lock is refused).
     pub file_locks: bool,
+    /// Give deleted files a name again instead of saving their contents (CRIU's
+    /// --link-remap); restore removes the name.
+    pub link_remap: bool,
 }
 
 /// What a dump did, for the log and for benchmarks.
@@ -178,6 +181,7 @@ fn dump_tree(
     let mut writer = ImageWriter::create(&opts.images_dir)?;
     let mut entries = Vec::new();
     let mut descs = files::DescTable::default();
+    descs.objects().borrow_mut().link_remap = opts.link_remap;
     let mut stored = 0;
     let mut images = Vec::with_capacity(tree.live.len());
     // vfork children first: dumped, then killed, which lets their parent stop.
@@ -282,6 +286,9 @@ fn dump_tree(
     }
     if opts.file_locks {
         dump_options.push("--file-locks".to_string());
+    }
+    if opts.link_remap {
+        dump_options.push("--link-remap".to_string());
     }
     writer.finish(Manifest {
         tool_version: env!("CARGO_PKG_VERSION").to_string(),

@@ -79,8 +79,8 @@ pub fn collect_vmas(
                 object: range(),
                 detail: format!("cannot stat the mapped file through {source}: {e}"),
             })?;
-            let found =
-                object::classify(&m.path, &source, &meta).map_err(|detail| Error::Unsupported {
+            let found = object::classify(&m.path, &source, &meta, objects.borrow().link_remap)
+                .map_err(|detail| Error::Unsupported {
                     pid,
                     object: range(),
                     detail,

@@ -26,10 +26,8 @@ pub fn dump(p: &FdProbe) -> Result<Option<FileKind>> {
     if !dir_exists(path) {
         return Err(p.unsupported(DIR_GONE));
     }
-    if p.meta.nlink() != 0 {
-        return Err(p.unsupported(
-            "the file was unlinked here but still has another name (not supported yet)",
-        ));
+    if p.meta.nlink() != 0 && !p.objects.borrow().link_remap {
+        return Err(p.unsupported(super::object::STILL_LINKED));
     }
     let object = p.objects.borrow_mut().note(
         p.pid,
@@ -48,6 +46,27 @@ pub const DIR_GONE: &str =
 /// The directory a deleted file would be re-created in exists.
 pub fn dir_exists(path: &str) -> bool {
     Path::new(path).parent().is_some_and(|d| d.is_dir())
+}
+
+/// `dump --link-remap`: gives the deleted file `path` (open as `source`, a /proc path) a
+/// name in its directory; None if the kernel refuses (a file with no name left, unless
+/// it is an O_TMPFILE file made without O_EXCL) or the name is taken.
+pub fn link_again(path: &str, source: &str, pid: i32, id: u32) -> Option<String> {
+    let dir = Path::new(path).parent()?;
+    let link = dir.join(format!("link_remap.{pid}.{id}"));
+    match own::link_following(Path::new(source), &link) {
+        Ok(()) => {
+            log::info!(
+                "pid {pid}: deleted file {path} linked as {}",
+                link.display()
+            );
+            Some(link.display().to_string())
+        }
+        Err(e) => {
+            log::info!("pid {pid}: deleted file {path} not linked again ({e}): contents saved");
+            None
+        }
+    }
 }
 
 /// Creates a file in the directory of `path` and unlinks it: under the same name if it is

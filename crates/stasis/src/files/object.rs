@@ -28,6 +28,7 @@ pub fn classify(
     path: &str,
     source: &str,
     meta: &std::fs::Metadata,
+    link_remap: bool,
 ) -> std::result::Result<Found, String> {
     if !meta.is_file() {
         return Err("mapping of a deleted file that is not a regular file".into());
@@ -41,10 +42,8 @@ pub fn classify(
     if !super::deleted::dir_exists(path) {
         return Err(super::deleted::DIR_GONE.into());
     }
-    if meta.nlink() != 0 {
-        return Err(
-            "the mapped file was unlinked but still has another name (not supported yet)".into(),
-        );
+    if meta.nlink() != 0 && !link_remap {
+        return Err(STILL_LINKED.into());
     }
     Ok(Found::Deleted {
         path: path.to_string(),
@@ -64,7 +63,11 @@ struct Entry {
 #[derive(Default)]
 pub struct ObjectTable {
     entries: Vec<Entry>,
+    /// `dump --link-remap`: deleted files get a name again (see `save`).
+    pub link_remap: bool,
 }
+
+pub const STILL_LINKED: &str = "the file was unlinked here but still has another name (dump with --link-remap to keep it one file)";
 
 impl ObjectTable {
     /// The id of the object with inode `key` (dev, ino), recorded on first sight.
@@ -85,7 +88,12 @@ impl ObjectTable {
 
     /// Reads every object's contents into a data file of the image; returns each object
     /// with the pid of the task that records it (the first that referred to it).
+    ///
+    /// With `link_remap`, a deleted file gets a name in its directory instead, and no data
+    /// is saved, when the kernel allows it: the file still has another name (it must: it
+    /// stays one file with it), or is an O_TMPFILE file made without O_EXCL.
     pub fn save(&self, writer: &mut ImageWriter) -> Result<Vec<(i32, FileObject)>> {
+        let link_remap = self.link_remap;
         let mut out = Vec::with_capacity(self.entries.len());
         for e in &self.entries {
             let pid = e.first_pid;
@@ -102,11 +110,42 @@ impl ObjectTable {
                     name: name.clone(),
                     seals: own::get_seals(fd).ctx(pid, || format!("seals of {}", e.source))?,
                 },
-                Found::Deleted { path } => ObjectKind::Deleted { path: path.clone() },
+                Found::Deleted { path } => ObjectKind::Deleted {
+                    path: path.clone(),
+                    link_remap: if link_remap {
+                        super::deleted::link_again(path, &e.source, pid, e.id)
+                    } else {
+                        None
+                    },
+                },
             };
+            if let ObjectKind::Deleted {
+                link_remap: None, ..
+            } = &kind
+            {
+                if meta.nlink() != 0 {
+                    return Err(Error::Unsupported {
+                        pid,
+                        object: e.source.clone(),
+                        detail: "the file still has another name and cannot be given one more"
+                            .into(),
+                    });
+                }
+            }
             let data_file = object_data_file_name(e.id);
             let mut raw = writer.raw(&data_file)?;
-            let extents = copy_extents(pid, &e.source, &file, meta.len(), &mut raw)?;
+            let linked = matches!(
+                kind,
+                ObjectKind::Deleted {
+                    link_remap: Some(_),
+                    ..
+                }
+            );
+            let extents = if linked {
+                Vec::new()
+            } else {
+                copy_extents(pid, &e.source, &file, meta.len(), &mut raw)?
+            };
             writer.add_pages(raw)?;
             let object = FileObject {
                 id: e.id,
@@ -174,7 +213,21 @@ fn copy_extents(
 
 /// Checks, before anything is created, that an object can be made again.
 pub fn check(pid: i32, o: &FileObject) -> Result<()> {
-    if let ObjectKind::Deleted { path } = &o.kind {
+    if let ObjectKind::Deleted {
+        link_remap: Some(link),
+        ..
+    } = &o.kind
+    {
+        if !Path::new(link).is_file() {
+            return Err(Error::Restore {
+                pid,
+                reason: format!(
+                    "{}: the name the dump gave it ({link}) is gone",
+                    o.describe()
+                ),
+            });
+        }
+    } else if let ObjectKind::Deleted { path, .. } = &o.kind {
         let dir = Path::new(path).parent().unwrap_or(Path::new("/"));
         if !dir.is_dir() {
             return Err(Error::Restore {
@@ -209,7 +262,25 @@ fn create(o: &FileObject, data_dir: &Path) -> std::result::Result<i32, String> {
         ObjectKind::Memfd { name, .. } => {
             own::memfd_create(name, libc::MFD_ALLOW_SEALING).map_err(|e| e.to_string())?
         }
-        ObjectKind::Deleted { path } => super::deleted::create_unlinked(path, o.id)?,
+        ObjectKind::Deleted {
+            link_remap: Some(link),
+            path,
+        } => {
+            // The file itself, kept under a name since the dump: only the name goes. Under
+            // its own name if that is free, so /proc shows the same "PATH (deleted)".
+            let name = if std::fs::symlink_metadata(path).is_err()
+                && std::fs::rename(link, path).is_ok()
+            {
+                path
+            } else {
+                link
+            };
+            let fd = own::open(Path::new(name), libc::O_RDWR | libc::O_CLOEXEC, 0)
+                .map_err(|e| e.to_string())?;
+            own::unlink(Path::new(name)).map_err(|e| e.to_string())?;
+            return Ok(fd);
+        }
+        ObjectKind::Deleted { path, .. } => super::deleted::create_unlinked(path, o.id)?,
     };
     let r = fill(fd, o, data_dir);
     if r.is_err() {

@@ -5,7 +5,8 @@
  *   io_uring   an io_uring instance (io_uring_setup), fd 7
  *   perf       a perf_event fd counting this task's clock (perf_event_open), fd 7
  *   timer      an armed POSIX timer (timer_create)
- *   scm_rights a descriptor in flight in a unix socket (SCM_RIGHTS), fd 7 receives it
+ *   scm_rights an epoll instance in flight in a unix socket (SCM_RIGHTS), fd 7
+ *              receives it (files in flight are dumped; an epoll is not)
  *
  * Besides that fd it holds ordinary state: memory with a pattern, a regular file at an
  * offset (fd 8), a blocked mask, a signal handler, a sigaltstack. No restore happens in
@@ -17,6 +18,7 @@
 
 #include <time.h>
 #include <sys/socket.h>
+#include <sys/epoll.h>
 #include <linux/io_uring.h>
 #include <linux/perf_event.h>
 #include <signal.h>
@@ -65,12 +67,14 @@ int main(int argc, char **argv)
 		if (fd < 0)
 			v_die("perf_event_open: %s", strerror(errno));
 	} else if (strcmp(mode, "scm_rights") == 0) {
-		/* a descriptor in flight: sent over a socketpair, not received yet; fd 7 is the
-		 * receiving end */
+		/* an epoll instance in flight: sent over a socketpair, not received yet; fd 7 is
+		 * the receiving end */
 		int sp[2];
 		if (socketpair(AF_UNIX, SOCK_DGRAM, 0, sp) != 0)
 			v_die("socketpair: %s", strerror(errno));
-		int passed = open("/dev/null", O_RDONLY);
+		int passed = epoll_create1(0);
+		if (passed < 0)
+			v_die("epoll_create1: %s", strerror(errno));
 		char cbuf[CMSG_SPACE(sizeof(int))];
 		memset(cbuf, 0, sizeof(cbuf));
 		struct iovec iov = { .iov_base = "fd", .iov_len = 2 };

@@ -10,6 +10,12 @@
 //!   after restore they talk 100 rounds and the child exits 0. The SO_PASSCRED receiver
 //!   has datagrams queued (they carry credentials); `creds-on-empty` puts SO_PASSCRED on
 //!   the bound datagram socket instead, which has nothing queued.
+//! - testprogs/ipc_scm.c: a server and three forked clients mid-conversation over a
+//!   listener, with files in flight (SCM_RIGHTS) that only the socket queues hold: a
+//!   seqpacket socketpair end with records queued in it, a pipe's read end with bytes in
+//!   the pipe, a regular file at an offset passed twice in one message; each client
+//!   receives its file after restore and checks it (contents, offset shared by the two
+//!   descriptors, the pipe and the socket still connected to the server's ends).
 //! - a socket whose peer is outside the tree (stream and datagram socketpairs), and a
 //!   listener with a connection waiting from outside: the dump is refused with a clear
 //!   error, and the victim and the outside process go on unharmed with their data.
@@ -44,6 +50,17 @@ tree_cycle_tests!(unix_creds_on_empty(), Outside::Compare;
     dump_restore unix_creds_on_empty_dump_restore,
     dump_restore_twice unix_creds_on_empty_dump_restore_twice,
     leave_running unix_creds_on_empty_leave_running,
+);
+
+fn scm_victim() -> Victim {
+    Victim::c("ipc_scm")
+}
+
+tree_cycle_tests!(scm_victim(), Outside::Compare;
+    standalone scm_standalone,
+    dump_restore scm_dump_restore,
+    dump_restore_twice scm_dump_restore_twice,
+    leave_running scm_leave_running,
 );
 
 #[test]

@@ -523,6 +523,20 @@ pub struct SocketOptions {
 pub struct SocketQueue {
     pub inode: u64,
     pub messages: Vec<Vec<u8>>,
+    /// Files in flight: the descriptors some of the messages carry (SCM_RIGHTS).
+    #[serde(default)]
+    pub in_flight: Vec<InFlightFiles>,
+}
+
+/// The open files one queued message carries (SCM_RIGHTS), in the order they were sent.
+/// Each is described like a descriptor of a task (its `fd` is only its position in the
+/// message); its `desc` is shared with the task descriptors, or other files in flight,
+/// that refer to the same open file description.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InFlightFiles {
+    /// Index of the message in [`SocketQueue::messages`].
+    pub message: u32,
+    pub files: Vec<FdImage>,
 }
 
 /// Bytes queued in a pipe at dump, to be written into it again at restore.

@@ -602,12 +602,22 @@ pub fn set_sockopt_int(fd: i32, level: i32, opt: i32, v: i32) -> SysResult<()> {
     .map(drop)
 }
 
-/// The messages queued for reading on socket `fd`, oldest first (a stream gives one
-/// message with all its bytes), left in the queue: peeked with SO_PEEK_OFF, which is put
-/// back afterwards. Credentials attached to messages (SO_PASSCRED) are dropped: the
-/// kernel attaches the sender's again when the message is sent at restore. Messages
-/// carrying descriptors are refused.
-pub fn peek_socket(fd: i32) -> SysResult<Vec<Vec<u8>>> {
+/// One message peeked from a socket's queue: its bytes and the descriptors it carries
+/// (SCM_RIGHTS), which the peek installed in the calling process as new descriptors of the
+/// same open files (close-on-exec).
+pub struct PeekedMessage {
+    pub data: Vec<u8>,
+    pub fds: Vec<std::os::fd::OwnedFd>,
+}
+
+/// The messages queued for reading on socket `fd`, oldest first, left in the queue:
+/// peeked with SO_PEEK_OFF, which is put back afterwards. A stream gives its bytes in as
+/// few messages as the kernel glues together: it stops after each chunk that carries
+/// descriptors, so those stay attached to the bytes they came with. Credentials attached
+/// to messages (SO_PASSCRED) are dropped: the kernel attaches the sender's again when the
+/// message is sent at restore.
+pub fn peek_socket(fd: i32) -> SysResult<Vec<PeekedMessage>> {
+    use std::os::fd::FromRawFd;
     let stream = get_sockopt_int(fd, libc::SOL_SOCKET, libc::SO_TYPE)? == libc::SOCK_STREAM;
     let old = get_sockopt_int(fd, libc::SOL_SOCKET, libc::SO_PEEK_OFF)?;
     set_sockopt_int(fd, libc::SOL_SOCKET, libc::SO_PEEK_OFF, 0)?;
@@ -633,8 +643,9 @@ pub fn peek_socket(fd: i32) -> SysResult<Vec<Vec<u8>>> {
         msg.msg_iovlen = 1;
         msg.msg_control = cmsg.as_mut_ptr().cast();
         msg.msg_controllen = cmsg.len();
+        let flags = libc::MSG_PEEK | libc::MSG_DONTWAIT | libc::MSG_CMSG_CLOEXEC;
         // SAFETY: every pointer in `msg` refers to live buffers of the stated lengths.
-        let r = unsafe { libc::recvmsg(fd, &mut msg, libc::MSG_PEEK | libc::MSG_DONTWAIT) };
+        let r = unsafe { libc::recvmsg(fd, &mut msg, flags) };
         if r < 0 {
             let e = Errno::last();
             if e.0 == libc::EAGAIN {
@@ -642,11 +653,18 @@ pub fn peek_socket(fd: i32) -> SysResult<Vec<Vec<u8>>> {
             }
             break Err(SysError::new("recvmsg(MSG_PEEK)", format!("fd {fd}"), e));
         }
-        if carries_descriptors(&cmsg[..msg.msg_controllen.min(cmsg.len())]) {
+        let fds: Vec<std::os::fd::OwnedFd> =
+            received_descriptors(&cmsg[..msg.msg_controllen.min(cmsg.len())])
+                .into_iter()
+                // SAFETY: the kernel just installed these descriptors for us; nothing else
+                // owns them.
+                .map(|raw| unsafe { std::os::fd::OwnedFd::from_raw_fd(raw) })
+                .collect();
+        if msg.msg_flags & libc::MSG_CTRUNC != 0 {
             break Err(SysError::new(
                 "recvmsg(MSG_PEEK)",
-                format!("fd {fd}: a queued message carries file descriptors (SCM_RIGHTS, not supported yet)"),
-                Errno(libc::EOPNOTSUPP),
+                format!("fd {fd}: control data of a queued message truncated"),
+                Errno(libc::EMSGSIZE),
             ));
         }
         if msg.msg_flags & libc::MSG_TRUNC != 0 {
@@ -656,33 +674,77 @@ pub fn peek_socket(fd: i32) -> SysResult<Vec<Vec<u8>>> {
                 Errno(libc::EMSGSIZE),
             ));
         }
-        if r == 0 && stream {
+        if r == 0 && stream && fds.is_empty() {
             break Ok(()); // end of stream: the peer shut down
         }
         // Zero-length datagrams are messages too; the peek offset moves past them.
-        out.push(buf[..r as usize].to_vec());
+        out.push(PeekedMessage {
+            data: buf[..r as usize].to_vec(),
+            fds,
+        });
     };
     let _ = set_sockopt_int(fd, libc::SOL_SOCKET, libc::SO_PEEK_OFF, old);
     result.map(|_| out)
 }
 
-/// Whether control data holds an SCM_RIGHTS message.
-fn carries_descriptors(control: &[u8]) -> bool {
+/// The descriptors of the SCM_RIGHTS messages in control data.
+fn received_descriptors(control: &[u8]) -> Vec<i32> {
     let header = std::mem::size_of::<libc::cmsghdr>();
+    let mut out = Vec::new();
     let mut off = 0usize;
     while off + header <= control.len() {
         let len = usize::from_ne_bytes(control[off..off + 8].try_into().expect("8 bytes"));
         let level = i32::from_ne_bytes(control[off + 8..off + 12].try_into().expect("4 bytes"));
         let kind = i32::from_ne_bytes(control[off + 12..off + 16].try_into().expect("4 bytes"));
-        if level == libc::SOL_SOCKET && kind == libc::SCM_RIGHTS {
-            return true;
+        if len < header || off + len > control.len() {
+            break;
         }
-        if len < header {
-            return false;
+        if level == libc::SOL_SOCKET && kind == libc::SCM_RIGHTS {
+            for c in control[off + header..off + len].chunks_exact(4) {
+                out.push(i32::from_ne_bytes(c.try_into().expect("4 bytes")));
+            }
         }
         off += (len + 7) & !7;
     }
-    false
+    out
+}
+
+/// Sends `data` on socket `fd` with descriptors `fds` attached (SCM_RIGHTS), without
+/// blocking. A stream may take the bytes in several calls; the descriptors go with the
+/// first.
+pub fn send_message_with_fds(fd: i32, data: &[u8], fds: &[i32]) -> SysResult<()> {
+    if fds.is_empty() {
+        return send_message(fd, data);
+    }
+    let header = std::mem::size_of::<libc::cmsghdr>();
+    let payload = std::mem::size_of_val(fds);
+    // CMSG_SPACE: the header and the payload rounded up to 8 bytes.
+    let mut control = vec![0u8; header + ((payload + 7) & !7)];
+    control[..8].copy_from_slice(&(header + payload).to_ne_bytes());
+    control[8..12].copy_from_slice(&libc::SOL_SOCKET.to_ne_bytes());
+    control[12..16].copy_from_slice(&libc::SCM_RIGHTS.to_ne_bytes());
+    for (i, f) in fds.iter().enumerate() {
+        control[header + 4 * i..header + 4 * i + 4].copy_from_slice(&f.to_ne_bytes());
+    }
+    let mut iov = libc::iovec {
+        iov_base: data.as_ptr() as *mut libc::c_void,
+        iov_len: data.len(),
+    };
+    // SAFETY: msghdr is plain data; all-zero is valid, then filled in.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = control.len();
+    // SAFETY: `msg` points at `data` (only read) and `control`, both live for the call.
+    let r = unsafe { libc::sendmsg(fd, &msg, libc::MSG_DONTWAIT) };
+    let n = check(r as _, "sendmsg(SCM_RIGHTS)", || {
+        format!("fd {fd}, {} bytes, {} descriptor(s)", data.len(), fds.len())
+    })? as usize;
+    if n < data.len() {
+        send_message(fd, &data[n..])?;
+    }
+    Ok(())
 }
 
 /// Moves descriptor `fd` to the lowest free number at or above `min` (close-on-exec).

@@ -136,14 +136,15 @@ fn dump_tree(opts: &DumpOptions, tree: &Tree) -> Result<u64> {
         stored += pages;
         images.push(image);
     }
-    for (pid, data) in descs.pipe_data()? {
-        if let Some(image) = images.iter_mut().find(|i| i.pid == pid) {
-            image.pipe_data.push(data);
-        }
-    }
+    // Sockets first: their queues may hold pipes in flight.
     for (pid, queue) in descs.socket_queues()? {
         if let Some(image) = images.iter_mut().find(|i| i.pid == pid) {
             image.socket_queues.push(queue);
+        }
+    }
+    for (pid, data) in descs.pipe_data()? {
+        if let Some(image) = images.iter_mut().find(|i| i.pid == pid) {
+            image.pipe_data.push(data);
         }
     }
     for image in &images {

@@ -56,7 +56,8 @@ impl Restored {
 struct TreePlan {
     report_fd: i32,
     slot_base: i32,
-    /// For each description id, the first descriptor that refers to it: (task, fd index).
+    /// For each description id, the first descriptor that refers to it: (task, index in
+    /// `files::all_files`, which goes on with the files in flight after the task's fds).
     descs: Vec<(u32, usize, usize)>,
     tasks: Vec<TaskPlan>,
     terminal: Option<String>,
@@ -121,7 +122,7 @@ pub fn restore(opts: &RestoreOptions) -> Result<Restored> {
             MappedFile::open(&file, &entry.pages_file).ctx(pid, || "map the page file".into())?;
         reader.verify_pages(&entry.pages_file, map.bytes())?;
         pages.push(map);
-        files::check(pid, &t.fds)?;
+        files::check(pid, files::all_files(t))?;
         mem::check_map_files(pid, &t.mm)?;
         let has_terminal = t
             .fds
@@ -426,7 +427,7 @@ fn make_plan(tasks: &[TaskImage], opts: &RestoreOptions) -> Result<TreePlan> {
     let slot_base = max_fd + 2;
     let mut descs: Vec<(u32, usize, usize)> = Vec::new();
     for (ti, t) in tasks.iter().enumerate() {
-        for (fi, f) in t.fds.iter().enumerate() {
+        for (fi, f) in files::all_files(t).enumerate() {
             if !descs.iter().any(|d| d.0 == f.desc) {
                 descs.push((f.desc, ti, fi));
             }
@@ -530,7 +531,7 @@ fn task_setup(
         let descs: Vec<(u32, &stasis_image::FdImage)> = plan
             .descs
             .iter()
-            .map(|&(d, ti, fi)| (d, &tasks[ti].fds[fi]))
+            .filter_map(|&(d, ti, fi)| Some((d, files::all_files(&tasks[ti]).nth(fi)?)))
             .collect();
         let pipe_data: Vec<&stasis_image::PipeData> =
             tasks.iter().flat_map(|t| t.pipe_data.iter()).collect();

@@ -14,7 +14,7 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 
 use std::collections::BTreeMap;
 
-use stasis_image::{FdImage, FileKind, PipeData, SocketQueue};
+use stasis_image::{FdImage, FileKind, InFlightFiles, PipeData, SocketQueue, TaskImage};
 use stasis_sys::procfs::{self, FdInfo};
 use stasis_sys::sockdiag::{self, UnixSocket};
 use stasis_sys::{own, process};
@@ -90,13 +90,31 @@ pub struct DescTable {
     /// FIFOs: inode -> (first pid, a reading end if the tree has one).
     fifos: BTreeMap<u64, (i32, Option<(i32, i32)>)>,
     unix: std::cell::OnceCell<Vec<UnixSocket>>,
-    /// Unix sockets seen: inode -> (first pid, fd, peer, listening).
-    sockets: BTreeMap<u64, (i32, i32, Option<u64>, bool)>,
+    /// Unix sockets seen, by inode.
+    sockets: BTreeMap<u64, SocketSeen>,
+    /// Our own descriptors of the files in flight, kept open while the dump compares
+    /// descriptions (kcmp) and reads queues through them.
+    in_flight: Vec<std::os::fd::OwnedFd>,
 }
 
-/// Where the ends of one pipe were found.
+/// Where a unix socket was first found.
+#[derive(Clone, Copy)]
+struct SocketSeen {
+    /// The task whose image records its queue.
+    owner: i32,
+    /// A process and descriptor to reach it through: the owner's, or ours for a socket
+    /// that is only in flight.
+    pid: i32,
+    fd: i32,
+    peer: Option<u64>,
+    listening: bool,
+}
+
+/// Where the ends of one pipe were found ((pid, fd) to reach each through: a task's, or
+/// ours for an end that is only in flight).
 #[derive(Default)]
 struct PipeEnds {
+    /// The task whose image records the pipe's data.
     first_pid: i32,
     reader: Option<(i32, i32)>,
     writer: Option<(i32, i32)>,
@@ -104,16 +122,17 @@ struct PipeEnds {
 }
 
 impl DescTable {
-    fn note_fifo(&mut self, pid: i32, fd: i32, flags: u32, file: &FileKind) {
+    /// `owner` is the task whose image records the data; `pid` and `fd` reach the file.
+    fn note_fifo(&mut self, owner: i32, pid: i32, fd: i32, flags: u32, file: &FileKind) {
         if let FileKind::Fifo { inode, .. } = *file {
-            let e = self.fifos.entry(inode).or_insert((pid, None));
+            let e = self.fifos.entry(inode).or_insert((owner, None));
             if flags & libc::O_ACCMODE as u32 != libc::O_WRONLY as u32 && e.1.is_none() {
                 e.1 = Some((pid, fd));
             }
         }
     }
 
-    fn note_pipe(&mut self, pid: i32, fd: i32, file: &FileKind) {
+    fn note_pipe(&mut self, owner: i32, pid: i32, fd: i32, file: &FileKind) {
         if let FileKind::Pipe {
             inode,
             read_end,
@@ -121,7 +140,7 @@ impl DescTable {
         } = *file
         {
             let e = self.pipes.entry(inode).or_insert_with(|| PipeEnds {
-                first_pid: pid,
+                first_pid: owner,
                 capacity,
                 ..Default::default()
             });
@@ -134,7 +153,7 @@ impl DescTable {
         }
     }
 
-    fn note_socket(&mut self, pid: i32, fd: i32, file: &FileKind) {
+    fn note_socket(&mut self, owner: i32, pid: i32, fd: i32, file: &FileKind) {
         if let FileKind::UnixSocket {
             inode,
             peer,
@@ -142,39 +161,112 @@ impl DescTable {
             ..
         } = *file
         {
-            let listening = listen_backlog.is_some();
-            self.sockets
-                .entry(inode)
-                .or_insert((pid, fd, peer, listening));
+            self.sockets.entry(inode).or_insert(SocketSeen {
+                owner,
+                pid,
+                fd,
+                peer,
+                listening: listen_backlog.is_some(),
+            });
         }
     }
 
-    /// Checks that every connected unix socket's peer is in the tree and reads what is
-    /// queued in each. Returns the queues keyed by the pid of the task that records them.
-    pub fn socket_queues(&self) -> Result<Vec<(i32, SocketQueue)>> {
+    /// Reads what is queued in every unix socket, the files in flight in those messages
+    /// included (which may be sockets with queues of their own), and checks that every
+    /// connected unix socket's peer is in the tree. Returns the queues keyed by the pid of
+    /// the task that records them. Runs before `pipe_data`: pipes can be in flight too.
+    pub fn socket_queues(&mut self) -> Result<Vec<(i32, SocketQueue)>> {
         let mut out = Vec::new();
-        for (&inode, &(pid, fd, peer, listening)) in &self.sockets {
-            if let Some(peer) = peer {
-                let symmetric = self.sockets.get(&peer).is_some_and(|p| p.2 == Some(inode));
+        let mut read: std::collections::BTreeSet<u64> = Default::default();
+        while let Some((inode, seen)) = self
+            .sockets
+            .iter()
+            .find(|(i, _)| !read.contains(i))
+            .map(|(&i, &s)| (i, s))
+        {
+            read.insert(inode);
+            if seen.listening {
+                continue; // nothing to read; waiting connections are refused at dump
+            }
+            let mut queue = SocketQueue {
+                inode,
+                messages: Vec::new(),
+                in_flight: Vec::new(),
+            };
+            for (index, message) in unix::peek(seen.pid, seen.fd)?.into_iter().enumerate() {
+                if !message.fds.is_empty() {
+                    let mut files = Vec::with_capacity(message.fds.len());
+                    for (position, local) in message.fds.into_iter().enumerate() {
+                        let file = self
+                            .in_flight_file(seen.owner, &local, position as i32)
+                            .map_err(|e| in_flight_error(e, inode, seen.owner))?;
+                        self.in_flight.push(local);
+                        files.push(file);
+                    }
+                    queue.in_flight.push(InFlightFiles {
+                        message: index as u32,
+                        files,
+                    });
+                }
+                queue.messages.push(message.data);
+            }
+            if !queue.messages.is_empty() {
+                out.push((seen.owner, queue));
+            }
+        }
+        for (&inode, seen) in &self.sockets {
+            if let Some(peer) = seen.peer {
+                let symmetric = self
+                    .sockets
+                    .get(&peer)
+                    .is_some_and(|p| p.peer == Some(inode));
                 if !symmetric {
                     return Err(Error::Unsupported {
-                        pid,
-                        object: format!("fd {fd} (socket:[{inode}])"),
+                        pid: seen.owner,
+                        object: format!("fd {} (socket:[{inode}])", seen.fd),
                         detail: format!(
                             "its peer socket:[{peer}] is held by a process outside the dumped tree, or is not connected back to it (not supported yet)"
                         ),
                     });
                 }
             }
-            if listening {
-                continue; // nothing to read; waiting connections are refused at dump
-            }
-            let messages = unix::peek(pid, fd)?;
-            if !messages.is_empty() {
-                out.push((pid, SocketQueue { inode, messages }));
-            }
         }
         Ok(out)
+    }
+
+    /// Describes a file in flight, reached through our own descriptor `local` (which the
+    /// caller keeps open until the dump ends), like a descriptor of task `owner`.
+    fn in_flight_file(
+        &mut self,
+        owner: i32,
+        local: &std::os::fd::OwnedFd,
+        position: i32,
+    ) -> Result<FdImage> {
+        use std::os::fd::AsRawFd;
+        let me = std::process::id() as i32;
+        let fd = local.as_raw_fd();
+        let (file, info, meta) = classify(me, fd, false, &self.unix)?;
+        if matches!(file, FileKind::Epoll { .. }) {
+            return Err(Error::Unsupported {
+                pid: owner,
+                object: "an epoll instance".into(),
+                detail:
+                    "its registrations belong to the process that made them (not supported yet)"
+                        .into(),
+            });
+        }
+        let desc = self.id_of(me, fd, meta_ino(&meta))?;
+        self.note_pipe(owner, me, fd, &file);
+        self.note_fifo(owner, me, fd, info.flags, &file);
+        self.note_socket(owner, me, fd, &file);
+        Ok(FdImage {
+            fd: position,
+            flags: info.flags & !(libc::O_CLOEXEC as u32) & !OPEN_ONLY_FLAGS,
+            cloexec: false,
+            pos: info.pos,
+            desc,
+            file,
+        })
     }
 
     /// Checks that every pipe has both ends in the tree and reads what is queued in it.
@@ -207,6 +299,18 @@ impl DescTable {
     }
 }
 
+/// An error met while describing a file in flight, said as such.
+fn in_flight_error(e: Error, inode: u64, owner: i32) -> Error {
+    match e {
+        Error::Unsupported { object, detail, .. } => Error::Unsupported {
+            pid: owner,
+            object: format!("a file in flight (SCM_RIGHTS) queued in socket:[{inode}]"),
+            detail: format!("{object}: {detail}"),
+        },
+        other => other,
+    }
+}
+
 impl DescTable {
     /// The id of the description behind `pid`'s `fd`: an earlier one if shared, else new.
     fn id_of(&mut self, pid: i32, fd: i32, ident: (u64, u64)) -> Result<u32> {
@@ -225,40 +329,48 @@ impl DescTable {
     }
 }
 
+/// Classifies `pid`'s descriptor `fd` through `KINDS`.
+fn classify(
+    pid: i32,
+    fd: i32,
+    shell_job: bool,
+    unix: &std::cell::OnceCell<Vec<UnixSocket>>,
+) -> Result<(FileKind, FdInfo, std::fs::Metadata)> {
+    let target = procfs::fd_target(pid, fd).proc(pid)?;
+    let info = procfs::fdinfo(pid, fd).proc(pid)?;
+    let meta =
+        std::fs::metadata(format!("/proc/{pid}/fd/{fd}")).map_err(|e| Error::Unsupported {
+            pid,
+            object: format!("fd {fd} ({target})"),
+            detail: format!("cannot stat it: {e}"),
+        })?;
+    let probe = FdProbe {
+        pid,
+        fd,
+        target: &target,
+        info: &info,
+        meta: &meta,
+        shell_job,
+        unix,
+    };
+    for kind in KINDS {
+        if let Some(f) = kind(&probe)? {
+            return Ok((f, info, meta));
+        }
+    }
+    Err(probe.unsupported("unknown kind of file"))
+}
+
 /// Reads every descriptor of `pid`.
 pub fn dump(pid: i32, shell_job: bool, descs: &mut DescTable) -> Result<Vec<FdImage>> {
     let mut out: Vec<FdImage> = Vec::new();
     for fd in procfs::fds(pid).proc(pid)? {
-        let target = procfs::fd_target(pid, fd).proc(pid)?;
-        let info = procfs::fdinfo(pid, fd).proc(pid)?;
-        let meta =
-            std::fs::metadata(format!("/proc/{pid}/fd/{fd}")).map_err(|e| Error::Unsupported {
-                pid,
-                object: format!("fd {fd} ({target})"),
-                detail: format!("cannot stat it: {e}"),
-            })?;
-        let probe = FdProbe {
-            pid,
-            fd,
-            target: &target,
-            info: &info,
-            meta: &meta,
-            shell_job,
-            unix: &descs.unix,
-        };
-        let mut file = None;
-        for kind in KINDS {
-            if let Some(f) = kind(&probe)? {
-                file = Some(f);
-                break;
-            }
-        }
-        let file = file.ok_or_else(|| probe.unsupported("unknown kind of file"))?;
+        let (file, info, meta) = classify(pid, fd, shell_job, &descs.unix)?;
         let cloexec = info.flags & libc::O_CLOEXEC as u32 != 0;
         let desc = descs.id_of(pid, fd, meta_ino(&meta))?;
-        descs.note_pipe(pid, fd, &file);
-        descs.note_fifo(pid, fd, info.flags, &file);
-        descs.note_socket(pid, fd, &file);
+        descs.note_pipe(pid, pid, fd, &file);
+        descs.note_fifo(pid, pid, fd, info.flags, &file);
+        descs.note_socket(pid, pid, fd, &file);
         out.push(FdImage {
             fd,
             flags: info.flags & !(libc::O_CLOEXEC as u32) & !OPEN_ONLY_FLAGS,
@@ -271,8 +383,18 @@ pub fn dump(pid: i32, shell_job: bool, descs: &mut DescTable) -> Result<Vec<FdIm
     Ok(out)
 }
 
+/// A task's descriptors, then the files in flight in the socket queues its image records:
+/// every open file description the restore root must open.
+pub fn all_files(t: &TaskImage) -> impl Iterator<Item = &FdImage> {
+    t.fds.iter().chain(
+        t.socket_queues
+            .iter()
+            .flat_map(|q| q.in_flight.iter().flat_map(|m| m.files.iter())),
+    )
+}
+
 /// Checks, before anything is created, that every file can be opened as it was.
-pub fn check(pid: i32, fds: &[FdImage]) -> Result<()> {
+pub fn check<'a>(pid: i32, fds: impl IntoIterator<Item = &'a FdImage>) -> Result<()> {
     for f in fds {
         match &f.file {
             // A process's own /proc files exist only once it does.
@@ -345,12 +467,6 @@ pub fn open_descriptions(
     let mut sockets: Vec<unix::NewSocket> = Vec::new();
     // One read-write descriptor per FIFO while its ends are opened (inode, fd).
     let mut fifos: Vec<(u64, i32)> = Vec::new();
-    let queued = |inode: u64| -> &[Vec<u8>] {
-        socket_queues
-            .iter()
-            .find(|q| q.inode == inode)
-            .map_or(&[][..], |q| &q.messages[..])
-    };
     // Pipes and sockets are made in pairs whose second end waits for its own slot; keep
     // them above every slot so that placing one never lands on another.
     let spare = descs.iter().map(|d| slot(d.0)).max().unwrap_or(0) + 1;
@@ -403,7 +519,7 @@ pub fn open_descriptions(
                             |d| matches!(d.file, FileKind::UnixSocket { inode, .. } if inode == p),
                         )
                     });
-                    for mut made in unix::create(f, peer_file, queued)? {
+                    for mut made in unix::create(f, peer_file)? {
                         made.fd = own::move_above(made.fd, spare).map_err(err)?;
                         sockets.push(made);
                     }
@@ -440,6 +556,11 @@ pub fn open_descriptions(
             }
         }
     }
+    unix::finish(
+        &sockets,
+        |inode| socket_queues.iter().find(|q| q.inode == inode).copied(),
+        &slot,
+    )?;
     for p in pipes {
         own::close(p.read);
         own::close(p.write);

@@ -3,7 +3,7 @@
 //! What is queued for each socket to read is peeked at dump (SO_PEEK_OFF) and sent again
 //! from the peer at restore, message by message, so datagram and record boundaries hold.
 
-use stasis_image::{FdImage, FileKind, SocketOptions};
+use stasis_image::{FdImage, FileKind, SocketOptions, SocketQueue};
 use stasis_sys::{own, process};
 
 use super::FdProbe;
@@ -51,25 +51,29 @@ pub fn dump(p: &FdProbe) -> Result<Option<FileKind>> {
     }))
 }
 
-/// The messages queued for `pid`'s socket `fd` to read, left queued.
-pub fn peek(pid: i32, fd: i32) -> Result<Vec<Vec<u8>>> {
+/// The messages queued for `pid`'s socket `fd` to read, left queued, with new descriptors
+/// (ours) of the files in flight in them.
+pub fn peek(pid: i32, fd: i32) -> Result<Vec<own::PeekedMessage>> {
     let local = process::pidfd_getfd(pid, fd).ctx(pid, || format!("fd {fd}"))?;
     own::peek_socket(local.raw()).ctx(pid, || format!("read what is queued in socket fd {fd}"))
 }
 
 /// A socket created at restore, by inode.
-pub struct NewSocket {
+pub struct NewSocket<'a> {
     pub inode: u64,
     pub fd: i32,
+    file: &'a FdImage,
+    /// The connected peer (made with it), which sends what this socket must find queued.
+    peer: Option<u64>,
 }
 
 /// Creates the socket `f` describes (and its peer, for a connected pair, with `peer_file`
-/// describing the peer); `queued(inode)` gives what each must find queued to read.
+/// describing the peer). Their queues, options and shutdown state come later, in
+/// `finish`, once every file a queued message carries is open too.
 pub fn create<'a>(
-    f: &FdImage,
-    peer_file: Option<&FdImage>,
-    queued: impl Fn(u64) -> &'a [Vec<u8>],
-) -> std::result::Result<Vec<NewSocket>, String> {
+    f: &'a FdImage,
+    peer_file: Option<&'a FdImage>,
+) -> std::result::Result<Vec<NewSocket<'a>>, String> {
     let FileKind::UnixSocket {
         inode,
         kind,
@@ -89,21 +93,15 @@ pub fn create<'a>(
             made.push(NewSocket {
                 inode: *inode,
                 fd: a,
+                file: f,
+                peer: Some(*peer),
             });
             made.push(NewSocket {
                 inode: *peer,
                 fd: b,
+                file: pf,
+                peer: Some(*inode),
             });
-            for m in queued(*inode) {
-                own::send_message(b, m).map_err(err)?;
-            }
-            for m in queued(*peer) {
-                own::send_message(a, m).map_err(err)?;
-            }
-            set_options(a, f).map_err(err)?;
-            set_options(b, pf).map_err(err)?;
-            shut(a, f, Some(pf)).map_err(err)?;
-            shut(b, pf, Some(f)).map_err(err)?;
         }
         (Some(peer), None) => {
             return Err(format!(
@@ -113,17 +111,51 @@ pub fn create<'a>(
         }
         (None, _) => {
             let fd = own::unix_socket(*kind as i32, name.as_deref()).map_err(err)?;
-            made.push(NewSocket { inode: *inode, fd });
+            made.push(NewSocket {
+                inode: *inode,
+                fd,
+                file: f,
+                peer: None,
+            });
             if let Some(backlog) = listen_backlog {
                 own::listen(fd, *backlog as i32).map_err(err)?;
             }
-            set_options(fd, f).map_err(err)?;
-            shut(fd, f, None).map_err(err)?;
         }
     }
     Ok(made)
 }
 
+/// Fills the queues of the sockets made (each message sent again by the peer, with the
+/// files it carries: `slot(desc)` is where each open file description now is), then sets
+/// their options and shutdown state (after the fill: a shut or smaller buffer would
+/// refuse it).
+pub fn finish<'q>(
+    sockets: &[NewSocket],
+    queue: impl Fn(u64) -> Option<&'q SocketQueue>,
+    slot: impl Fn(u32) -> i32,
+) -> std::result::Result<(), String> {
+    let made = |inode: Option<u64>| inode.and_then(|i| sockets.iter().find(|o| o.inode == i));
+    for s in sockets {
+        let err = |e: stasis_sys::SysError| format!("fd {} (socket:[{}]): {e}", s.file.fd, s.inode);
+        if let (Some(sender), Some(q)) = (made(s.peer), queue(s.inode)) {
+            for (index, m) in q.messages.iter().enumerate() {
+                let fds: Vec<i32> = q
+                    .in_flight
+                    .iter()
+                    .filter(|f| f.message as usize == index)
+                    .flat_map(|f| f.files.iter().map(|file| slot(file.desc)))
+                    .collect();
+                own::send_message_with_fds(sender.fd, m, &fds).map_err(err)?;
+            }
+        }
+    }
+    for s in sockets {
+        let err = |e: stasis_sys::SysError| format!("fd {} (socket:[{}]): {e}", s.file.fd, s.inode);
+        set_options(s.fd, s.file).map_err(err)?;
+        shut(s.fd, s.file, made(s.peer).map(|o| o.file)).map_err(err)?;
+    }
+    Ok(())
+}
 fn set_options(fd: i32, f: &FdImage) -> stasis_sys::SysResult<()> {
     let FileKind::UnixSocket { options: o, .. } = &f.file else {
         return Ok(());

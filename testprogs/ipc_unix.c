@@ -11,7 +11,10 @@
  *   has SO_RCVBUF and SO_PASSCRED (so its queued datagrams carry credentials; a new
  *   datagram carries ours) -- with the argument "creds-on-empty", SO_PASSCRED is set on
  *   the bound datagram socket below instead, which has nothing queued;
- * - a SOCK_SEQPACKET socketpair with records queued both ways: boundaries kept;
+ * - a SOCK_SEQPACKET socketpair with records queued both ways: boundaries kept; one end
+ *   has SO_RCVTIMEO 0.3 s (a blocking recv on it, once drained, gives EAGAIN after about
+ *   that long) and SO_RCVLOWAT 3, the other SO_SNDTIMEO about 1.25 s (as the kernel
+ *   rounds it);
  * - listening stream sockets bound to a path in $STASIS_TMP and to an abstract name
  *   (no connection waiting): after restore getsockname and SO_ACCEPTCONN are as
  *   before, and a new client connects, is accepted, and data goes both ways;
@@ -29,6 +32,8 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+
+static struct timeval sndtimeo_sq1;
 
 static int get_int(int fd, int level, int opt)
 {
@@ -299,6 +304,18 @@ int main(int argc, char **argv)
 		v_die("SO_PEEK_OFF: %s", strerror(errno));
 	queue_messages(dg[0], dg_a2b, NELEM(dg_a2b), 300, "dgram a->b");
 	queue_messages(dg[1], dg_b2a, NELEM(dg_b2a), 400, "dgram b->a");
+	{
+		struct timeval rt = { 0, 300000 }, st2 = { 1, 250000 };
+		int lowat = 3;
+		if (setsockopt(sq[0], SOL_SOCKET, SO_RCVTIMEO, &rt, sizeof(rt)) != 0 ||
+		    setsockopt(sq[0], SOL_SOCKET, SO_RCVLOWAT, &lowat, sizeof(lowat)) != 0 ||
+		    setsockopt(sq[1], SOL_SOCKET, SO_SNDTIMEO, &st2, sizeof(st2)) != 0)
+			v_die("SO_RCVTIMEO/SO_SNDTIMEO/SO_RCVLOWAT: %s", strerror(errno));
+		/* the kernel keeps timeouts in jiffies: compare with what it reports now */
+		socklen_t tl = sizeof(sndtimeo_sq1);
+		if (getsockopt(sq[1], SOL_SOCKET, SO_SNDTIMEO, &sndtimeo_sq1, &tl) != 0)
+			v_die("SO_SNDTIMEO: %s", strerror(errno));
+	}
 	queue_messages(sq[0], sq_a2b, NELEM(sq_a2b), 500, "seqpacket a->b");
 	queue_messages(sq[1], sq_b2a, NELEM(sq_b2a), 600, "seqpacket b->a");
 
@@ -414,6 +431,33 @@ int main(int argc, char **argv)
 	V_CHECK(send(sq[1], "rec", 3, MSG_NOSIGNAL) == 3, "seqpacket b: send: %s", strerror(errno));
 	n = recv(sq[0], got, sizeof(got), MSG_DONTWAIT);
 	V_CHECK(n == 3 && memcmp(got, "rec", 3) == 0, "seqpacket a: new record (%zd)", n);
+	{
+		struct timeval tv = { 9, 9 };
+		socklen_t tl = sizeof(tv);
+		V_CHECK(getsockopt(sq[0], SOL_SOCKET, SO_RCVTIMEO, &tv, &tl) == 0 && tv.tv_sec == 0 &&
+				tv.tv_usec == 300000,
+			"seqpacket a: SO_RCVTIMEO %ld.%06ld, expected 0.300000", (long)tv.tv_sec, (long)tv.tv_usec);
+		tl = sizeof(tv);
+		V_CHECK(getsockopt(sq[1], SOL_SOCKET, SO_SNDTIMEO, &tv, &tl) == 0 &&
+				tv.tv_sec == sndtimeo_sq1.tv_sec && tv.tv_usec == sndtimeo_sq1.tv_usec,
+			"seqpacket b: SO_SNDTIMEO %ld.%06ld, expected %ld.%06ld", (long)tv.tv_sec, (long)tv.tv_usec,
+			(long)sndtimeo_sq1.tv_sec, (long)sndtimeo_sq1.tv_usec);
+		tl = sizeof(tv);
+		V_CHECK(getsockopt(sq[1], SOL_SOCKET, SO_RCVTIMEO, &tv, &tl) == 0 && tv.tv_sec == 0 &&
+				tv.tv_usec == 0,
+			"seqpacket b: SO_RCVTIMEO %ld.%06ld, expected none", (long)tv.tv_sec, (long)tv.tv_usec);
+		V_CHECK(get_int(sq[0], SOL_SOCKET, SO_RCVLOWAT) == 3, "seqpacket a: SO_RCVLOWAT %d, expected 3",
+			get_int(sq[0], SOL_SOCKET, SO_RCVLOWAT));
+		V_CHECK(get_int(sq[1], SOL_SOCKET, SO_RCVLOWAT) == 1, "seqpacket b: SO_RCVLOWAT %d, expected 1",
+			get_int(sq[1], SOL_SOCKET, SO_RCVLOWAT));
+		struct timespec t0, t1;
+		clock_gettime(CLOCK_MONOTONIC, &t0);
+		n = recv(sq[0], got, sizeof(got), 0); /* blocking: the receive timeout ends it */
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+		long ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+		V_CHECK(n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) && ms >= 250 && ms < 3000,
+			"seqpacket a: blocking recv with SO_RCVTIMEO gave %zd after %ld ms", n, ms);
+	}
 
 	/* --- listeners and the bound datagram socket --- */
 	check_listener(lp, &pa, pa_len, "path listener");

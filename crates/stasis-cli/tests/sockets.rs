@@ -3,7 +3,8 @@
 //! - testprogs/ipc_unix.c: stream, datagram and seqpacket socketpairs with messages of
 //!   several sizes queued both ways (contents, order and boundaries checked, then
 //!   EAGAIN), a shutdown(SHUT_WR) (EOF after the data, EPIPE on the shut side), an
-//!   O_NONBLOCK end, SO_SNDBUF/SO_RCVBUF/SO_PASSCRED/SO_PEEK_OFF (values and effect),
+//!   O_NONBLOCK end, SO_SNDBUF/SO_RCVBUF/SO_PASSCRED/SO_PEEK_OFF/SO_RCVTIMEO/SO_SNDTIMEO/
+//!   SO_RCVLOWAT (values, and effect for the peek offset and the receive timeout),
 //!   listeners bound to a path and to an abstract name (a new client connects, is
 //!   accepted and talks), an unconnected datagram socket bound to a path (receives), and a
 //!   stream pair across fork with the child blocked in read() and its greeting queued:

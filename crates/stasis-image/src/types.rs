@@ -516,6 +516,14 @@ pub struct SocketOptions {
     pub passcred: bool,
     /// SO_PEEK_OFF (-1 when off).
     pub peek_off: i32,
+    /// SO_RCVTIMEO and SO_SNDTIMEO in microseconds (0: none).
+    #[serde(default)]
+    pub rcvtimeo_us: u64,
+    #[serde(default)]
+    pub sndtimeo_us: u64,
+    /// SO_RCVLOWAT (1 by default; 0 in images that predate it means the default).
+    #[serde(default)]
+    pub rcvlowat: i32,
 }
 
 /// The messages queued for a socket to read (a stream's bytes as one message).

@@ -602,6 +602,48 @@ pub fn set_sockopt_int(fd: i32, level: i32, opt: i32, v: i32) -> SysResult<()> {
     .map(drop)
 }
 
+/// A socket option that is a `struct timeval` (SO_RCVTIMEO, SO_SNDTIMEO), in microseconds.
+pub fn get_sockopt_timeval_us(fd: i32, opt: i32) -> SysResult<u64> {
+    let mut v = libc::timeval {
+        tv_sec: 0,
+        tv_usec: 0,
+    };
+    let mut len = std::mem::size_of::<libc::timeval>() as libc::socklen_t;
+    // SAFETY: the kernel writes at most `len` bytes into `v`.
+    let r = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            opt,
+            (&mut v as *mut libc::timeval).cast(),
+            &mut len,
+        )
+    };
+    check(r as _, "getsockopt", || format!("fd {fd}, option {opt}"))?;
+    Ok(v.tv_sec.max(0) as u64 * 1_000_000 + v.tv_usec.max(0) as u64)
+}
+
+pub fn set_sockopt_timeval_us(fd: i32, opt: i32, us: u64) -> SysResult<()> {
+    let v = libc::timeval {
+        tv_sec: (us / 1_000_000) as libc::time_t,
+        tv_usec: (us % 1_000_000) as libc::suseconds_t,
+    };
+    // SAFETY: the kernel reads one timeval from `v`.
+    let r = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            opt,
+            (&v as *const libc::timeval).cast(),
+            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+        )
+    };
+    check(r as _, "setsockopt", || {
+        format!("fd {fd}, option {opt} = {us} us")
+    })
+    .map(drop)
+}
+
 /// One message peeked from a socket's queue: its bytes and the descriptors it carries
 /// (SCM_RIGHTS), which the peek installed in the calling process as new descriptors of the
 /// same open files (close-on-exec).

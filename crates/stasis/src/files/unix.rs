@@ -34,11 +34,15 @@ pub fn dump(p: &FdProbe) -> Result<Option<FileKind>> {
     let fd = local.raw();
     let opt =
         |o| own::get_sockopt_int(fd, libc::SOL_SOCKET, o).ctx(p.pid, || format!("fd {}", p.fd));
+    let timeo = |o| own::get_sockopt_timeval_us(fd, o).ctx(p.pid, || format!("fd {}", p.fd));
     let options = SocketOptions {
         sndbuf: opt(libc::SO_SNDBUF)?,
         rcvbuf: opt(libc::SO_RCVBUF)?,
         passcred: opt(libc::SO_PASSCRED)? != 0,
         peek_off: opt(libc::SO_PEEK_OFF)?,
+        rcvtimeo_us: timeo(libc::SO_RCVTIMEO)?,
+        sndtimeo_us: timeo(libc::SO_SNDTIMEO)?,
+        rcvlowat: opt(libc::SO_RCVLOWAT)?,
     };
     Ok(Some(FileKind::UnixSocket {
         inode,
@@ -168,6 +172,15 @@ fn set_options(fd: i32, f: &FdImage) -> stasis_sys::SysResult<()> {
     }
     if o.peek_off >= 0 {
         own::set_sockopt_int(fd, libc::SOL_SOCKET, libc::SO_PEEK_OFF, o.peek_off)?;
+    }
+    if o.rcvtimeo_us != 0 {
+        own::set_sockopt_timeval_us(fd, libc::SO_RCVTIMEO, o.rcvtimeo_us)?;
+    }
+    if o.sndtimeo_us != 0 {
+        own::set_sockopt_timeval_us(fd, libc::SO_SNDTIMEO, o.sndtimeo_us)?;
+    }
+    if o.rcvlowat > 1 {
+        own::set_sockopt_int(fd, libc::SOL_SOCKET, libc::SO_RCVLOWAT, o.rcvlowat)?;
     }
     Ok(())
 }

@@ -631,7 +631,10 @@ fn write_fds(out: &mut String, fds: &[FdImage]) -> fmt::Result {
                 "epoll: {}",
                 targets
                     .iter()
-                    .map(|t| format!("fd {} events {:#x} data {:#x}", t.fd, t.events, t.data))
+                    .map(|t| {
+                        let moved = t.now_at.map_or(String::new(), |m| format!(" (file now at fd {m})"));
+                        format!("fd {}{moved} events {:#x} data {:#x}", t.fd, t.events, t.data)
+                    })
                     .collect::<Vec<_>>()
                     .join(", ")
             ),

@@ -502,9 +502,14 @@ pub struct InotifyWatch {
 /// One registration of an epoll instance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EpollTarget {
+    /// The descriptor number the file was registered under (the registration's key).
     pub fd: i32,
     pub events: u32,
     pub data: u64,
+    /// When that number was closed or reused since: the descriptor that now holds the
+    /// registered file.
+    #[serde(default)]
+    pub now_at: Option<i32>,
 }
 
 /// Socket options restored with setsockopt.

@@ -63,6 +63,42 @@ pub fn dup_to(from: i32, to: i32, cloexec: bool) -> SysResult<()> {
     .map(drop)
 }
 
+/// What descriptor number `fd` holds, kept aside for `restore_fd`: a duplicate and its
+/// close-on-exec flag, or None when the number is free.
+pub fn save_fd(fd: i32) -> SysResult<Option<(i32, bool)>> {
+    // SAFETY: fcntl F_GETFD with no argument.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+    if flags < 0 {
+        let e = Errno::last();
+        if e.0 == libc::EBADF {
+            return Ok(None);
+        }
+        return Err(SysError::new("fcntl(F_GETFD)", format!("fd {fd}"), e));
+    }
+    // SAFETY: fcntl F_DUPFD_CLOEXEC with an integer argument.
+    let copy = check(
+        unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) } as _,
+        "fcntl(F_DUPFD_CLOEXEC)",
+        || format!("fd {fd}"),
+    )?;
+    Ok(Some((copy as i32, flags & libc::FD_CLOEXEC != 0)))
+}
+
+/// Puts back at `fd` what `save_fd` kept (closing the copy), or closes `fd`.
+pub fn restore_fd(fd: i32, saved: Option<(i32, bool)>) -> SysResult<()> {
+    match saved {
+        Some((copy, cloexec)) => {
+            let r = dup_to(copy, fd, cloexec);
+            close(copy);
+            r
+        }
+        None => {
+            close(fd);
+            Ok(())
+        }
+    }
+}
+
 pub fn set_cloexec(fd: i32, cloexec: bool) -> SysResult<()> {
     let v = if cloexec { libc::FD_CLOEXEC } else { 0 };
     // SAFETY: fcntl F_SETFD with an integer argument.

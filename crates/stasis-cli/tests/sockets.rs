@@ -17,6 +17,11 @@
 //!   the pipe, a regular file at an offset passed twice in one message; each client
 //!   receives its file after restore and checks it (contents, offset shared by the two
 //!   descriptors, the pipe and the socket still connected to the server's ends).
+//! - testprogs/ipc_backlog.c: a listener bound to a path with three connections waiting
+//!   to be accepted (a client socket of the server itself and two forked clients): after
+//!   restore accept() takes them in their order and they talk; with `early-data` one
+//!   client has sent a byte before being accepted, which cannot be read at dump: the dump
+//!   is refused and the tree goes on unharmed (the byte arrives).
 //! - a socket whose peer is outside the tree (stream and datagram socketpairs), and a
 //!   listener with a connection waiting from outside: the dump is refused with a clear
 //!   error, and the victim and the outside process go on unharmed with their data.
@@ -63,6 +68,37 @@ tree_cycle_tests!(scm_victim(), Outside::Compare;
     dump_restore_twice scm_dump_restore_twice,
     leave_running scm_leave_running,
 );
+
+fn backlog_victim() -> Victim {
+    Victim::c("ipc_backlog")
+}
+
+tree_cycle_tests!(backlog_victim(), Outside::Compare;
+    standalone backlog_standalone,
+    dump_restore backlog_dump_restore,
+    dump_restore_twice backlog_dump_restore_twice,
+    leave_running backlog_leave_running,
+);
+
+#[test]
+fn waiting_connection_with_data_is_refused() {
+    let v = Victim::c("ipc_backlog")
+        .named("ipc_backlog_early_data")
+        .arg("early-data");
+    let mut s = Session::start(&v);
+    let images = s.scratch.images(1);
+    let run = s.dump(&images, &[]);
+    run.assert_no_panic();
+    if run.code() != 1 || !mentions(&run.stderr, &["waiting to be accepted"]) {
+        let rep = run.report();
+        s.fail(&format!(
+            "expected the dump to fail (exit 1) naming the waiting connection\n{rep}"
+        ));
+    }
+    s.assert_running_untraced("after the refused dump");
+    s.go();
+    s.finish_original("after a refused dump");
+}
 
 #[test]
 fn stream_peer_outside_is_refused() {

@@ -654,9 +654,10 @@ fn write_fds(out: &mut String, fds: &[FdImage]) -> fmt::Result {
                 peer,
                 listen_backlog,
                 shutdown,
+                waiting,
                 ..
             } => format!(
-                "unix socket:[{inode}] type {kind}{}{}{}{}",
+                "unix socket:[{inode}] type {kind}{}{}{}{}{}",
                 name.as_ref()
                     .map(|n| format!(" bound to {:?}", String::from_utf8_lossy(n)))
                     .unwrap_or_default(),
@@ -664,7 +665,12 @@ fn write_fds(out: &mut String, fds: &[FdImage]) -> fmt::Result {
                 listen_backlog
                     .map(|b| format!(" listening (backlog {b})"))
                     .unwrap_or_default(),
-                if *shutdown != 0 { format!(" shutdown {shutdown}") } else { String::new() }
+                if *shutdown != 0 { format!(" shutdown {shutdown}") } else { String::new() },
+                if waiting.is_empty() {
+                    String::new()
+                } else {
+                    format!(" waiting to be accepted: {waiting:?}")
+                }
             ),
             FileKind::Pipe {
                 inode,

@@ -428,6 +428,11 @@ pub enum FileKind {
         /// Listening, with this backlog.
         #[serde(default)]
         listen_backlog: Option<u32>,
+        /// A listener's connections waiting to be accepted, in the order accept() takes
+        /// them: the inodes of their clients (sockets of the tree, connected again at
+        /// restore).
+        #[serde(default)]
+        waiting: Vec<u64>,
         /// SHUT_RD (1) / SHUT_WR (2) bits this socket was shut down with.
         #[serde(default)]
         shutdown: u8,

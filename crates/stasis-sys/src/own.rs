@@ -571,6 +571,35 @@ pub fn unix_socket(kind: i32, name: Option<&[u8]>) -> SysResult<i32> {
     Ok(fd)
 }
 
+/// Connects unix socket `fd` to the socket bound at `name` (a path, or an abstract name
+/// starting with a NUL byte).
+pub fn unix_connect(fd: i32, name: &[u8]) -> SysResult<()> {
+    // SAFETY: sockaddr_un is plain data; all-zero is valid.
+    let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    let shown = String::from_utf8_lossy(name).into_owned();
+    if name.len() > addr.sun_path.len() {
+        return Err(SysError::new("connect", shown, Errno(libc::ENAMETOOLONG)));
+    }
+    for (d, s) in addr.sun_path.iter_mut().zip(name) {
+        *d = *s as libc::c_char;
+    }
+    let len = (std::mem::size_of::<libc::sa_family_t>() + name.len()) as libc::socklen_t;
+    // SAFETY: `addr` is a valid sockaddr_un and `len` covers the family and the name.
+    let r = unsafe { libc::connect(fd, (&addr as *const libc::sockaddr_un).cast(), len) };
+    check(r as _, "connect", || format!("fd {fd} to {shown:?}")).map(drop)
+}
+
+/// SIOCOUTQ of a unix socket: the memory its sent data still holds in the peer's queue
+/// (0 when the peer has read everything).
+pub fn socket_outq(fd: i32) -> SysResult<i32> {
+    let mut v: libc::c_int = 0;
+    // SAFETY: SIOCOUTQ writes one int through the pointer.
+    let r = unsafe { libc::ioctl(fd, libc::TIOCOUTQ, &mut v as *mut libc::c_int) };
+    check(r as _, "ioctl(SIOCOUTQ)", || format!("fd {fd}"))?;
+    Ok(v)
+}
+
 pub fn listen(fd: i32, backlog: i32) -> SysResult<()> {
     // SAFETY: integers only.
     let r = unsafe { libc::listen(fd, backlog) };

@@ -110,6 +110,11 @@ struct SocketSeen {
     listening: bool,
 }
 
+/// What sock_diag says of socket `inode`, if it is listed.
+fn diag(list: &std::cell::OnceCell<Vec<UnixSocket>>, inode: u64) -> Option<&UnixSocket> {
+    list.get()?.iter().find(|s| s.ino == inode)
+}
+
 /// Where the ends of one pipe were found ((pid, fd) to reach each through: a task's, or
 /// ours for an end that is only in flight).
 #[derive(Default)]
@@ -212,6 +217,48 @@ impl DescTable {
             }
             if !queue.messages.is_empty() {
                 out.push((seen.owner, queue));
+            }
+        }
+        // Connections waiting to be accepted: client and listener both in the tree, and
+        // nothing sent yet (what the listener's side holds cannot be read before accept).
+        let mut waiting: BTreeMap<u64, u64> = BTreeMap::new();
+        for (&inode, _) in self.sockets.iter().filter(|s| s.1.listening) {
+            for &client in diag(&self.unix, inode).map_or(&[][..], |s| &s.pending[..]) {
+                waiting.insert(client, inode);
+            }
+        }
+        for (&inode, seen) in &self.sockets {
+            let Some(s) = diag(&self.unix, inode) else {
+                continue;
+            };
+            if let Some(&listener) = waiting.get(&inode) {
+                if unix::sent_before_accept(seen.pid, seen.fd)? {
+                    return Err(Error::Unsupported {
+                        pid: seen.owner,
+                        object: format!("fd {} (socket:[{inode}])", seen.fd),
+                        detail: format!(
+                            "a connection waiting to be accepted by socket:[{listener}] with data sent on it already (what a connection not yet accepted holds cannot be read; not supported yet)"
+                        ),
+                    });
+                }
+            } else if unix::waits_for_accept(s) {
+                return Err(Error::Unsupported {
+                    pid: seen.owner,
+                    object: format!("fd {} (socket:[{inode}])", seen.fd),
+                    detail: "connected to a listener outside the dumped tree that has not accepted it yet".into(),
+                });
+            }
+        }
+        for (&client, &listener) in &waiting {
+            if !self.sockets.contains_key(&client) {
+                let seen = self.sockets[&listener];
+                return Err(Error::Unsupported {
+                    pid: seen.owner,
+                    object: format!("fd {} (socket:[{listener}])", seen.fd),
+                    detail: format!(
+                        "a listening unix socket with a connection waiting to be accepted from socket:[{client}], outside the dumped tree (not supported)"
+                    ),
+                });
             }
         }
         for (&inode, seen) in &self.sockets {

@@ -9,7 +9,20 @@ use stasis_sys::{own, process};
 use super::FdProbe;
 use crate::error::{Result, SysContext};
 
+const TCP_ESTABLISHED: u8 = 1;
 const TCP_LISTEN: u8 = 10;
+
+/// Whether sock_diag's view of a socket is a client connected to a listener that has not
+/// accepted it yet: connected, with a peer that has no inode of its own.
+pub fn waits_for_accept(s: &stasis_sys::sockdiag::UnixSocket) -> bool {
+    s.state == TCP_ESTABLISHED && s.peer.is_none_or(|p| p == 0)
+}
+
+/// Whether the client socket `pid`'s `fd` has sent data the listener's side holds.
+pub fn sent_before_accept(pid: i32, fd: i32) -> Result<bool> {
+    let local = process::pidfd_getfd(pid, fd).ctx(pid, || format!("fd {fd}"))?;
+    Ok(own::socket_outq(local.raw()).ctx(pid, || format!("fd {fd}"))? > 0)
+}
 
 pub fn dump(p: &FdProbe) -> Result<Option<FileKind>> {
     let Some(inode) = p
@@ -23,12 +36,6 @@ pub fn dump(p: &FdProbe) -> Result<Option<FileKind>> {
     let Some(s) = p.unix_sockets()?.iter().find(|s| s.ino == inode).cloned() else {
         return Ok(None); // not a unix socket
     };
-    if !s.pending.is_empty() {
-        return Err(p.unsupported(&format!(
-            "a listening unix socket with {} connection(s) waiting to be accepted (not supported yet)",
-            s.pending.len()
-        )));
-    }
     let local =
         process::pidfd_getfd(p.pid, p.fd).ctx(p.pid, || format!("fd {} ({})", p.fd, p.target))?;
     let fd = local.raw();
@@ -50,6 +57,8 @@ pub fn dump(p: &FdProbe) -> Result<Option<FileKind>> {
         name: s.name.clone().filter(|n| !n.is_empty()),
         peer: s.peer.filter(|&p| p != 0),
         listen_backlog: (s.state == TCP_LISTEN).then_some(s.wqueue),
+        // sock_diag names a waiting connection by its client's inode.
+        waiting: s.pending.clone(),
         shutdown: s.shutdown,
         options,
     }))
@@ -139,6 +148,31 @@ pub fn finish<'q>(
     slot: impl Fn(u32) -> i32,
 ) -> std::result::Result<(), String> {
     let made = |inode: Option<u64>| inode.and_then(|i| sockets.iter().find(|o| o.inode == i));
+    // Connections waiting to be accepted: each client connects again, in the order the
+    // listener had them, so accept() takes them in that order.
+    for l in sockets {
+        let FileKind::UnixSocket { waiting, name, .. } = &l.file.file else {
+            continue;
+        };
+        for &client in waiting {
+            let err = |e: stasis_sys::SysError| {
+                format!(
+                    "socket:[{client}] waiting on listener socket:[{}]: {e}",
+                    l.inode
+                )
+            };
+            let c = made(Some(client)).ok_or_else(|| {
+                format!(
+                    "socket:[{client}] waiting on listener socket:[{}] is not in the image",
+                    l.inode
+                )
+            })?;
+            let name = name
+                .as_deref()
+                .ok_or_else(|| format!("listener socket:[{}] has no name", l.inode))?;
+            own::unix_connect(c.fd, name).map_err(err)?;
+        }
+    }
     for s in sockets {
         let err = |e: stasis_sys::SysError| format!("fd {} (socket:[{}]): {e}", s.file.fd, s.inode);
         if let (Some(sender), Some(q)) = (made(s.peer), queue(s.inode)) {

@@ -83,6 +83,7 @@ pub fn run(dir: Option<PathBuf>) -> anyhow::Result<u8> {
         leave_running: false,
         leave_stopped: false,
         shell_job: false,
+        ext_unix_sk: false,
     })
     .context("dump the counter")?;
     let _ = child.wait();

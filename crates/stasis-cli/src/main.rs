@@ -73,6 +73,11 @@ struct DumpArgs {
     /// The process uses the terminal it was started from.
     #[arg(short = 'j', long = "shell-job")]
     shell_job: bool,
+    /// Accept unix sockets connected to a peer outside the dumped tree. At restore a
+    /// datagram socket whose peer has a name connects to that name again; any other
+    /// such socket finds its peer gone (what was queued for it, then end of file).
+    #[arg(long = "ext-unix-sk")]
+    ext_unix_sk: bool,
 }
 
 #[derive(Args, Debug)]
@@ -195,6 +200,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 leave_running: a.leave_running,
                 leave_stopped: a.leave_stopped,
                 shell_job: a.shell_job,
+                ext_unix_sk: a.ext_unix_sk,
             })
             .with_context(|| format!("dump of pid {} failed", a.tree))?;
             log::info!(

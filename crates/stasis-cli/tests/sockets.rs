@@ -22,6 +22,12 @@
 //!   restore accept() takes them in their order and they talk; with `early-data` one
 //!   client has sent a byte before being accepted, which cannot be read at dump: the dump
 //!   is refused and the tree goes on unharmed (the byte arrives).
+//! - testprogs/ipc_extsk.c with `dump --ext-unix-sk`: a stream socket whose peer (in a
+//!   helper outside the tree) had queued bytes for it, and a datagram socket connected to
+//!   the helper's socket bound to a path. After restore the stream socket reads the
+//!   queued bytes, then end of file (its peer is gone), and a write gives EPIPE; the
+//!   datagram socket is connected to the path again and the helper receives what it
+//!   sends. Without the option the dump is refused, naming it.
 //! - a socket whose peer is outside the tree (stream and datagram socketpairs), and a
 //!   listener with a connection waiting from outside: the dump is refused with a clear
 //!   error, and the victim and the outside process go on unharmed with their data.
@@ -116,4 +122,85 @@ fn listener_with_waiting_connection_is_refused() {
         "listener",
         &["waiting", "pending", "backlog", "not accepted"],
     );
+}
+
+/// ipc_extsk's helper: its pid (from the victim's output), killed and reaped if the test
+/// ends early.
+struct ExtHelper(i32);
+
+impl ExtHelper {
+    fn find(s: &mut Session) -> ExtHelper {
+        let out = s.output();
+        let Some(pid) = out
+            .lines()
+            .find_map(|l| l.strip_prefix("helper: "))
+            .and_then(|p| p.trim().parse::<i32>().ok())
+        else {
+            s.fail("the victim did not name its helper");
+        };
+        if tree_of(s.pid).contains(&pid) {
+            s.fail(&format!("the helper {pid} should be outside the tree"));
+        }
+        ExtHelper(pid)
+    }
+
+    /// The helper must exit 0 (it is re-parented to us, a subreaper).
+    fn finish(self, s: &mut Session) {
+        match wait_reaped(self.0, RESTORE_TIMEOUT) {
+            Some(st) if status_code(st) == 0 => {}
+            Some(st) => s.fail(&format!(
+                "the helper (outside the tree) exited with {}",
+                status_code(st)
+            )),
+            None => s.fail("the helper did not exit after the go file"),
+        }
+    }
+}
+
+impl Drop for ExtHelper {
+    fn drop(&mut self) {
+        if proc_exists(self.0) && proc_ppid(self.0) == Some(our_pid()) {
+            let _ = stasis_sys::process::kill(self.0, libc::SIGKILL);
+            let _ = wait_reaped(self.0, GONE_TIMEOUT);
+        }
+    }
+}
+
+#[test]
+fn ext_unix_sk_standalone() {
+    let mut s = Session::start(&Victim::c("ipc_extsk"));
+    let helper = ExtHelper::find(&mut s);
+    s.go();
+    s.finish_original("without a dump");
+    helper.finish(&mut s);
+}
+
+#[test]
+fn ext_unix_sk_dump_restore() {
+    let mut s = Session::start(&Victim::c("ipc_extsk"));
+    let helper = ExtHelper::find(&mut s);
+    let images = s.scratch.images(1);
+    s.dump_ok(&images, &["--ext-unix-sk"]);
+    s.reap_killed();
+    s.restore_and_finish(&images, "dump --ext-unix-sk, kill, restore");
+    helper.finish(&mut s);
+}
+
+#[test]
+fn ext_unix_sk_is_needed() {
+    let mut s = Session::start(&Victim::c("ipc_extsk").named("ipc_extsk_refused"));
+    let helper = ExtHelper::find(&mut s);
+    let images = s.scratch.images(1);
+    let run = s.dump(&images, &[]);
+    run.assert_no_panic();
+    if run.code() != 1 || !mentions(&run.stderr, &["--ext-unix-sk"]) {
+        let rep = run.report();
+        s.fail(&format!(
+            "expected the dump to fail (exit 1) pointing to --ext-unix-sk\n{rep}"
+        ));
+    }
+    s.assert_running_untraced("after the refused dump");
+    s.go();
+    s.finish_original("after a refused dump");
+    helper.finish(&mut s);
 }

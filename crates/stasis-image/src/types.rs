@@ -425,6 +425,11 @@ pub enum FileKind {
         /// Inode of the connected peer.
         #[serde(default)]
         peer: Option<u64>,
+        /// The peer's bound name, when it has one. A peer that is not in the image is
+        /// outside the tree (dumped with --ext-unix-sk): a datagram socket connects to
+        /// this name again at restore.
+        #[serde(default)]
+        peer_name: Option<Vec<u8>>,
         /// Listening, with this backlog.
         #[serde(default)]
         listen_backlog: Option<u32>,

@@ -21,6 +21,8 @@ pub struct DumpOptions {
     pub leave_running: bool,
     pub leave_stopped: bool,
     pub shell_job: bool,
+    /// Accept unix sockets whose peer is outside the tree (CRIU's --ext-unix-sk).
+    pub ext_unix_sk: bool,
 }
 
 /// What a dump did, for the log and for benchmarks.
@@ -128,7 +130,7 @@ fn freeze_tree(root: i32) -> Result<Tree> {
 fn dump_tree(opts: &DumpOptions, tree: &Tree) -> Result<u64> {
     let mut writer = ImageWriter::create(&opts.images_dir)?;
     let mut entries = Vec::new();
-    let mut descs = files::DescTable::default();
+    let mut descs = files::DescTable::new(opts.ext_unix_sk);
     let mut stored = 0;
     let mut images = Vec::with_capacity(tree.live.len());
     for frozen in &tree.live {

@@ -95,6 +95,8 @@ pub struct DescTable {
     /// Our own descriptors of the files in flight, kept open while the dump compares
     /// descriptions (kcmp) and reads queues through them.
     in_flight: Vec<std::os::fd::OwnedFd>,
+    /// Unix sockets may have their peer outside the tree (--ext-unix-sk).
+    ext_unix_sk: bool,
 }
 
 /// Where a unix socket was first found.
@@ -127,6 +129,13 @@ struct PipeEnds {
 }
 
 impl DescTable {
+    pub fn new(ext_unix_sk: bool) -> DescTable {
+        DescTable {
+            ext_unix_sk,
+            ..Default::default()
+        }
+    }
+
     /// `owner` is the task whose image records the data; `pid` and `fd` reach the file.
     fn note_fifo(&mut self, owner: i32, pid: i32, fd: i32, flags: u32, file: &FileKind) {
         if let FileKind::Fifo { inode, .. } = *file {
@@ -267,12 +276,30 @@ impl DescTable {
                     .sockets
                     .get(&peer)
                     .is_some_and(|p| p.peer == Some(inode));
+                if !symmetric && self.ext_unix_sk && !self.sockets.contains_key(&peer) {
+                    // Outside the tree. A datagram socket connects to its peer's name again
+                    // at restore, which would drop what is queued for it.
+                    let named_dgram = diag(&self.unix, inode)
+                        .is_some_and(|s| s.kind as i32 == libc::SOCK_DGRAM)
+                        && diag(&self.unix, peer)
+                            .is_some_and(|p| p.name.as_ref().is_some_and(|n| !n.is_empty()));
+                    if named_dgram && out.iter().any(|(_, q)| q.inode == inode) {
+                        return Err(Error::Unsupported {
+                            pid: seen.owner,
+                            object: format!("fd {} (socket:[{inode}])", seen.fd),
+                            detail: format!(
+                                "a datagram socket connected to socket:[{peer}] outside the dumped tree, with messages queued for it (they would be lost when it connects again at restore)"
+                            ),
+                        });
+                    }
+                    continue;
+                }
                 if !symmetric {
                     return Err(Error::Unsupported {
                         pid: seen.owner,
                         object: format!("fd {} (socket:[{inode}])", seen.fd),
                         detail: format!(
-                            "its peer socket:[{peer}] is held by a process outside the dumped tree, or is not connected back to it (not supported yet)"
+                            "its peer socket:[{peer}] is held by a process outside the dumped tree (see --ext-unix-sk), or is not connected back to it (not supported yet)"
                         ),
                     });
                 }

@@ -51,11 +51,17 @@ pub fn dump(p: &FdProbe) -> Result<Option<FileKind>> {
         sndtimeo_us: timeo(libc::SO_SNDTIMEO)?,
         rcvlowat: opt(libc::SO_RCVLOWAT)?,
     };
+    let peer = s.peer.filter(|&p| p != 0);
+    let peer_name = peer.and_then(|peer| {
+        let list = p.unix_sockets().ok()?;
+        list.iter().find(|o| o.ino == peer)?.name.clone()
+    });
     Ok(Some(FileKind::UnixSocket {
+        peer_name: peer_name.filter(|n| !n.is_empty()),
         inode,
         kind: s.kind,
         name: s.name.clone().filter(|n| !n.is_empty()),
-        peer: s.peer.filter(|&p| p != 0),
+        peer,
         listen_backlog: (s.state == TCP_LISTEN).then_some(s.wqueue),
         // sock_diag names a waiting connection by its client's inode.
         waiting: s.pending.clone(),
@@ -78,6 +84,8 @@ pub struct NewSocket<'a> {
     file: &'a FdImage,
     /// The connected peer (made with it), which sends what this socket must find queued.
     peer: Option<u64>,
+    /// A stand-in for a peer outside the tree: it sends what was queued, then is closed.
+    stand_in: bool,
 }
 
 /// Creates the socket `f` describes (and its peer, for a connected pair, with `peer_file`
@@ -92,6 +100,7 @@ pub fn create<'a>(
         kind,
         name,
         peer,
+        peer_name,
         listen_backlog,
         ..
     } = &f.file
@@ -108,20 +117,53 @@ pub fn create<'a>(
                 fd: a,
                 file: f,
                 peer: Some(*peer),
+                stand_in: false,
             });
             made.push(NewSocket {
                 inode: *peer,
                 fd: b,
                 file: pf,
                 peer: Some(*inode),
+                stand_in: false,
             });
         }
-        (Some(peer), None) => {
-            return Err(format!(
-                "fd {}: socket:[{inode}]'s peer socket:[{peer}] is not in the image",
-                f.fd
-            ))
-        }
+        // The peer is outside the tree (the dump had --ext-unix-sk).
+        (Some(peer), None) => match peer_name {
+            Some(to) if *kind as i32 == libc::SOCK_DGRAM => {
+                let fd = own::unix_socket(*kind as i32, name.as_deref()).map_err(err)?;
+                made.push(NewSocket {
+                    inode: *inode,
+                    fd,
+                    file: f,
+                    peer: None,
+                    stand_in: false,
+                });
+                own::unix_connect(fd, to).map_err(|e| {
+                    format!(
+                        "fd {} (socket:[{inode}]): its peer outside the tree, bound at {:?}, cannot be reached again: {e}",
+                        f.fd,
+                        String::from_utf8_lossy(to)
+                    )
+                })?;
+            }
+            _ => {
+                let (a, b) = own::unix_socketpair(*kind as i32).map_err(err)?;
+                made.push(NewSocket {
+                    inode: *inode,
+                    fd: a,
+                    file: f,
+                    peer: Some(*peer),
+                    stand_in: false,
+                });
+                made.push(NewSocket {
+                    inode: *peer,
+                    fd: b,
+                    file: f,
+                    peer: Some(*inode),
+                    stand_in: true,
+                });
+            }
+        },
         (None, _) => {
             let fd = own::unix_socket(*kind as i32, name.as_deref()).map_err(err)?;
             made.push(NewSocket {
@@ -129,6 +171,7 @@ pub fn create<'a>(
                 fd,
                 file: f,
                 peer: None,
+                stand_in: false,
             });
             if let Some(backlog) = listen_backlog {
                 own::listen(fd, *backlog as i32).map_err(err)?;
@@ -187,10 +230,11 @@ pub fn finish<'q>(
             }
         }
     }
-    for s in sockets {
+    for s in sockets.iter().filter(|s| !s.stand_in) {
         let err = |e: stasis_sys::SysError| format!("fd {} (socket:[{}]): {e}", s.file.fd, s.inode);
         set_options(s.fd, s.file).map_err(err)?;
-        shut(s.fd, s.file, made(s.peer).map(|o| o.file)).map_err(err)?;
+        let peer = made(s.peer).filter(|o| !o.stand_in).map(|o| o.file);
+        shut(s.fd, s.file, peer).map_err(err)?;
     }
     Ok(())
 }

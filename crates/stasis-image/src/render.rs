@@ -647,6 +647,25 @@ fn write_fds(out: &mut String, fds: &[FdImage]) -> fmt::Result {
                     .join(", ")
             ),
             FileKind::Fifo { path, inode } => format!("fifo {path} (inode {inode})"),
+            FileKind::PtyMaster {
+                index,
+                winsize,
+                output,
+                input,
+                session,
+                foreground,
+                ..
+            } => format!(
+                "pty master of /dev/pts/{index}, {}x{}, {} byte(s) out, {} in{}",
+                winsize[1],
+                winsize[0],
+                output.len(),
+                input.len(),
+                session
+                    .map(|s| format!(", terminal of session {s} (foreground {foreground})"))
+                    .unwrap_or_default()
+            ),
+            FileKind::PtySlave { index } => format!("pty slave /dev/pts/{index}"),
             FileKind::UnixSocket {
                 inode,
                 kind,

@@ -444,6 +444,34 @@ pub enum FileKind {
         #[serde(default)]
         options: SocketOptions,
     },
+    /// The master side of a pseudo-terminal whose pair is restored as a new pty (its
+    /// index may differ). Terminal state is the pty's, kept here once.
+    PtyMaster {
+        /// The index at dump (/dev/pts/N); slaves name their master by it.
+        index: u32,
+        /// The kernel's `struct termios2` (TCGETS2), raw.
+        #[serde(with = "serde_bytes_compat")]
+        termios: Vec<u8>,
+        /// rows, columns, x pixels, y pixels.
+        winsize: [u16; 4],
+        locked: bool,
+        packet: bool,
+        /// Written by the slave side, not yet read on the master.
+        #[serde(with = "serde_bytes_compat")]
+        output: Vec<u8>,
+        /// Written on the master, not yet read on the slave side (raw mode only).
+        #[serde(with = "serde_bytes_compat")]
+        input: Vec<u8>,
+        /// The session (its leader's pid) whose controlling terminal this is, and the
+        /// foreground process group.
+        session: Option<i32>,
+        foreground: i32,
+    },
+    /// The slave side of a pty whose master is in the tree too.
+    PtySlave {
+        /// The pty's index at dump.
+        index: u32,
+    },
     /// An inotify instance and its watches (queued events are not kept).
     Inotify {
         watches: Vec<InotifyWatch>,

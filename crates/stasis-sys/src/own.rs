@@ -269,6 +269,33 @@ pub fn write_all(fd: i32, mut data: &[u8]) -> SysResult<()> {
     Ok(())
 }
 
+/// Reads `n` bytes that the caller knows are there to read (stops early at EOF or
+/// EAGAIN).
+pub fn read_some(fd: i32, n: usize) -> SysResult<Vec<u8>> {
+    let mut out = vec![0u8; n];
+    let mut have = 0;
+    while have < n {
+        // SAFETY: the slice from `have` is valid writable memory of n - have bytes.
+        let r = unsafe { libc::read(fd, out[have..].as_mut_ptr().cast(), n - have) };
+        if r < 0 {
+            let e = Errno::last();
+            if e.0 == libc::EINTR {
+                continue;
+            }
+            if e.0 == libc::EAGAIN {
+                break;
+            }
+            return Err(SysError::new("read", format!("fd {fd}"), e));
+        }
+        if r == 0 {
+            break;
+        }
+        have += r as usize;
+    }
+    out.truncate(have);
+    Ok(out)
+}
+
 /// Reads until EOF.
 pub fn read_to_end(fd: i32) -> SysResult<Vec<u8>> {
     let mut out = Vec::new();

@@ -131,6 +131,7 @@ fn dump_tree(opts: &DumpOptions, tree: &Tree) -> Result<u64> {
     let mut writer = ImageWriter::create(&opts.images_dir)?;
     let mut entries = Vec::new();
     let mut descs = files::DescTable::new(opts.ext_unix_sk);
+    descs.note_tree(&tree.live.iter().map(|f| f.pid).collect::<Vec<_>>())?;
     let mut stored = 0;
     let mut images = Vec::with_capacity(tree.live.len());
     for frozen in &tree.live {

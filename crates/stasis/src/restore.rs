@@ -545,6 +545,7 @@ fn task_setup(
     for f in &t.fds {
         own::dup_to(plan.slot(f.desc), f.fd, f.cloexec).map_err(|e| format!("fd {}: {e}", f.fd))?;
     }
+    files::take_controlling_terminal(t, tasks.iter().flat_map(files::all_files), |d| plan.slot(d))?;
     files::register_epolls(&t.fds, |f| {
         plan.descs
             .iter()

@@ -7,6 +7,7 @@ mod epoll;
 mod inotify;
 mod path;
 mod pipe;
+mod pty;
 mod unix;
 mod unsupported;
 
@@ -31,6 +32,8 @@ pub struct FdProbe<'a> {
     pub meta: &'a std::fs::Metadata,
     pub shell_job: bool,
     unix: &'a std::cell::OnceCell<Vec<UnixSocket>>,
+    /// Indices of the pty masters the tree holds.
+    pub pty_masters: &'a std::collections::BTreeSet<u32>,
 }
 
 impl FdProbe<'_> {
@@ -71,6 +74,7 @@ const KINDS: &[DumpFn] = &[
     anon::dump,
     epoll::dump,
     inotify::dump,
+    pty::dump,
     unsupported::dump,
     path::dump,
     chardev::dump,
@@ -97,6 +101,8 @@ pub struct DescTable {
     in_flight: Vec<std::os::fd::OwnedFd>,
     /// Unix sockets may have their peer outside the tree (--ext-unix-sk).
     ext_unix_sk: bool,
+    /// Indices of the pty masters the tree holds (`note_tree`).
+    pty_masters: std::collections::BTreeSet<u32>,
 }
 
 /// Where a unix socket was first found.
@@ -134,6 +140,26 @@ impl DescTable {
             ext_unix_sk,
             ..Default::default()
         }
+    }
+
+    /// Notes what must be known of the whole tree before its descriptors are described:
+    /// which ptys have their master in it (their slaves are then part of the image rather
+    /// than the caller's terminal).
+    pub fn note_tree(&mut self, pids: &[i32]) -> Result<()> {
+        for &pid in pids {
+            for fd in procfs::fds(pid).proc(pid)? {
+                let Ok(meta) = std::fs::metadata(format!("/proc/{pid}/fd/{fd}")) else {
+                    continue;
+                };
+                if meta.file_type().is_char_device() && pty::is_master(meta.rdev()) {
+                    let local = process::pidfd_getfd(pid, fd).ctx(pid, || format!("fd {fd}"))?;
+                    let index = stasis_sys::pty::pty_index(local.raw())
+                        .ctx(pid, || format!("fd {fd} (pty master)"))?;
+                    self.pty_masters.insert(index);
+                }
+            }
+        }
+        Ok(())
     }
 
     /// `owner` is the task whose image records the data; `pid` and `fd` reach the file.
@@ -319,7 +345,7 @@ impl DescTable {
         use std::os::fd::AsRawFd;
         let me = std::process::id() as i32;
         let fd = local.as_raw_fd();
-        let (file, info, meta) = classify(me, fd, false, &self.unix)?;
+        let (file, info, meta) = classify(me, fd, false, &self.unix, &self.pty_masters)?;
         if matches!(file, FileKind::Epoll { .. }) {
             return Err(Error::Unsupported {
                 pid: owner,
@@ -409,6 +435,7 @@ fn classify(
     fd: i32,
     shell_job: bool,
     unix: &std::cell::OnceCell<Vec<UnixSocket>>,
+    pty_masters: &std::collections::BTreeSet<u32>,
 ) -> Result<(FileKind, FdInfo, std::fs::Metadata)> {
     let target = procfs::fd_target(pid, fd).proc(pid)?;
     let info = procfs::fdinfo(pid, fd).proc(pid)?;
@@ -426,6 +453,7 @@ fn classify(
         meta: &meta,
         shell_job,
         unix,
+        pty_masters,
     };
     for kind in KINDS {
         if let Some(f) = kind(&probe)? {
@@ -439,7 +467,7 @@ fn classify(
 pub fn dump(pid: i32, shell_job: bool, descs: &mut DescTable) -> Result<Vec<FdImage>> {
     let mut out: Vec<FdImage> = Vec::new();
     for fd in procfs::fds(pid).proc(pid)? {
-        let (file, info, meta) = classify(pid, fd, shell_job, &descs.unix)?;
+        let (file, info, meta) = classify(pid, fd, shell_job, &descs.unix, &descs.pty_masters)?;
         let cloexec = info.flags & libc::O_CLOEXEC as u32 != 0;
         let desc = descs.id_of(pid, fd, meta_ino(&meta))?;
         descs.note_pipe(pid, pid, fd, &file);
@@ -510,6 +538,8 @@ pub fn check<'a>(pid: i32, fds: impl IntoIterator<Item = &'a FdImage>) -> Result
                 }
             }
             FileKind::Terminal { .. }
+            | FileKind::PtyMaster { .. }
+            | FileKind::PtySlave { .. }
             | FileKind::Pipe { .. }
             | FileKind::EventFd { .. }
             | FileKind::SignalFd { .. }
@@ -539,6 +569,7 @@ pub fn open_descriptions(
 ) -> std::result::Result<(), String> {
     let mut pipes: Vec<pipe::NewPipe> = Vec::new();
     let mut sockets: Vec<unix::NewSocket> = Vec::new();
+    let mut ptys: Vec<pty::NewPty> = Vec::new();
     // One read-write descriptor per FIFO while its ends are opened (inode, fd).
     let mut fifos: Vec<(u64, i32)> = Vec::new();
     // Pipes and sockets are made in pairs whose second end waits for its own slot; keep
@@ -568,6 +599,30 @@ pub fn open_descriptions(
             FileKind::Epoll { .. } => {
                 let tmp = epoll::create(f)?;
                 own::move_fd(tmp, at, true).map_err(err)?;
+            }
+            FileKind::PtyMaster { index, .. } | FileKind::PtySlave { index } => {
+                if !ptys.iter().any(|p| p.old_index == *index) {
+                    let master = descs
+                        .iter()
+                        .map(|d| d.1)
+                        .find(|d| matches!(d.file, FileKind::PtyMaster { index: i, .. } if i == *index))
+                        .ok_or_else(|| format!("fd {}: the master of pty {index} is not in the image", f.fd))?;
+                    let mut made = pty::create(master)?;
+                    made.master = own::move_above(made.master, spare).map_err(err)?;
+                    ptys.push(made);
+                }
+                let p = ptys
+                    .iter()
+                    .find(|p| p.old_index == *index)
+                    .expect("created above");
+                if matches!(f.file, FileKind::PtyMaster { .. }) {
+                    own::dup_to(p.master, at, true).map_err(err)?;
+                    own::set_status_flags(at, flags & (libc::O_NONBLOCK | libc::O_ASYNC))
+                        .map_err(err)?;
+                } else {
+                    let tmp = pty::open_slave(p, f, flags)?;
+                    own::move_fd(tmp, at, true).map_err(err)?;
+                }
             }
             FileKind::Fifo { path, inode } => {
                 if !fifos.iter().any(|x| x.0 == *inode) {
@@ -630,6 +685,10 @@ pub fn open_descriptions(
             }
         }
     }
+    pty::finish(&ptys)?;
+    for p in &ptys {
+        own::close(p.master);
+    }
     unix::finish(
         &sockets,
         |inode| socket_queues.iter().find(|q| q.inode == inode).copied(),
@@ -665,4 +724,38 @@ pub fn register_epolls(
 
 pub(crate) fn meta_ino(meta: &std::fs::Metadata) -> (u64, u64) {
     (meta.dev(), meta.ino())
+}
+
+/// A session leader whose controlling terminal is a pty of the image takes it again; the
+/// leader of the group in the foreground of such a terminal puts its group there (the
+/// kernel lets only a process of the terminal's session do that, and the group must
+/// exist). `all` are every task's files, `slot` where each description is. Runs in the
+/// restored process once its descriptors are in place, before it forks its children
+/// (which inherit the controlling terminal).
+pub fn take_controlling_terminal<'a>(
+    t: &TaskImage,
+    all: impl Iterator<Item = &'a FdImage>,
+    slot: impl Fn(u32) -> i32,
+) -> std::result::Result<(), String> {
+    for f in all {
+        let FileKind::PtyMaster {
+            session: Some(session),
+            foreground,
+            ..
+        } = f.file
+        else {
+            continue;
+        };
+        if session != t.sid {
+            continue;
+        }
+        if t.pid == session {
+            pty::take_controlling(slot(f.desc))?;
+        }
+        if t.pgid == t.pid && foreground == t.pid && t.pid != session {
+            pty::set_foreground_here(slot(f.desc), foreground)?;
+        }
+        return Ok(());
+    }
+    Ok(())
 }

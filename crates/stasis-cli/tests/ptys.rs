@@ -1,0 +1,22 @@
+//! Pseudo-terminals with both sides in the tree: testprogs/ipc_pty.c drives a child
+//! through a pty. The child's session has the slave as its controlling terminal, with a
+//! grandchild's group in the foreground; bytes are queued both ways at dump. After
+//! restore: the queued bytes are read once each (output processing not applied twice),
+//! settings and window size are kept, the controlling terminal and foreground group are
+//! the new pty's, and the two sides talk. The slave's index may differ (a new pty).
+
+mod common;
+
+use common::tree::*;
+use common::*;
+
+fn pty_victim() -> Victim {
+    Victim::c("ipc_pty")
+}
+
+tree_cycle_tests!(pty_victim(), Outside::Compare;
+    standalone pty_standalone,
+    dump_restore pty_dump_restore,
+    dump_restore_twice pty_dump_restore_twice,
+    leave_running pty_leave_running,
+);

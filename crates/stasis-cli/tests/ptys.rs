@@ -20,3 +20,18 @@ tree_cycle_tests!(pty_victim(), Outside::Compare;
     dump_restore_twice pty_dump_restore_twice,
     leave_running pty_leave_running,
 );
+
+/// A real program under a pty: testprogs/pty_bash.py drives an interactive bash (job
+/// control, readline) through `pty.fork()`, with a command's output left unread at dump;
+/// after restore bash still has its variable, pid and window size, runs a foreground
+/// job, and exits with 7.
+fn bash_under_pty() -> Victim {
+    Victim::program("pty_bash", python3()).arg(testprogs_dir().join("pty_bash.py"))
+}
+
+tree_cycle_tests!(bash_under_pty(), Outside::Compare;
+    standalone bash_pty_standalone,
+    dump_restore bash_pty_dump_restore,
+    dump_restore_twice bash_pty_dump_restore_twice,
+    leave_running bash_pty_leave_running,
+);

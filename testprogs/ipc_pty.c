@@ -18,6 +18,11 @@
  * that the name is its master's slave (ptsname). The slave's index may differ after a
  * restore (a new pty is made; the kernel picks its index): the victim checks that the
  * pair is consistent, and prints "pty-before:"/"pty-after:" lines.
+ *
+ * With "canonical", the slave stays in canonical mode and the queued input is a whole
+ * line ("IN-QUEUED\n", and "ping\n" later): a line not yet read in canonical mode
+ * cannot be taken out and put back unchanged, so the dump must be refused; the victim
+ * then goes on as without a dump.
  */
 #include "victim.h"
 
@@ -26,6 +31,8 @@
 #include <sys/ioctl.h>
 #include <sys/wait.h>
 #include <termios.h>
+
+static int canonical;
 
 static int wait_in(int fd, int ms)
 {
@@ -89,7 +96,7 @@ static void child_main(const char *slave_path)
 	struct termios t;
 	if (tcgetattr(s, &t) != 0)
 		v_die("tcgetattr: %s", strerror(errno));
-	t.c_lflag &= ~(tcflag_t)(ICANON | ECHO);
+	t.c_lflag &= ~(tcflag_t)(canonical ? ECHO : (ICANON | ECHO));
 	t.c_oflag |= OPOST | ONLCR;
 	t.c_cc[VMIN] = 1;
 	t.c_cc[VTIME] = 0;
@@ -143,16 +150,22 @@ static void child_main(const char *slave_path)
 		"grandchild ended with 0x%x", status);
 	/* back in the foreground to read (a background read would stop us) */
 	V_CHECK(tcsetpgrp(s, getpgrp()) == 0, "child: tcsetpgrp: %s", strerror(errno));
-	expect(s, "IN-QUEUED", 9, "child: queued input", 0);
-	expect(s, "ping", 4, "child: live input", 1);
+	if (canonical) {
+		expect(s, "IN-QUEUED\n", 10, "child: queued input", 0);
+		expect(s, "ping\n", 5, "child: live input", 1);
+	} else {
+		expect(s, "IN-QUEUED", 9, "child: queued input", 0);
+		expect(s, "ping", 4, "child: live input", 1);
+	}
 	char line[128];
 	int n = snprintf(line, sizeof(line), "pong %s", ttyname(s) ? ttyname(s) : "?");
 	v_write_all(s, line, (size_t)n);
 	_exit(v_failures ? 1 : 0);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+	canonical = argc > 1 && strcmp(argv[1], "canonical") == 0;
 	int m = posix_openpt(O_RDWR | O_NOCTTY);
 	if (m < 0 || grantpt(m) != 0 || unlockpt(m) != 0)
 		v_die("posix_openpt: %s", strerror(errno));
@@ -173,7 +186,10 @@ int main(void)
 	if (!wait_in(m, 5000))
 		v_die("no output from the child");
 	v_sleep_ms(50);
-	v_write_all(m, "IN-QUEUED", 9);
+	if (canonical)
+		v_write_all(m, "IN-QUEUED\n", 10);
+	else
+		v_write_all(m, "IN-QUEUED", 9);
 	v_sleep_ms(100);
 
 	v_ready();
@@ -183,7 +199,10 @@ int main(void)
 	snprintf(now, sizeof(now), "%s", ptsname(m) ? ptsname(m) : "?");
 	v_print("pty-after: %s\n", now);
 	expect(m, "out\r\nqueued", 11, "parent: queued output", 1);
-	v_write_all(m, "ping", 4);
+	if (canonical)
+		v_write_all(m, "ping\n", 5);
+	else
+		v_write_all(m, "ping", 4);
 	char want[128];
 	int n = snprintf(want, sizeof(want), "pong %s", now);
 	expect(m, want, (size_t)n, "parent: answer", 1);

@@ -15,9 +15,10 @@
  * the grandchild's group in the foreground (which the grandchild checks too), takes the
  * foreground back, reads exactly "IN-QUEUED", then answers "ping" with
  * "pong <ttyname>"; the parent checks
- * that the name is its master's slave (ptsname). The slave's index may differ after a
- * restore (a new pty is made; the kernel picks its index): the victim checks that the
- * pair is consistent, and prints "pty-before:"/"pty-after:" lines.
+ * that the name is its master's slave (ptsname). A restore makes a new pty, with the
+ * same index if it is free then (else another, e.g. after dump --leave-running, when the
+ * original still holds it): the victim checks that the pair is consistent, and prints
+ * "pty-before:"/"pty-after:" lines.
  *
  * With "canonical", the slave stays in canonical mode and the queued input is a whole
  * line ("IN-QUEUED\n", and "ping\n" later): a line not yet read in canonical mode

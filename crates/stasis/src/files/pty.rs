@@ -1,5 +1,5 @@
 //! Pseudo-terminals whose master is in the tree: the pair is made again as a new pty
-//! (its index may differ), with its settings, window size, the bytes queued either way,
+//! (with the same index when that is free, else another), with its settings, window size, the bytes queued either way,
 //! and, for a session whose controlling terminal it is, that and the foreground group.
 //! A slave whose master is outside the tree is the caller's terminal (`chardev`,
 //! `--shell-job`).
@@ -189,8 +189,21 @@ pub fn create(f: &FdImage) -> std::result::Result<NewPty<'_>, String> {
     };
     let err =
         |e: stasis_sys::SysError| format!("fd {} (pty master of /dev/pts/{index}): {e}", f.fd);
-    let master = pty::open_master(f.flags as i32 & libc::O_NONBLOCK).map_err(err)?;
-    let new_index = pty::pty_index(master).map_err(err)?;
+    // The kernel gives the lowest free index: hold the ones below the old index until we
+    // get it, or a higher one when it is taken.
+    let mut below: Vec<i32> = Vec::new();
+    let opened = loop {
+        let made = pty::open_master(f.flags as i32 & libc::O_NONBLOCK)
+            .and_then(|m| Ok((m, pty::pty_index(m)?)));
+        match made {
+            Ok((m, got)) if got < *index && below.len() < 4096 => below.push(m),
+            other => break other,
+        }
+    };
+    for m in below {
+        own::close(m);
+    }
+    let (master, new_index) = opened.map_err(err)?;
     Ok(NewPty {
         old_index: *index,
         new_index,

@@ -372,9 +372,28 @@ fn write_task(out: &mut String, t: &TaskImage, page_size: u64) -> fmt::Result {
     }
     write_mm(out, &t.mm, page_size)?;
     write_fds(out, &t.fds)?;
+    write_socket_queues(out, &t.socket_queues)?;
     write_signals(out, &t.signals.actions)?;
     write_creds(out, t)?;
     write_attrs(out, t)
+}
+
+/// Messages queued in sockets, and the files in flight in them (as descriptors are shown).
+fn write_socket_queues(out: &mut String, queues: &[crate::types::SocketQueue]) -> fmt::Result {
+    for q in queues {
+        let bytes: usize = q.messages.iter().map(|m| m.len()).sum();
+        writeln!(
+            out,
+            "  socket:[{}] queue: {} message(s), {bytes} byte(s)",
+            q.inode,
+            q.messages.len()
+        )?;
+        for m in &q.in_flight {
+            writeln!(out, "    message {} carries (SCM_RIGHTS):", m.message)?;
+            write_fds(out, &m.files)?;
+        }
+    }
+    Ok(())
 }
 
 fn write_thread(out: &mut String, th: &ThreadImage) -> fmt::Result {

@@ -193,8 +193,11 @@ pub fn create(f: &FdImage) -> std::result::Result<NewPty<'_>, String> {
     // get it, or a higher one when it is taken.
     let mut below: Vec<i32> = Vec::new();
     let opened = loop {
-        let made = pty::open_master(f.flags as i32 & libc::O_NONBLOCK)
-            .and_then(|m| Ok((m, pty::pty_index(m)?)));
+        let made = pty::open_master(f.flags as i32 & libc::O_NONBLOCK).and_then(|m| {
+            pty::pty_index(m)
+                .map(|i| (m, i))
+                .inspect_err(|_| own::close(m))
+        });
         match made {
             Ok((m, got)) if got < *index && below.len() < 4096 => below.push(m),
             other => break other,

@@ -20,6 +20,9 @@
  *   before, and a new client connects, is accepted, and data goes both ways;
  * - an unconnected datagram socket bound to a path: a new datagram sent to the path
  *   arrives;
+ * - a stream and a datagram socketpair whose other end was closed after sending: the
+ *   queued bytes / datagram are read, then end of file (stream), and sending fails with
+ *   EPIPE (stream) or ECONNREFUSED (datagram);
  * - a stream socketpair across fork: at READY the child's greeting is queued unread in
  *   the parent and the child is blocked in read(); after restore they talk 100 rounds.
  */
@@ -354,7 +357,39 @@ int main(int argc, char **argv)
 		v_die("no greeting from the child");
 
 	v_ready();
+	/* sockets whose peer was closed, with what it sent still queued */
+	int gone_st, gone_dg;
+	{
+		int p1[2], p2[2];
+		if (socketpair(AF_UNIX, SOCK_STREAM, 0, p1) != 0 || socketpair(AF_UNIX, SOCK_DGRAM, 0, p2) != 0)
+			v_die("socketpair: %s", strerror(errno));
+		send_all(p1[1], "bye", 3, "stream, peer closing");
+		send_all(p2[1], "dg-bye", 6, "datagram, peer closing");
+		close(p1[1]);
+		close(p2[1]);
+		gone_st = p1[0];
+		gone_dg = p2[0];
+	}
 	v_wait_go();
+
+	/* --- peers closed --- */
+	{
+		char b[16];
+		ssize_t r = recv(gone_st, b, sizeof(b), MSG_DONTWAIT);
+		V_CHECK(r == 3 && memcmp(b, "bye", 3) == 0, "stream with its peer closed: read %zd bytes", r);
+		r = recv(gone_st, b, sizeof(b), MSG_DONTWAIT);
+		V_CHECK(r == 0, "stream with its peer closed: expected end of file, got %zd (%s)", r,
+			r < 0 ? strerror(errno) : "data");
+		r = send(gone_st, "x", 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+		V_CHECK(r < 0 && errno == EPIPE, "stream with its peer closed: send gave %zd (%s), expected EPIPE", r,
+			r < 0 ? strerror(errno) : "sent");
+		r = recv(gone_dg, b, sizeof(b), MSG_DONTWAIT);
+		V_CHECK(r == 6 && memcmp(b, "dg-bye", 6) == 0, "datagram with its peer closed: read %zd bytes", r);
+		r = send(gone_dg, "x", 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+		V_CHECK(r < 0 && errno == ECONNREFUSED,
+			"datagram with its peer closed: send gave %zd (%s), expected ECONNREFUSED", r,
+			r < 0 ? strerror(errno) : "sent");
+	}
 
 	/* --- stream pair --- */
 	static unsigned char want[65536], got[65536];

@@ -8,7 +8,9 @@
 //!   listeners bound to a path and to an abstract name (a new client connects, is
 //!   accepted and talks), an unconnected datagram socket bound to a path (receives), and a
 //!   stream pair across fork with the child blocked in read() and its greeting queued:
-//!   after restore they talk 100 rounds and the child exits 0. The SO_PASSCRED receiver
+//!   after restore they talk 100 rounds and the child exits 0. Two socketpairs (stream,
+//!   datagram) whose other end was closed after sending: the bytes come, then end of
+//!   file / EPIPE, the datagram, then ECONNREFUSED. The SO_PASSCRED receiver
 //!   has datagrams queued (they carry credentials); `creds-on-empty` puts SO_PASSCRED on
 //!   the bound datagram socket instead, which has nothing queued.
 //! - testprogs/ipc_scm.c: a server and three forked clients mid-conversation over a

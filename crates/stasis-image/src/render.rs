@@ -693,9 +693,10 @@ fn write_fds(out: &mut String, fds: &[FdImage]) -> fmt::Result {
                 listen_backlog,
                 shutdown,
                 waiting,
+                peer_gone,
                 ..
             } => format!(
-                "unix socket:[{inode}] type {kind}{}{}{}{}{}",
+                "unix socket:[{inode}] type {kind}{}{}{}{}{}{}",
                 name.as_ref()
                     .map(|n| format!(" bound to {:?}", String::from_utf8_lossy(n)))
                     .unwrap_or_default(),
@@ -708,7 +709,8 @@ fn write_fds(out: &mut String, fds: &[FdImage]) -> fmt::Result {
                     String::new()
                 } else {
                     format!(" waiting to be accepted: {waiting:?}")
-                }
+                },
+                if *peer_gone { " (peer closed)" } else { "" }
             ),
             FileKind::Pipe {
                 inode,

@@ -438,6 +438,10 @@ pub enum FileKind {
         /// restore).
         #[serde(default)]
         waiting: Vec<u64>,
+        /// Connected once, its peer closed since: what is queued for it is read, then
+        /// end of file (stream) or ECONNREFUSED on sending (datagram).
+        #[serde(default)]
+        peer_gone: bool,
         /// SHUT_RD (1) / SHUT_WR (2) bits this socket was shut down with.
         #[serde(default)]
         shutdown: u8,

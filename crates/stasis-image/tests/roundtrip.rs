@@ -387,14 +387,14 @@ fn unix_socket() -> impl Strategy<Value = FileKind> {
             proptest::option::of(proptest::collection::vec(any::<u8>(), 0..16)),
             proptest::option::of(any::<u32>()),
             proptest::collection::vec(any::<u64>(), 0..4),
-            any::<u8>(),
+            any::<(u8, bool)>(),
         ),
         (any::<(i32, i32, bool, i32)>(), any::<(u64, u64, i32)>()),
     )
         .prop_map(
             |(
                 (inode, kind, name),
-                (peer, peer_name, listen_backlog, waiting, shutdown),
+                (peer, peer_name, listen_backlog, waiting, (shutdown, peer_gone)),
                 ((sndbuf, rcvbuf, passcred, peek_off), (rcvtimeo_us, sndtimeo_us, rcvlowat)),
             )| FileKind::UnixSocket {
                 inode,
@@ -404,6 +404,7 @@ fn unix_socket() -> impl Strategy<Value = FileKind> {
                 peer_name,
                 listen_backlog,
                 waiting,
+                peer_gone,
                 shutdown,
                 options: SocketOptions {
                     sndbuf,

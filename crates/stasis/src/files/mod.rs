@@ -256,17 +256,24 @@ impl DescTable {
         }
         // Connections waiting to be accepted: client and listener both in the tree, and
         // nothing sent yet (what the listener's side holds cannot be read before accept).
+        // Every listener of the namespace is looked at, in the tree or not.
         let mut waiting: BTreeMap<u64, u64> = BTreeMap::new();
-        for (&inode, _) in self.sockets.iter().filter(|s| s.1.listening) {
-            for &client in diag(&self.unix, inode).map_or(&[][..], |s| &s.pending[..]) {
-                waiting.insert(client, inode);
+        for l in self.unix.get().map_or(&[][..], |v| &v[..]) {
+            for &client in &l.pending {
+                waiting.insert(client, l.ino);
             }
         }
         for (&inode, seen) in &self.sockets {
-            let Some(s) = diag(&self.unix, inode) else {
-                continue;
-            };
             if let Some(&listener) = waiting.get(&inode) {
+                if !self.sockets.contains_key(&listener) {
+                    return Err(Error::Unsupported {
+                        pid: seen.owner,
+                        object: format!("fd {} (socket:[{inode}])", seen.fd),
+                        detail: format!(
+                            "connected to listener socket:[{listener}] outside the dumped tree, which has not accepted it yet (not supported)"
+                        ),
+                    });
+                }
                 if unix::sent_before_accept(seen.pid, seen.fd)? {
                     return Err(Error::Unsupported {
                         pid: seen.owner,
@@ -276,16 +283,10 @@ impl DescTable {
                         ),
                     });
                 }
-            } else if unix::waits_for_accept(s) {
-                return Err(Error::Unsupported {
-                    pid: seen.owner,
-                    object: format!("fd {} (socket:[{inode}])", seen.fd),
-                    detail: "connected to a listener outside the dumped tree that has not accepted it yet".into(),
-                });
             }
         }
         for (&client, &listener) in &waiting {
-            if !self.sockets.contains_key(&client) {
+            if self.sockets.contains_key(&listener) && !self.sockets.contains_key(&client) {
                 let seen = self.sockets[&listener];
                 return Err(Error::Unsupported {
                     pid: seen.owner,

@@ -12,10 +12,16 @@ use crate::error::{Result, SysContext};
 const TCP_ESTABLISHED: u8 = 1;
 const TCP_LISTEN: u8 = 10;
 
-/// Whether sock_diag's view of a socket is a client connected to a listener that has not
-/// accepted it yet: connected, with a peer that has no inode of its own.
-pub fn waits_for_accept(s: &stasis_sys::sockdiag::UnixSocket) -> bool {
-    s.state == TCP_ESTABLISHED && s.peer.is_none_or(|p| p == 0)
+/// Whether a socket was connected and its peer has been closed since: sock_diag shows it
+/// connected with a peer that has no inode any more. (A client whose connection waits to
+/// be accepted looks the same, but is in its listener's list of waiting connections.)
+fn peer_closed(
+    s: &stasis_sys::sockdiag::UnixSocket,
+    all: &[stasis_sys::sockdiag::UnixSocket],
+) -> bool {
+    s.state == TCP_ESTABLISHED
+        && s.peer.is_none_or(|p| p == 0)
+        && !all.iter().any(|l| l.pending.contains(&s.ino))
 }
 
 /// Whether the client socket `pid`'s `fd` has sent data the listener's side holds.
@@ -52,6 +58,7 @@ pub fn dump(p: &FdProbe) -> Result<Option<FileKind>> {
         rcvlowat: opt(libc::SO_RCVLOWAT)?,
     };
     let peer = s.peer.filter(|&p| p != 0);
+    let peer_gone = peer_closed(&s, p.unix_sockets()?);
     let peer_name = peer.and_then(|peer| {
         let list = p.unix_sockets().ok()?;
         list.iter().find(|o| o.ino == peer)?.name.clone()
@@ -65,6 +72,7 @@ pub fn dump(p: &FdProbe) -> Result<Option<FileKind>> {
         listen_backlog: (s.state == TCP_LISTEN).then_some(s.wqueue),
         // sock_diag names a waiting connection by its client's inode.
         waiting: s.pending.clone(),
+        peer_gone,
         shutdown: s.shutdown,
         options,
     }))
@@ -102,6 +110,7 @@ pub fn create<'a>(
         peer,
         peer_name,
         listen_backlog,
+        peer_gone,
         ..
     } = &f.file
     else {
@@ -164,6 +173,25 @@ pub fn create<'a>(
                 });
             }
         },
+        // Its peer was closed: a stand-in sends what was queued and is closed, so reads
+        // end as they would have (and writes fail).
+        (None, _) if *peer_gone => {
+            let (a, b) = own::unix_socketpair(*kind as i32).map_err(err)?;
+            made.push(NewSocket {
+                inode: *inode,
+                fd: a,
+                file: f,
+                peer: Some(!*inode),
+                stand_in: false,
+            });
+            made.push(NewSocket {
+                inode: !*inode,
+                fd: b,
+                file: f,
+                peer: Some(*inode),
+                stand_in: true,
+            });
+        }
         (None, _) => {
             let fd = own::unix_socket(*kind as i32, name.as_deref()).map_err(err)?;
             made.push(NewSocket {

@@ -301,6 +301,11 @@ fn dump_with_an_unsupported_file_in_flight_fails_and_leaves_the_process_running(
 }
 
 #[test]
+fn dump_with_an_epoll_registration_of_a_file_no_fd_holds_fails_and_leaves_the_process_running() {
+    unsupported("epoll_lost", &["no longer held"]);
+}
+
+#[test]
 fn dump_with_a_posix_timer_fails_and_leaves_the_process_running() {
     unsupported("timer", &["POSIX timer"]);
 }

@@ -20,6 +20,8 @@
  *   before, and a new client connects, is accepted, and data goes both ways;
  * - an unconnected datagram socket bound to a path: a new datagram sent to the path
  *   arrives;
+ * - a second datagram socket bound to a path with one datagram queued (from a socket
+ *   closed since): it is there once after restore;
  * - a stream and a datagram socketpair whose other end was closed after sending: the
  *   queued bytes / datagram are read, then end of file (stream), and sending fails with
  *   EPIPE (stream) or ECONNREFUSED (datagram);
@@ -350,6 +352,20 @@ int main(int argc, char **argv)
 	v = 1;
 	if (creds_on_empty && setsockopt(bd, SOL_SOCKET, SO_PASSCRED, &v, sizeof(v)) != 0)
 		v_die("SO_PASSCRED: %s", strerror(errno));
+	/* a second bound datagram socket with a datagram queued from a socket since closed */
+	struct sockaddr_un qa = { .sun_family = AF_UNIX };
+	if (strlen(v_tmp()) + sizeof("/queued.sock") > sizeof(qa.sun_path))
+		v_die("temporary directory name too long");
+	strcpy(qa.sun_path, v_tmp());
+	strcat(qa.sun_path, "/queued.sock");
+	unlink(qa.sun_path);
+	socklen_t qa_len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + strlen(qa.sun_path) + 1);
+	int bq = socket(AF_UNIX, SOCK_DGRAM, 0);
+	int tmp_sender = socket(AF_UNIX, SOCK_DGRAM, 0);
+	if (bq < 0 || tmp_sender < 0 || bind(bq, (struct sockaddr *)&qa, qa_len) != 0 ||
+	    sendto(tmp_sender, "early-dg", 8, 0, (struct sockaddr *)&qa, qa_len) != 8)
+		v_die("queued datagram to %s: %s", qa.sun_path, strerror(errno));
+	close(tmp_sender);
 
 	/* the child's greeting is queued for us, and the child is blocked in read() */
 	struct pollfd pfd = { pc[0], POLLIN, 0 };
@@ -492,6 +508,15 @@ int main(int argc, char **argv)
 		long ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
 		V_CHECK(n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) && ms >= 250 && ms < 3000,
 			"seqpacket a: blocking recv with SO_RCVTIMEO gave %zd after %ld ms", n, ms);
+	}
+
+	/* --- a bound datagram socket with a datagram queued --- */
+	{
+		char b[16];
+		ssize_t r = recv(bq, b, sizeof(b), MSG_DONTWAIT);
+		V_CHECK(r == 8 && memcmp(b, "early-dg", 8) == 0, "bound dgram with a queued datagram: read %zd", r);
+		r = recv(bq, b, sizeof(b), MSG_DONTWAIT);
+		V_CHECK(r < 0 && errno == EAGAIN, "bound dgram with a queued datagram: a second recv gave %zd", r);
 	}
 
 	/* --- listeners and the bound datagram socket --- */

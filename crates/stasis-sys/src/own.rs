@@ -881,6 +881,51 @@ pub fn send_message_with_fds(fd: i32, data: &[u8], fds: &[i32]) -> SysResult<()>
     Ok(())
 }
 
+/// Sends one datagram `data` from socket `fd` to the unix socket bound at `name`, with
+/// descriptors `fds` attached (SCM_RIGHTS) if any, without blocking.
+pub fn send_datagram_to(fd: i32, name: &[u8], data: &[u8], fds: &[i32]) -> SysResult<()> {
+    // SAFETY: sockaddr_un is plain data; all-zero is valid.
+    let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    let shown = String::from_utf8_lossy(name).into_owned();
+    if name.len() > addr.sun_path.len() {
+        return Err(SysError::new("sendmsg", shown, Errno(libc::ENAMETOOLONG)));
+    }
+    for (d, s) in addr.sun_path.iter_mut().zip(name) {
+        *d = *s as libc::c_char;
+    }
+    let header = std::mem::size_of::<libc::cmsghdr>();
+    let payload = std::mem::size_of_val(fds);
+    let mut control = vec![0u8; header + ((payload + 7) & !7)];
+    control[..8].copy_from_slice(&(header + payload).to_ne_bytes());
+    control[8..12].copy_from_slice(&libc::SOL_SOCKET.to_ne_bytes());
+    control[12..16].copy_from_slice(&libc::SCM_RIGHTS.to_ne_bytes());
+    for (i, f) in fds.iter().enumerate() {
+        control[header + 4 * i..header + 4 * i + 4].copy_from_slice(&f.to_ne_bytes());
+    }
+    let mut iov = libc::iovec {
+        iov_base: data.as_ptr() as *mut libc::c_void,
+        iov_len: data.len(),
+    };
+    // SAFETY: msghdr is plain data; all-zero is valid, then filled in.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_name = (&mut addr as *mut libc::sockaddr_un).cast();
+    msg.msg_namelen = (std::mem::size_of::<libc::sa_family_t>() + name.len()) as libc::socklen_t;
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    if !fds.is_empty() {
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = control.len();
+    }
+    // SAFETY: `msg` points at `addr`, `data` (only read) and `control`, all live for the
+    // call.
+    let r = unsafe { libc::sendmsg(fd, &msg, libc::MSG_DONTWAIT) };
+    check(r as _, "sendmsg", || {
+        format!("fd {fd} to {shown:?}, {} bytes", data.len())
+    })
+    .map(drop)
+}
+
 /// Moves descriptor `fd` to the lowest free number at or above `min` (close-on-exec).
 pub fn move_above(fd: i32, min: i32) -> SysResult<i32> {
     // SAFETY: fcntl F_DUPFD_CLOEXEC with integer arguments.

@@ -251,6 +251,13 @@ impl DescTable {
                 queue.messages.push(message.data);
             }
             if !queue.messages.is_empty() {
+                if seen.peer.is_none() && !self.refillable(inode) {
+                    return Err(Error::Unsupported {
+                        pid: seen.owner,
+                        object: format!("fd {} (socket:[{inode}])", seen.fd),
+                        detail: "messages queued for a socket that has no peer and no name to send them to again (not supported)".into(),
+                    });
+                }
                 out.push((seen.owner, queue));
             }
         }
@@ -333,6 +340,18 @@ impl DescTable {
             }
         }
         Ok(out)
+    }
+
+    /// Whether restore can queue messages again for socket `inode`, which has no peer: a
+    /// stand-in sends them when its peer was closed, or to its name when it is a bound
+    /// datagram socket.
+    fn refillable(&self, inode: u64) -> bool {
+        let all = self.unix.get().map_or(&[][..], |v| &v[..]);
+        diag(&self.unix, inode).is_some_and(|s| {
+            unix::peer_closed(s, all)
+                || (s.kind as i32 == libc::SOCK_DGRAM
+                    && s.name.as_ref().is_some_and(|n| !n.is_empty()))
+        })
     }
 
     /// Describes a file in flight, reached through our own descriptor `local` (which the

@@ -15,7 +15,7 @@ const TCP_LISTEN: u8 = 10;
 /// Whether a socket was connected and its peer has been closed since: sock_diag shows it
 /// connected with a peer that has no inode any more. (A client whose connection waits to
 /// be accepted looks the same, but is in its listener's list of waiting connections.)
-fn peer_closed(
+pub fn peer_closed(
     s: &stasis_sys::sockdiag::UnixSocket,
     all: &[stasis_sys::sockdiag::UnixSocket],
 ) -> bool {
@@ -246,6 +246,34 @@ pub fn finish<'q>(
     }
     for s in sockets {
         let err = |e: stasis_sys::SysError| format!("fd {} (socket:[{}]): {e}", s.file.fd, s.inode);
+        // A bound datagram socket with no peer received from anyone: a stand-in sends
+        // what was queued to its name (the sender's address is the stand-in's, unnamed).
+        if let (
+            None,
+            Some(q),
+            FileKind::UnixSocket {
+                name: Some(name), ..
+            },
+        ) = (s.peer, queue(s.inode), &s.file.file)
+        {
+            let sender = own::unix_socket(libc::SOCK_DGRAM, None).map_err(err)?;
+            let mut r = Ok(());
+            for (index, m) in q.messages.iter().enumerate() {
+                let fds: Vec<i32> = q
+                    .in_flight
+                    .iter()
+                    .filter(|f| f.message as usize == index)
+                    .flat_map(|f| f.files.iter().map(|file| slot(file.desc)))
+                    .collect();
+                r = own::send_datagram_to(sender, name, m, &fds);
+                if r.is_err() {
+                    break;
+                }
+            }
+            own::close(sender);
+            r.map_err(err)?;
+            continue;
+        }
         if let (Some(sender), Some(q)) = (made(s.peer), queue(s.inode)) {
             for (index, m) in q.messages.iter().enumerate() {
                 let fds: Vec<i32> = q

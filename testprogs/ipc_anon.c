@@ -11,6 +11,12 @@
  *   about 20 per second; a one-shot timerfd 1000 s away still has about that left;
  * - a signalfd for SIGUSR1 (blocked, one pending): delivers it exactly once, with our
  *   pid; a SIGUSR2 raised after restore (not in its mask) is not reported by it;
+ * - a pipe's read end registered, then dup'ed to fd 40 and closed, its number reused by
+ *   /dev/null (not registered), and an eventfd registered, dup'ed to fd 41 and closed
+ *   (its number left free): the registrations still name the old numbers; after restore
+ *   the loop sees the pipe's bytes and the eventfd's count through them (read from fds 40
+ *   and 41), /dev/null is still at the reused number, the free number is still free, and
+ *   EPOLL_CTL_DEL by the new numbers fails with ENOENT (the key is the old number);
  * - every registration's events and data, read from /proc/self/fdinfo of both epoll
  *   fds, are the same as before the dump; every event the loop sees carries one of the
  *   registered data values.
@@ -20,6 +26,7 @@
 #include <inttypes.h>
 #include <signal.h>
 #include <sys/epoll.h>
+#include <sys/sysmacros.h>
 #include <sys/eventfd.h>
 #include <sys/signalfd.h>
 #include <sys/timerfd.h>
@@ -29,7 +36,11 @@
 #define D_SFD 0x3333000000000003ULL
 #define D_EP2 0x4444000000000004ULL
 #define D_EFD2 0x5555000000000005ULL
+#define D_PIPE 0x6666000000000006ULL
+#define D_EFD3 0x7777000000000007ULL
 #define BIG 0x123456789ULL
+#define PIPE_AT 40
+#define EFD3_AT 41
 
 static double now_s(void)
 {
@@ -133,6 +144,30 @@ int main(void)
 	e.data.u64 = D_EFD2;
 	if (epoll_ctl(ep2, EPOLL_CTL_ADD, efd2, &e) != 0)
 		v_die("epoll_ctl efd2: %s", strerror(errno));
+	/* registered, then moved: the registrations keep the old numbers */
+	int pp[2];
+	if (pipe2(pp, O_NONBLOCK) != 0)
+		v_die("pipe: %s", strerror(errno));
+	e.events = EPOLLIN;
+	e.data.u64 = D_PIPE;
+	if (epoll_ctl(ep, EPOLL_CTL_ADD, pp[0], &e) != 0)
+		v_die("epoll_ctl pipe: %s", strerror(errno));
+	int old_pipe_fd = pp[0];
+	if (dup2(pp[0], PIPE_AT) != PIPE_AT)
+		v_die("dup2: %s", strerror(errno));
+	close(pp[0]);
+	int reused = open("/dev/null", O_RDONLY);
+	if (reused != old_pipe_fd)
+		v_die("/dev/null got fd %d, expected the pipe's old %d", reused, old_pipe_fd);
+	int efd3 = eventfd(0, EFD_NONBLOCK);
+	e.events = EPOLLIN;
+	e.data.u64 = D_EFD3;
+	if (efd3 < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, efd3, &e) != 0)
+		v_die("eventfd/epoll_ctl efd3: %s", strerror(errno));
+	int old_efd3 = efd3;
+	if (dup2(efd3, EFD3_AT) != EFD3_AT)
+		v_die("dup2: %s", strerror(errno));
+	close(efd3);
 	raise(SIGUSR1);
 
 	static char regs1[2048], regs2[2048], mask[128];
@@ -181,7 +216,26 @@ int main(void)
 			(fcntl(efd, F_GETFL) & O_NONBLOCK) && (fcntl(sfd, F_GETFL) & O_NONBLOCK),
 		"O_NONBLOCK flags of the fds differ from their setup");
 
+	{
+		struct stat st;
+		V_CHECK(fstat(reused, &st) == 0 && S_ISCHR(st.st_mode) && major(st.st_rdev) == 1 &&
+				minor(st.st_rdev) == 3,
+			"fd %d: not /dev/null after restore", reused);
+		V_CHECK(fcntl(old_efd3, F_GETFD) < 0 && errno == EBADF, "fd %d: should be free after restore",
+			old_efd3);
+		V_CHECK(epoll_ctl(ep, EPOLL_CTL_DEL, PIPE_AT, NULL) < 0 && errno == ENOENT,
+			"EPOLL_CTL_DEL of fd %d: expected ENOENT (registered as fd %d)", PIPE_AT, old_pipe_fd);
+		V_CHECK(epoll_ctl(ep, EPOLL_CTL_DEL, EFD3_AT, NULL) < 0 && errno == ENOENT,
+			"EPOLL_CTL_DEL of fd %d: expected ENOENT (registered as fd %d)", EFD3_AT, old_efd3);
+		if (write(pp[1], "moved", 5) != 5)
+			v_fail("pipe write: %s", strerror(errno));
+		uint64_t seven = 7;
+		if (write(EFD3_AT, &seven, 8) != 8)
+			v_fail("eventfd write: %s", strerror(errno));
+	}
+
 	/* the loop */
+	int pipe_reads = 0, efd3_reads = 0;
 	int efd_reads = 0, efd_eagain = 0, sig_reads = 0, ep2_events = 0, efd2_reads = 0, bad_data = 0;
 	uint64_t ticks = 0, ticks_window = 0;
 	double first_tick = 0, start = now_s();
@@ -237,6 +291,18 @@ int main(void)
 						V_CHECK(val == BIG, "eventfd: read 0x%" PRIx64 ", expected 0x%llx", val, BIG);
 					}
 				}
+			} else if (d == D_PIPE) {
+				char buf[16];
+				ssize_t r = read(PIPE_AT, buf, sizeof(buf));
+				if (r > 0) {
+					pipe_reads++;
+					V_CHECK(r == 5 && memcmp(buf, "moved", 5) == 0, "pipe: read %zd bytes", r);
+				}
+			} else if (d == D_EFD3) {
+				if (read(EFD3_AT, &val, 8) == 8) {
+					efd3_reads++;
+					V_CHECK(val == 7, "moved eventfd: read %" PRIu64 ", expected 7", val);
+				}
 			} else {
 				bad_data++;
 				v_fail("epoll: event with unknown data 0x%" PRIx64 " (events 0x%x)", d, evs[i].events);
@@ -258,6 +324,8 @@ int main(void)
 	V_CHECK(ticks_window >= 8 && ticks_window <= 16,
 		"timerfd: %" PRIu64 " ticks in 0.6 s after the backlog, expected about 12", ticks_window);
 	V_CHECK(ticks >= 1, "timerfd: no ticks");
+	V_CHECK(pipe_reads == 1, "pipe registered under its old number: %d read(s), expected 1", pipe_reads);
+	V_CHECK(efd3_reads == 1, "eventfd registered under its old number: %d read(s), expected 1", efd3_reads);
 
 	/* SIGUSR2 is not in the signalfd's mask: it must not show up there */
 	raise(SIGUSR2);

@@ -11,12 +11,20 @@
  *   has SO_RCVBUF and SO_PASSCRED (so its queued datagrams carry credentials; a new
  *   datagram carries ours) -- with the argument "creds-on-empty", SO_PASSCRED is set on
  *   the bound datagram socket below instead, which has nothing queued;
- * - a SOCK_SEQPACKET socketpair with records queued both ways: boundaries kept;
+ * - a SOCK_SEQPACKET socketpair with records queued both ways: boundaries kept; one end
+ *   has SO_RCVTIMEO 0.3 s (a blocking recv on it, once drained, gives EAGAIN after about
+ *   that long) and SO_RCVLOWAT 3, the other SO_SNDTIMEO about 1.25 s (as the kernel
+ *   rounds it);
  * - listening stream sockets bound to a path in $STASIS_TMP and to an abstract name
  *   (no connection waiting): after restore getsockname and SO_ACCEPTCONN are as
  *   before, and a new client connects, is accepted, and data goes both ways;
  * - an unconnected datagram socket bound to a path: a new datagram sent to the path
  *   arrives;
+ * - a second datagram socket bound to a path with one datagram queued (from a socket
+ *   closed since): it is there once after restore;
+ * - a stream and a datagram socketpair whose other end was closed after sending: the
+ *   queued bytes / datagram are read, then end of file (stream), and sending fails with
+ *   EPIPE (stream) or ECONNREFUSED (datagram);
  * - a stream socketpair across fork: at READY the child's greeting is queued unread in
  *   the parent and the child is blocked in read(); after restore they talk 100 rounds.
  */
@@ -29,6 +37,8 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+
+static struct timeval sndtimeo_sq1;
 
 static int get_int(int fd, int level, int opt)
 {
@@ -299,6 +309,18 @@ int main(int argc, char **argv)
 		v_die("SO_PEEK_OFF: %s", strerror(errno));
 	queue_messages(dg[0], dg_a2b, NELEM(dg_a2b), 300, "dgram a->b");
 	queue_messages(dg[1], dg_b2a, NELEM(dg_b2a), 400, "dgram b->a");
+	{
+		struct timeval rt = { 0, 300000 }, st2 = { 1, 250000 };
+		int lowat = 3;
+		if (setsockopt(sq[0], SOL_SOCKET, SO_RCVTIMEO, &rt, sizeof(rt)) != 0 ||
+		    setsockopt(sq[0], SOL_SOCKET, SO_RCVLOWAT, &lowat, sizeof(lowat)) != 0 ||
+		    setsockopt(sq[1], SOL_SOCKET, SO_SNDTIMEO, &st2, sizeof(st2)) != 0)
+			v_die("SO_RCVTIMEO/SO_SNDTIMEO/SO_RCVLOWAT: %s", strerror(errno));
+		/* the kernel keeps timeouts in jiffies: compare with what it reports now */
+		socklen_t tl = sizeof(sndtimeo_sq1);
+		if (getsockopt(sq[1], SOL_SOCKET, SO_SNDTIMEO, &sndtimeo_sq1, &tl) != 0)
+			v_die("SO_SNDTIMEO: %s", strerror(errno));
+	}
 	queue_messages(sq[0], sq_a2b, NELEM(sq_a2b), 500, "seqpacket a->b");
 	queue_messages(sq[1], sq_b2a, NELEM(sq_b2a), 600, "seqpacket b->a");
 
@@ -330,6 +352,20 @@ int main(int argc, char **argv)
 	v = 1;
 	if (creds_on_empty && setsockopt(bd, SOL_SOCKET, SO_PASSCRED, &v, sizeof(v)) != 0)
 		v_die("SO_PASSCRED: %s", strerror(errno));
+	/* a second bound datagram socket with a datagram queued from a socket since closed */
+	struct sockaddr_un qa = { .sun_family = AF_UNIX };
+	if (strlen(v_tmp()) + sizeof("/queued.sock") > sizeof(qa.sun_path))
+		v_die("temporary directory name too long");
+	strcpy(qa.sun_path, v_tmp());
+	strcat(qa.sun_path, "/queued.sock");
+	unlink(qa.sun_path);
+	socklen_t qa_len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + strlen(qa.sun_path) + 1);
+	int bq = socket(AF_UNIX, SOCK_DGRAM, 0);
+	int tmp_sender = socket(AF_UNIX, SOCK_DGRAM, 0);
+	if (bq < 0 || tmp_sender < 0 || bind(bq, (struct sockaddr *)&qa, qa_len) != 0 ||
+	    sendto(tmp_sender, "early-dg", 8, 0, (struct sockaddr *)&qa, qa_len) != 8)
+		v_die("queued datagram to %s: %s", qa.sun_path, strerror(errno));
+	close(tmp_sender);
 
 	/* the child's greeting is queued for us, and the child is blocked in read() */
 	struct pollfd pfd = { pc[0], POLLIN, 0 };
@@ -337,7 +373,39 @@ int main(int argc, char **argv)
 		v_die("no greeting from the child");
 
 	v_ready();
+	/* sockets whose peer was closed, with what it sent still queued */
+	int gone_st, gone_dg;
+	{
+		int p1[2], p2[2];
+		if (socketpair(AF_UNIX, SOCK_STREAM, 0, p1) != 0 || socketpair(AF_UNIX, SOCK_DGRAM, 0, p2) != 0)
+			v_die("socketpair: %s", strerror(errno));
+		send_all(p1[1], "bye", 3, "stream, peer closing");
+		send_all(p2[1], "dg-bye", 6, "datagram, peer closing");
+		close(p1[1]);
+		close(p2[1]);
+		gone_st = p1[0];
+		gone_dg = p2[0];
+	}
 	v_wait_go();
+
+	/* --- peers closed --- */
+	{
+		char b[16];
+		ssize_t r = recv(gone_st, b, sizeof(b), MSG_DONTWAIT);
+		V_CHECK(r == 3 && memcmp(b, "bye", 3) == 0, "stream with its peer closed: read %zd bytes", r);
+		r = recv(gone_st, b, sizeof(b), MSG_DONTWAIT);
+		V_CHECK(r == 0, "stream with its peer closed: expected end of file, got %zd (%s)", r,
+			r < 0 ? strerror(errno) : "data");
+		r = send(gone_st, "x", 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+		V_CHECK(r < 0 && errno == EPIPE, "stream with its peer closed: send gave %zd (%s), expected EPIPE", r,
+			r < 0 ? strerror(errno) : "sent");
+		r = recv(gone_dg, b, sizeof(b), MSG_DONTWAIT);
+		V_CHECK(r == 6 && memcmp(b, "dg-bye", 6) == 0, "datagram with its peer closed: read %zd bytes", r);
+		r = send(gone_dg, "x", 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+		V_CHECK(r < 0 && errno == ECONNREFUSED,
+			"datagram with its peer closed: send gave %zd (%s), expected ECONNREFUSED", r,
+			r < 0 ? strerror(errno) : "sent");
+	}
 
 	/* --- stream pair --- */
 	static unsigned char want[65536], got[65536];
@@ -414,6 +482,42 @@ int main(int argc, char **argv)
 	V_CHECK(send(sq[1], "rec", 3, MSG_NOSIGNAL) == 3, "seqpacket b: send: %s", strerror(errno));
 	n = recv(sq[0], got, sizeof(got), MSG_DONTWAIT);
 	V_CHECK(n == 3 && memcmp(got, "rec", 3) == 0, "seqpacket a: new record (%zd)", n);
+	{
+		struct timeval tv = { 9, 9 };
+		socklen_t tl = sizeof(tv);
+		V_CHECK(getsockopt(sq[0], SOL_SOCKET, SO_RCVTIMEO, &tv, &tl) == 0 && tv.tv_sec == 0 &&
+				tv.tv_usec == 300000,
+			"seqpacket a: SO_RCVTIMEO %ld.%06ld, expected 0.300000", (long)tv.tv_sec, (long)tv.tv_usec);
+		tl = sizeof(tv);
+		V_CHECK(getsockopt(sq[1], SOL_SOCKET, SO_SNDTIMEO, &tv, &tl) == 0 &&
+				tv.tv_sec == sndtimeo_sq1.tv_sec && tv.tv_usec == sndtimeo_sq1.tv_usec,
+			"seqpacket b: SO_SNDTIMEO %ld.%06ld, expected %ld.%06ld", (long)tv.tv_sec, (long)tv.tv_usec,
+			(long)sndtimeo_sq1.tv_sec, (long)sndtimeo_sq1.tv_usec);
+		tl = sizeof(tv);
+		V_CHECK(getsockopt(sq[1], SOL_SOCKET, SO_RCVTIMEO, &tv, &tl) == 0 && tv.tv_sec == 0 &&
+				tv.tv_usec == 0,
+			"seqpacket b: SO_RCVTIMEO %ld.%06ld, expected none", (long)tv.tv_sec, (long)tv.tv_usec);
+		V_CHECK(get_int(sq[0], SOL_SOCKET, SO_RCVLOWAT) == 3, "seqpacket a: SO_RCVLOWAT %d, expected 3",
+			get_int(sq[0], SOL_SOCKET, SO_RCVLOWAT));
+		V_CHECK(get_int(sq[1], SOL_SOCKET, SO_RCVLOWAT) == 1, "seqpacket b: SO_RCVLOWAT %d, expected 1",
+			get_int(sq[1], SOL_SOCKET, SO_RCVLOWAT));
+		struct timespec t0, t1;
+		clock_gettime(CLOCK_MONOTONIC, &t0);
+		n = recv(sq[0], got, sizeof(got), 0); /* blocking: the receive timeout ends it */
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+		long ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+		V_CHECK(n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) && ms >= 250 && ms < 3000,
+			"seqpacket a: blocking recv with SO_RCVTIMEO gave %zd after %ld ms", n, ms);
+	}
+
+	/* --- a bound datagram socket with a datagram queued --- */
+	{
+		char b[16];
+		ssize_t r = recv(bq, b, sizeof(b), MSG_DONTWAIT);
+		V_CHECK(r == 8 && memcmp(b, "early-dg", 8) == 0, "bound dgram with a queued datagram: read %zd", r);
+		r = recv(bq, b, sizeof(b), MSG_DONTWAIT);
+		V_CHECK(r < 0 && errno == EAGAIN, "bound dgram with a queued datagram: a second recv gave %zd", r);
+	}
 
 	/* --- listeners and the bound datagram socket --- */
 	check_listener(lp, &pa, pa_len, "path listener");

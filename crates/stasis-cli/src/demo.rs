@@ -85,6 +85,7 @@ pub fn run(dir: Option<PathBuf>) -> anyhow::Result<u8> {
         shell_job: false,
         file_locks: false,
         link_remap: false,
+        ext_unix_sk: false,
     })
     .context("dump the counter")?;
     let _ = child.wait();

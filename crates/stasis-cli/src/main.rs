@@ -81,6 +81,11 @@ struct DumpArgs {
     /// of saving their contents; restore opens and removes it.
     #[arg(long = "link-remap")]
     link_remap: bool,
+    /// Accept unix sockets connected to a peer outside the dumped tree. At restore a
+    /// datagram socket whose peer has a name connects to that name again; any other
+    /// such socket finds its peer gone (what was queued for it, then end of file).
+    #[arg(long = "ext-unix-sk")]
+    ext_unix_sk: bool,
 }
 
 #[derive(Args, Debug)]
@@ -212,6 +217,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 shell_job: a.shell_job,
                 file_locks: a.file_locks,
                 link_remap: a.link_remap,
+                ext_unix_sk: a.ext_unix_sk,
             })
             .with_context(|| format!("dump of pid {} failed", a.tree))?;
             log::info!(

@@ -4,7 +4,9 @@
 //! (the eventfd exactly 3 times, the timer at about its rate after its backlog, the
 //! signal once, the nested epoll once with the whole count), the registrations' events
 //! and data in /proc/self/fdinfo are as before, the timers keep their settings and the
-//! signalfd its mask.
+//! signalfd its mask. Two registrations outlive their descriptor number (a pipe end and
+//! an eventfd, dup'ed elsewhere and closed; one old number reused by /dev/null): they
+//! keep their old numbers and still deliver, and the numbers keep what they held.
 
 mod common;
 

@@ -294,8 +294,15 @@ fn dump_with_a_perf_event_fd_fails_and_leaves_the_process_running() {
 }
 
 #[test]
-fn dump_with_a_descriptor_in_flight_fails_and_leaves_the_process_running() {
+fn dump_with_an_unsupported_file_in_flight_fails_and_leaves_the_process_running() {
+    // The error names both: the file is in flight, and it is an epoll instance.
     unsupported("scm_rights", &["SCM_RIGHTS"]);
+    unsupported("scm_rights", &["epoll"]);
+}
+
+#[test]
+fn dump_with_an_epoll_registration_of_a_file_no_fd_holds_fails_and_leaves_the_process_running() {
+    unsupported("epoll_lost", &["no longer held"]);
 }
 
 #[test]

@@ -439,9 +439,28 @@ fn write_task(out: &mut String, t: &TaskImage, page_size: u64) -> fmt::Result {
     write_fds(out, &t.fds)?;
     write_objects(out, &t.file_objects)?;
     write_locks(out, &t.file_locks)?;
+    write_socket_queues(out, &t.socket_queues)?;
     write_signals(out, &t.signals.actions)?;
     write_creds(out, t)?;
     write_attrs(out, t)
+}
+
+/// Messages queued in sockets, and the files in flight in them (as descriptors are shown).
+fn write_socket_queues(out: &mut String, queues: &[crate::types::SocketQueue]) -> fmt::Result {
+    for q in queues {
+        let bytes: usize = q.messages.iter().map(|m| m.len()).sum();
+        writeln!(
+            out,
+            "  socket:[{}] queue: {} message(s), {bytes} byte(s)",
+            q.inode,
+            q.messages.len()
+        )?;
+        for m in &q.in_flight {
+            writeln!(out, "    message {} carries (SCM_RIGHTS):", m.message)?;
+            write_fds(out, &m.files)?;
+        }
+    }
+    Ok(())
 }
 
 fn write_thread(out: &mut String, th: &ThreadImage) -> fmt::Result {
@@ -719,7 +738,10 @@ fn write_fds(out: &mut String, fds: &[FdImage]) -> fmt::Result {
                 "epoll: {}",
                 targets
                     .iter()
-                    .map(|t| format!("fd {} events {:#x} data {:#x}", t.fd, t.events, t.data))
+                    .map(|t| {
+                        let moved = t.now_at.map_or(String::new(), |m| format!(" (file now at fd {m})"));
+                        format!("fd {}{moved} events {:#x} data {:#x}", t.fd, t.events, t.data)
+                    })
                     .collect::<Vec<_>>()
                     .join(", ")
             ),
@@ -732,6 +754,25 @@ fn write_fds(out: &mut String, fds: &[FdImage]) -> fmt::Result {
                     .join(", ")
             ),
             FileKind::Fifo { path, inode } => format!("fifo {path} (inode {inode})"),
+            FileKind::PtyMaster {
+                index,
+                winsize,
+                output,
+                input,
+                session,
+                foreground,
+                ..
+            } => format!(
+                "pty master of /dev/pts/{index}, {}x{}, {} byte(s) out, {} in{}",
+                winsize[1],
+                winsize[0],
+                output.len(),
+                input.len(),
+                session
+                    .map(|s| format!(", terminal of session {s} (foreground {foreground})"))
+                    .unwrap_or_default()
+            ),
+            FileKind::PtySlave { index } => format!("pty slave /dev/pts/{index}"),
             FileKind::UnixSocket {
                 inode,
                 kind,
@@ -739,9 +780,11 @@ fn write_fds(out: &mut String, fds: &[FdImage]) -> fmt::Result {
                 peer,
                 listen_backlog,
                 shutdown,
+                waiting,
+                peer_gone,
                 ..
             } => format!(
-                "unix socket:[{inode}] type {kind}{}{}{}{}",
+                "unix socket:[{inode}] type {kind}{}{}{}{}{}{}",
                 name.as_ref()
                     .map(|n| format!(" bound to {:?}", String::from_utf8_lossy(n)))
                     .unwrap_or_default(),
@@ -749,7 +792,13 @@ fn write_fds(out: &mut String, fds: &[FdImage]) -> fmt::Result {
                 listen_backlog
                     .map(|b| format!(" listening (backlog {b})"))
                     .unwrap_or_default(),
-                if *shutdown != 0 { format!(" shutdown {shutdown}") } else { String::new() }
+                if *shutdown != 0 { format!(" shutdown {shutdown}") } else { String::new() },
+                if waiting.is_empty() {
+                    String::new()
+                } else {
+                    format!(" waiting to be accepted: {waiting:?}")
+                },
+                if *peer_gone { " (peer closed)" } else { "" }
             ),
             FileKind::Pipe {
                 inode,

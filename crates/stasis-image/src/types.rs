@@ -497,14 +497,56 @@ pub enum FileKind {
         /// Inode of the connected peer.
         #[serde(default)]
         peer: Option<u64>,
+        /// The peer's bound name, when it has one. A peer that is not in the image is
+        /// outside the tree (dumped with --ext-unix-sk): a datagram socket connects to
+        /// this name again at restore.
+        #[serde(default)]
+        peer_name: Option<Vec<u8>>,
         /// Listening, with this backlog.
         #[serde(default)]
         listen_backlog: Option<u32>,
+        /// A listener's connections waiting to be accepted, in the order accept() takes
+        /// them: the inodes of their clients (sockets of the tree, connected again at
+        /// restore).
+        #[serde(default)]
+        waiting: Vec<u64>,
+        /// Connected once, its peer closed since: what is queued for it is read, then
+        /// end of file (stream) or ECONNREFUSED on sending (datagram).
+        #[serde(default)]
+        peer_gone: bool,
         /// SHUT_RD (1) / SHUT_WR (2) bits this socket was shut down with.
         #[serde(default)]
         shutdown: u8,
         #[serde(default)]
         options: SocketOptions,
+    },
+    /// The master side of a pseudo-terminal whose pair is restored as a new pty (its
+    /// index may differ). Terminal state is the pty's, kept here once.
+    PtyMaster {
+        /// The index at dump (/dev/pts/N); slaves name their master by it.
+        index: u32,
+        /// The kernel's `struct termios2` (TCGETS2), raw.
+        #[serde(with = "serde_bytes_compat")]
+        termios: Vec<u8>,
+        /// rows, columns, x pixels, y pixels.
+        winsize: [u16; 4],
+        locked: bool,
+        packet: bool,
+        /// Written by the slave side, not yet read on the master.
+        #[serde(with = "serde_bytes_compat")]
+        output: Vec<u8>,
+        /// Written on the master, not yet read on the slave side (raw mode only).
+        #[serde(with = "serde_bytes_compat")]
+        input: Vec<u8>,
+        /// The session (its leader's pid) whose controlling terminal this is, and the
+        /// foreground process group.
+        session: Option<i32>,
+        foreground: i32,
+    },
+    /// The slave side of a pty whose master is in the tree too.
+    PtySlave {
+        /// The pty's index at dump.
+        index: u32,
     },
     /// An inotify instance and its watches (queued events are not kept).
     Inotify {
@@ -609,9 +651,14 @@ pub struct InotifyWatch {
 /// One registration of an epoll instance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EpollTarget {
+    /// The descriptor number the file was registered under (the registration's key).
     pub fd: i32,
     pub events: u32,
     pub data: u64,
+    /// When that number was closed or reused since: the descriptor that now holds the
+    /// registered file.
+    #[serde(default)]
+    pub now_at: Option<i32>,
 }
 
 /// Socket options restored with setsockopt.
@@ -623,6 +670,14 @@ pub struct SocketOptions {
     pub passcred: bool,
     /// SO_PEEK_OFF (-1 when off).
     pub peek_off: i32,
+    /// SO_RCVTIMEO and SO_SNDTIMEO in microseconds (0: none).
+    #[serde(default)]
+    pub rcvtimeo_us: u64,
+    #[serde(default)]
+    pub sndtimeo_us: u64,
+    /// SO_RCVLOWAT (1 by default; 0 in images that predate it means the default).
+    #[serde(default)]
+    pub rcvlowat: i32,
 }
 
 /// The messages queued for a socket to read (a stream's bytes as one message).
@@ -630,6 +685,20 @@ pub struct SocketOptions {
 pub struct SocketQueue {
     pub inode: u64,
     pub messages: Vec<Vec<u8>>,
+    /// Files in flight: the descriptors some of the messages carry (SCM_RIGHTS).
+    #[serde(default)]
+    pub in_flight: Vec<InFlightFiles>,
+}
+
+/// The open files one queued message carries (SCM_RIGHTS), in the order they were sent.
+/// Each is described like a descriptor of a task (its `fd` is only its position in the
+/// message); its `desc` is shared with the task descriptors, or other files in flight,
+/// that refer to the same open file description.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InFlightFiles {
+    /// Index of the message in [`SocketQueue::messages`].
+    pub message: u32,
+    pub files: Vec<FdImage>,
 }
 
 /// Bytes queued in a pipe at dump, to be written into it again at restore.

@@ -123,6 +123,19 @@ pub fn validate_task(
             return Err(invalid(format!("bad or repeated file descriptor {}", f.fd)));
         }
     }
+    for q in &task.socket_queues {
+        for m in &q.in_flight {
+            if m.message as usize >= q.messages.len() || m.files.is_empty() || m.files.len() > 253 {
+                return Err(invalid(format!(
+                    "socket:[{}]: bad files in flight for message {} ({} file(s), {} message(s))",
+                    q.inode,
+                    m.message,
+                    m.files.len(),
+                    q.messages.len()
+                )));
+            }
+        }
+    }
     let vmas = &task.mm.vmas;
     for (i, v) in vmas.iter().enumerate() {
         if v.start >= v.end || v.start % page_size != 0 || v.end % page_size != 0 {

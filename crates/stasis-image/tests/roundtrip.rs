@@ -355,7 +355,107 @@ fn file_kind() -> impl Strategy<Value = FileKind> {
                     messages: vec![stasis_image::ipc::MqMessage { priority, data }],
                 })
             }),
+        unix_socket(),
+        proptest::collection::vec(
+            (
+                any::<i32>(),
+                any::<u32>(),
+                any::<u64>(),
+                proptest::option::of(any::<i32>())
+            ),
+            0..4
+        )
+        .prop_map(|t| FileKind::Epoll {
+            targets: t
+                .into_iter()
+                .map(|(fd, events, data, now_at)| EpollTarget {
+                    fd,
+                    events,
+                    data,
+                    now_at,
+                })
+                .collect()
+        }),
+        (
+            any::<u32>(),
+            proptest::collection::vec(any::<u8>(), 44..=44),
+            any::<[u16; 4]>(),
+            any::<(bool, bool)>(),
+            proptest::collection::vec(any::<u8>(), 0..64),
+            proptest::collection::vec(any::<u8>(), 0..64),
+            proptest::option::of(any::<i32>()),
+            any::<i32>()
+        )
+            .prop_map(
+                |(
+                    index,
+                    termios,
+                    winsize,
+                    (locked, packet),
+                    output,
+                    input,
+                    session,
+                    foreground,
+                )| {
+                    FileKind::PtyMaster {
+                        index,
+                        termios,
+                        winsize,
+                        locked,
+                        packet,
+                        output,
+                        input,
+                        session,
+                        foreground,
+                    }
+                }
+            ),
+        any::<u32>().prop_map(|index| FileKind::PtySlave { index }),
     ]
+}
+
+fn unix_socket() -> impl Strategy<Value = FileKind> {
+    (
+        (
+            any::<u64>(),
+            any::<u8>(),
+            proptest::option::of(proptest::collection::vec(any::<u8>(), 0..16)),
+        ),
+        (
+            proptest::option::of(any::<u64>()),
+            proptest::option::of(proptest::collection::vec(any::<u8>(), 0..16)),
+            proptest::option::of(any::<u32>()),
+            proptest::collection::vec(any::<u64>(), 0..4),
+            any::<(u8, bool)>(),
+        ),
+        (any::<(i32, i32, bool, i32)>(), any::<(u64, u64, i32)>()),
+    )
+        .prop_map(
+            |(
+                (inode, kind, name),
+                (peer, peer_name, listen_backlog, waiting, (shutdown, peer_gone)),
+                ((sndbuf, rcvbuf, passcred, peek_off), (rcvtimeo_us, sndtimeo_us, rcvlowat)),
+            )| FileKind::UnixSocket {
+                inode,
+                kind,
+                name,
+                peer,
+                peer_name,
+                listen_backlog,
+                waiting,
+                peer_gone,
+                shutdown,
+                options: SocketOptions {
+                    sndbuf,
+                    rcvbuf,
+                    passcred,
+                    peek_off,
+                    rcvtimeo_us,
+                    sndtimeo_us,
+                    rcvlowat,
+                },
+            },
+        )
 }
 
 fn fd() -> impl Strategy<Value = FdImage> {

@@ -63,6 +63,42 @@ pub fn dup_to(from: i32, to: i32, cloexec: bool) -> SysResult<()> {
     .map(drop)
 }
 
+/// What descriptor number `fd` holds, kept aside for `restore_fd`: a duplicate and its
+/// close-on-exec flag, or None when the number is free.
+pub fn save_fd(fd: i32) -> SysResult<Option<(i32, bool)>> {
+    // SAFETY: fcntl F_GETFD with no argument.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+    if flags < 0 {
+        let e = Errno::last();
+        if e.0 == libc::EBADF {
+            return Ok(None);
+        }
+        return Err(SysError::new("fcntl(F_GETFD)", format!("fd {fd}"), e));
+    }
+    // SAFETY: fcntl F_DUPFD_CLOEXEC with an integer argument.
+    let copy = check(
+        unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) } as _,
+        "fcntl(F_DUPFD_CLOEXEC)",
+        || format!("fd {fd}"),
+    )?;
+    Ok(Some((copy as i32, flags & libc::FD_CLOEXEC != 0)))
+}
+
+/// Puts back at `fd` what `save_fd` kept (closing the copy), or closes `fd`.
+pub fn restore_fd(fd: i32, saved: Option<(i32, bool)>) -> SysResult<()> {
+    match saved {
+        Some((copy, cloexec)) => {
+            let r = dup_to(copy, fd, cloexec);
+            close(copy);
+            r
+        }
+        None => {
+            close(fd);
+            Ok(())
+        }
+    }
+}
+
 pub fn set_cloexec(fd: i32, cloexec: bool) -> SysResult<()> {
     let v = if cloexec { libc::FD_CLOEXEC } else { 0 };
     // SAFETY: fcntl F_SETFD with an integer argument.
@@ -265,6 +301,33 @@ pub fn write_all(fd: i32, mut data: &[u8]) -> SysResult<()> {
         data = &data[r as usize..];
     }
     Ok(())
+}
+
+/// Reads `n` bytes that the caller knows are there to read (stops early at EOF or
+/// EAGAIN).
+pub fn read_some(fd: i32, n: usize) -> SysResult<Vec<u8>> {
+    let mut out = vec![0u8; n];
+    let mut have = 0;
+    while have < n {
+        // SAFETY: the slice from `have` is valid writable memory of n - have bytes.
+        let r = unsafe { libc::read(fd, out[have..].as_mut_ptr().cast(), n - have) };
+        if r < 0 {
+            let e = Errno::last();
+            if e.0 == libc::EINTR {
+                continue;
+            }
+            if e.0 == libc::EAGAIN {
+                break;
+            }
+            return Err(SysError::new("read", format!("fd {fd}"), e));
+        }
+        if r == 0 {
+            break;
+        }
+        have += r as usize;
+    }
+    out.truncate(have);
+    Ok(out)
 }
 
 /// Reads until EOF.
@@ -569,6 +632,35 @@ pub fn unix_socket(kind: i32, name: Option<&[u8]>) -> SysResult<i32> {
     Ok(fd)
 }
 
+/// Connects unix socket `fd` to the socket bound at `name` (a path, or an abstract name
+/// starting with a NUL byte).
+pub fn unix_connect(fd: i32, name: &[u8]) -> SysResult<()> {
+    // SAFETY: sockaddr_un is plain data; all-zero is valid.
+    let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    let shown = String::from_utf8_lossy(name).into_owned();
+    if name.len() > addr.sun_path.len() {
+        return Err(SysError::new("connect", shown, Errno(libc::ENAMETOOLONG)));
+    }
+    for (d, s) in addr.sun_path.iter_mut().zip(name) {
+        *d = *s as libc::c_char;
+    }
+    let len = (std::mem::size_of::<libc::sa_family_t>() + name.len()) as libc::socklen_t;
+    // SAFETY: `addr` is a valid sockaddr_un and `len` covers the family and the name.
+    let r = unsafe { libc::connect(fd, (&addr as *const libc::sockaddr_un).cast(), len) };
+    check(r as _, "connect", || format!("fd {fd} to {shown:?}")).map(drop)
+}
+
+/// SIOCOUTQ of a unix socket: the memory its sent data still holds in the peer's queue
+/// (0 when the peer has read everything).
+pub fn socket_outq(fd: i32) -> SysResult<i32> {
+    let mut v: libc::c_int = 0;
+    // SAFETY: SIOCOUTQ writes one int through the pointer.
+    let r = unsafe { libc::ioctl(fd, libc::TIOCOUTQ, &mut v as *mut libc::c_int) };
+    check(r as _, "ioctl(SIOCOUTQ)", || format!("fd {fd}"))?;
+    Ok(v)
+}
+
 pub fn listen(fd: i32, backlog: i32) -> SysResult<()> {
     // SAFETY: integers only.
     let r = unsafe { libc::listen(fd, backlog) };
@@ -636,12 +728,64 @@ pub fn set_sockopt_int(fd: i32, level: i32, opt: i32, v: i32) -> SysResult<()> {
     .map(drop)
 }
 
-/// The messages queued for reading on socket `fd`, oldest first (a stream gives one
-/// message with all its bytes), left in the queue: peeked with SO_PEEK_OFF, which is put
-/// back afterwards. Credentials attached to messages (SO_PASSCRED) are dropped: the
-/// kernel attaches the sender's again when the message is sent at restore. Messages
-/// carrying descriptors are refused.
-pub fn peek_socket(fd: i32) -> SysResult<Vec<Vec<u8>>> {
+/// A socket option that is a `struct timeval` (SO_RCVTIMEO, SO_SNDTIMEO), in microseconds.
+pub fn get_sockopt_timeval_us(fd: i32, opt: i32) -> SysResult<u64> {
+    let mut v = libc::timeval {
+        tv_sec: 0,
+        tv_usec: 0,
+    };
+    let mut len = std::mem::size_of::<libc::timeval>() as libc::socklen_t;
+    // SAFETY: the kernel writes at most `len` bytes into `v`.
+    let r = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            opt,
+            (&mut v as *mut libc::timeval).cast(),
+            &mut len,
+        )
+    };
+    check(r as _, "getsockopt", || format!("fd {fd}, option {opt}"))?;
+    Ok(v.tv_sec.max(0) as u64 * 1_000_000 + v.tv_usec.max(0) as u64)
+}
+
+pub fn set_sockopt_timeval_us(fd: i32, opt: i32, us: u64) -> SysResult<()> {
+    let v = libc::timeval {
+        tv_sec: (us / 1_000_000) as libc::time_t,
+        tv_usec: (us % 1_000_000) as libc::suseconds_t,
+    };
+    // SAFETY: the kernel reads one timeval from `v`.
+    let r = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            opt,
+            (&v as *const libc::timeval).cast(),
+            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+        )
+    };
+    check(r as _, "setsockopt", || {
+        format!("fd {fd}, option {opt} = {us} us")
+    })
+    .map(drop)
+}
+
+/// One message peeked from a socket's queue: its bytes and the descriptors it carries
+/// (SCM_RIGHTS), which the peek installed in the calling process as new descriptors of the
+/// same open files (close-on-exec).
+pub struct PeekedMessage {
+    pub data: Vec<u8>,
+    pub fds: Vec<std::os::fd::OwnedFd>,
+}
+
+/// The messages queued for reading on socket `fd`, oldest first, left in the queue:
+/// peeked with SO_PEEK_OFF, which is put back afterwards. A stream gives its bytes in as
+/// few messages as the kernel glues together: it stops after each chunk that carries
+/// descriptors, so those stay attached to the bytes they came with. Credentials attached
+/// to messages (SO_PASSCRED) are dropped: the kernel attaches the sender's again when the
+/// message is sent at restore.
+pub fn peek_socket(fd: i32) -> SysResult<Vec<PeekedMessage>> {
+    use std::os::fd::FromRawFd;
     let stream = get_sockopt_int(fd, libc::SOL_SOCKET, libc::SO_TYPE)? == libc::SOCK_STREAM;
     let old = get_sockopt_int(fd, libc::SOL_SOCKET, libc::SO_PEEK_OFF)?;
     set_sockopt_int(fd, libc::SOL_SOCKET, libc::SO_PEEK_OFF, 0)?;
@@ -667,8 +811,9 @@ pub fn peek_socket(fd: i32) -> SysResult<Vec<Vec<u8>>> {
         msg.msg_iovlen = 1;
         msg.msg_control = cmsg.as_mut_ptr().cast();
         msg.msg_controllen = cmsg.len();
+        let flags = libc::MSG_PEEK | libc::MSG_DONTWAIT | libc::MSG_CMSG_CLOEXEC;
         // SAFETY: every pointer in `msg` refers to live buffers of the stated lengths.
-        let r = unsafe { libc::recvmsg(fd, &mut msg, libc::MSG_PEEK | libc::MSG_DONTWAIT) };
+        let r = unsafe { libc::recvmsg(fd, &mut msg, flags) };
         if r < 0 {
             let e = Errno::last();
             if e.0 == libc::EAGAIN {
@@ -676,11 +821,18 @@ pub fn peek_socket(fd: i32) -> SysResult<Vec<Vec<u8>>> {
             }
             break Err(SysError::new("recvmsg(MSG_PEEK)", format!("fd {fd}"), e));
         }
-        if carries_descriptors(&cmsg[..msg.msg_controllen.min(cmsg.len())]) {
+        let fds: Vec<std::os::fd::OwnedFd> =
+            received_descriptors(&cmsg[..msg.msg_controllen.min(cmsg.len())])
+                .into_iter()
+                // SAFETY: the kernel just installed these descriptors for us; nothing else
+                // owns them.
+                .map(|raw| unsafe { std::os::fd::OwnedFd::from_raw_fd(raw) })
+                .collect();
+        if msg.msg_flags & libc::MSG_CTRUNC != 0 {
             break Err(SysError::new(
                 "recvmsg(MSG_PEEK)",
-                format!("fd {fd}: a queued message carries file descriptors (SCM_RIGHTS, not supported yet)"),
-                Errno(libc::EOPNOTSUPP),
+                format!("fd {fd}: control data of a queued message truncated"),
+                Errno(libc::EMSGSIZE),
             ));
         }
         if msg.msg_flags & libc::MSG_TRUNC != 0 {
@@ -690,33 +842,122 @@ pub fn peek_socket(fd: i32) -> SysResult<Vec<Vec<u8>>> {
                 Errno(libc::EMSGSIZE),
             ));
         }
-        if r == 0 && stream {
+        if r == 0 && stream && fds.is_empty() {
             break Ok(()); // end of stream: the peer shut down
         }
         // Zero-length datagrams are messages too; the peek offset moves past them.
-        out.push(buf[..r as usize].to_vec());
+        out.push(PeekedMessage {
+            data: buf[..r as usize].to_vec(),
+            fds,
+        });
     };
     let _ = set_sockopt_int(fd, libc::SOL_SOCKET, libc::SO_PEEK_OFF, old);
     result.map(|_| out)
 }
 
-/// Whether control data holds an SCM_RIGHTS message.
-fn carries_descriptors(control: &[u8]) -> bool {
+/// The descriptors of the SCM_RIGHTS messages in control data.
+fn received_descriptors(control: &[u8]) -> Vec<i32> {
     let header = std::mem::size_of::<libc::cmsghdr>();
+    let mut out = Vec::new();
     let mut off = 0usize;
     while off + header <= control.len() {
         let len = usize::from_ne_bytes(control[off..off + 8].try_into().expect("8 bytes"));
         let level = i32::from_ne_bytes(control[off + 8..off + 12].try_into().expect("4 bytes"));
         let kind = i32::from_ne_bytes(control[off + 12..off + 16].try_into().expect("4 bytes"));
-        if level == libc::SOL_SOCKET && kind == libc::SCM_RIGHTS {
-            return true;
+        if len < header || off + len > control.len() {
+            break;
         }
-        if len < header {
-            return false;
+        if level == libc::SOL_SOCKET && kind == libc::SCM_RIGHTS {
+            for c in control[off + header..off + len].chunks_exact(4) {
+                out.push(i32::from_ne_bytes(c.try_into().expect("4 bytes")));
+            }
         }
         off += (len + 7) & !7;
     }
-    false
+    out
+}
+
+/// Sends `data` on socket `fd` with descriptors `fds` attached (SCM_RIGHTS), without
+/// blocking. A stream may take the bytes in several calls; the descriptors go with the
+/// first.
+pub fn send_message_with_fds(fd: i32, data: &[u8], fds: &[i32]) -> SysResult<()> {
+    if fds.is_empty() {
+        return send_message(fd, data);
+    }
+    let header = std::mem::size_of::<libc::cmsghdr>();
+    let payload = std::mem::size_of_val(fds);
+    // CMSG_SPACE: the header and the payload rounded up to 8 bytes.
+    let mut control = vec![0u8; header + ((payload + 7) & !7)];
+    control[..8].copy_from_slice(&(header + payload).to_ne_bytes());
+    control[8..12].copy_from_slice(&libc::SOL_SOCKET.to_ne_bytes());
+    control[12..16].copy_from_slice(&libc::SCM_RIGHTS.to_ne_bytes());
+    for (i, f) in fds.iter().enumerate() {
+        control[header + 4 * i..header + 4 * i + 4].copy_from_slice(&f.to_ne_bytes());
+    }
+    let mut iov = libc::iovec {
+        iov_base: data.as_ptr() as *mut libc::c_void,
+        iov_len: data.len(),
+    };
+    // SAFETY: msghdr is plain data; all-zero is valid, then filled in.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = control.len();
+    // SAFETY: `msg` points at `data` (only read) and `control`, both live for the call.
+    let r = unsafe { libc::sendmsg(fd, &msg, libc::MSG_DONTWAIT) };
+    let n = check(r as _, "sendmsg(SCM_RIGHTS)", || {
+        format!("fd {fd}, {} bytes, {} descriptor(s)", data.len(), fds.len())
+    })? as usize;
+    if n < data.len() {
+        send_message(fd, &data[n..])?;
+    }
+    Ok(())
+}
+
+/// Sends one datagram `data` from socket `fd` to the unix socket bound at `name`, with
+/// descriptors `fds` attached (SCM_RIGHTS) if any, without blocking.
+pub fn send_datagram_to(fd: i32, name: &[u8], data: &[u8], fds: &[i32]) -> SysResult<()> {
+    // SAFETY: sockaddr_un is plain data; all-zero is valid.
+    let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    let shown = String::from_utf8_lossy(name).into_owned();
+    if name.len() > addr.sun_path.len() {
+        return Err(SysError::new("sendmsg", shown, Errno(libc::ENAMETOOLONG)));
+    }
+    for (d, s) in addr.sun_path.iter_mut().zip(name) {
+        *d = *s as libc::c_char;
+    }
+    let header = std::mem::size_of::<libc::cmsghdr>();
+    let payload = std::mem::size_of_val(fds);
+    let mut control = vec![0u8; header + ((payload + 7) & !7)];
+    control[..8].copy_from_slice(&(header + payload).to_ne_bytes());
+    control[8..12].copy_from_slice(&libc::SOL_SOCKET.to_ne_bytes());
+    control[12..16].copy_from_slice(&libc::SCM_RIGHTS.to_ne_bytes());
+    for (i, f) in fds.iter().enumerate() {
+        control[header + 4 * i..header + 4 * i + 4].copy_from_slice(&f.to_ne_bytes());
+    }
+    let mut iov = libc::iovec {
+        iov_base: data.as_ptr() as *mut libc::c_void,
+        iov_len: data.len(),
+    };
+    // SAFETY: msghdr is plain data; all-zero is valid, then filled in.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_name = (&mut addr as *mut libc::sockaddr_un).cast();
+    msg.msg_namelen = (std::mem::size_of::<libc::sa_family_t>() + name.len()) as libc::socklen_t;
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    if !fds.is_empty() {
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = control.len();
+    }
+    // SAFETY: `msg` points at `addr`, `data` (only read) and `control`, all live for the
+    // call.
+    let r = unsafe { libc::sendmsg(fd, &msg, libc::MSG_DONTWAIT) };
+    check(r as _, "sendmsg", || {
+        format!("fd {fd} to {shown:?}, {} bytes", data.len())
+    })
+    .map(drop)
 }
 
 /// Moves descriptor `fd` to the lowest free number at or above `min` (close-on-exec).

@@ -309,6 +309,49 @@ pub fn same_file_description(pid1: i32, fd1: i32, pid2: i32, fd2: i32) -> SysRes
     Ok(r == 0)
 }
 
+const KCMP_EPOLL_TFD: i32 = 7;
+
+/// Whether the file registered in `pid`'s epoll `epfd` under descriptor number `tfd` (the
+/// `toff`-th registration with that number, counting from 0) is the open file description
+/// of `pid`'s descriptor `fd`.
+pub fn epoll_target_is(pid: i32, epfd: i32, tfd: i32, toff: u32, fd: i32) -> SysResult<bool> {
+    #[repr(C)]
+    struct KcmpEpollSlot {
+        efd: u32,
+        tfd: u32,
+        toff: u32,
+    }
+    let slot = KcmpEpollSlot {
+        efd: epfd as u32,
+        tfd: tfd as u32,
+        toff,
+    };
+    // SAFETY: kcmp reads one kcmp_epoll_slot through the pointer, which lives for the call.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_kcmp,
+            pid,
+            pid,
+            KCMP_EPOLL_TFD,
+            fd,
+            &slot as *const KcmpEpollSlot,
+        )
+    };
+    if r < 0 {
+        let e = Errno::last();
+        // No such registration, or no such descriptor: not the same file.
+        if e.0 == libc::ENOENT || e.0 == libc::EBADF {
+            return Ok(false);
+        }
+        return Err(SysError::new(
+            "kcmp(KCMP_EPOLL_TFD)",
+            format!("pid {pid} epoll fd {epfd} target {tfd}/{toff}, fd {fd}"),
+            e,
+        ));
+    }
+    Ok(r == 0)
+}
+
 /// What two processes can share since a clone (kcmp's KCMP_* resource types).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Shared {

@@ -40,6 +40,165 @@ pub fn open_pty() -> SysResult<(OwnedFd, PathBuf)> {
     Ok((master, slave))
 }
 
+/// The size of the kernel's `struct termios2` (TCGETS2/TCSETS2), kept as raw bytes.
+pub const TERMIOS2_LEN: usize = 44;
+
+fn ioctl_int_out(fd: i32, req: libc::c_ulong, name: &'static str) -> SysResult<i32> {
+    let mut v: libc::c_int = 0;
+    // SAFETY: these requests write one int through the pointer.
+    let r = unsafe { libc::ioctl(fd, req, &mut v as *mut libc::c_int) };
+    if r < 0 {
+        return Err(SysError::last(name, format!("fd {fd}")));
+    }
+    Ok(v)
+}
+
+fn ioctl_int_in(fd: i32, req: libc::c_ulong, v: i32, name: &'static str) -> SysResult<()> {
+    // SAFETY: these requests read one int through the pointer.
+    let r = unsafe { libc::ioctl(fd, req, &v as *const libc::c_int) };
+    if r < 0 {
+        return Err(SysError::last(name, format!("fd {fd} = {v}")));
+    }
+    Ok(())
+}
+
+/// The index N of a pty master's slave (/dev/pts/N).
+pub fn pty_index(master: i32) -> SysResult<u32> {
+    ioctl_int_out(master, libc::TIOCGPTN, "ioctl(TIOCGPTN)").map(|v| v as u32)
+}
+
+/// Whether the slave of a pty master is locked (cannot be opened).
+pub fn pty_locked(master: i32) -> SysResult<bool> {
+    ioctl_int_out(master, libc::TIOCGPTLCK, "ioctl(TIOCGPTLCK)").map(|v| v != 0)
+}
+
+pub fn set_pty_locked(master: i32, locked: bool) -> SysResult<()> {
+    ioctl_int_in(master, libc::TIOCSPTLCK, locked as i32, "ioctl(TIOCSPTLCK)")
+}
+
+/// Whether a pty master is in packet mode.
+pub fn pty_packet(master: i32) -> SysResult<bool> {
+    ioctl_int_out(master, libc::TIOCGPKT, "ioctl(TIOCGPKT)").map(|v| v != 0)
+}
+
+pub fn set_pty_packet(master: i32, on: bool) -> SysResult<()> {
+    ioctl_int_in(master, libc::TIOCPKT, on as i32, "ioctl(TIOCPKT)")
+}
+
+/// Bytes waiting to be read on a terminal descriptor (on a master: what the slave wrote).
+pub fn tty_inq(fd: i32) -> SysResult<i32> {
+    ioctl_int_out(fd, libc::FIONREAD, "ioctl(FIONREAD)")
+}
+
+/// The session whose controlling terminal this is (asked through the master), if any.
+pub fn tty_session(master: i32) -> SysResult<Option<i32>> {
+    match ioctl_int_out(master, libc::TIOCGSID, "ioctl(TIOCGSID)") {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if e.errno.0 == libc::ENOTTY => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// The foreground process group (asked through the master; 0 if none).
+pub fn tty_foreground(master: i32) -> SysResult<i32> {
+    ioctl_int_out(master, libc::TIOCGPGRP, "ioctl(TIOCGPGRP)")
+}
+
+/// Sets the foreground process group; through a master this needs no controlling
+/// terminal, only a group of the terminal's session.
+pub fn set_tty_foreground(fd: i32, pgrp: i32) -> SysResult<()> {
+    ioctl_int_in(fd, libc::TIOCSPGRP, pgrp, "ioctl(TIOCSPGRP)")
+}
+
+/// Makes the terminal `fd` the caller's controlling terminal (a session leader without one).
+pub fn set_controlling_tty(fd: i32) -> SysResult<()> {
+    // SAFETY: TIOCSCTTY takes an integer argument.
+    let r = unsafe { libc::ioctl(fd, libc::TIOCSCTTY, 0) };
+    if r < 0 {
+        return Err(SysError::last("ioctl(TIOCSCTTY)", format!("fd {fd}")));
+    }
+    Ok(())
+}
+
+/// The terminal settings (`struct termios2`) as raw bytes; through a master, the slave's.
+pub fn termios(fd: i32) -> SysResult<Vec<u8>> {
+    let mut buf = [0u8; TERMIOS2_LEN];
+    // SAFETY: TCGETS2 writes one struct termios2 (TERMIOS2_LEN bytes) into `buf`.
+    let r = unsafe { libc::ioctl(fd, libc::TCGETS2, buf.as_mut_ptr()) };
+    if r < 0 {
+        return Err(SysError::last("ioctl(TCGETS2)", format!("fd {fd}")));
+    }
+    Ok(buf.to_vec())
+}
+
+pub fn set_termios(fd: i32, raw: &[u8]) -> SysResult<()> {
+    if raw.len() != TERMIOS2_LEN {
+        return Err(SysError::new(
+            "ioctl(TCSETS2)",
+            format!("fd {fd}: {} bytes of termios", raw.len()),
+            Errno(libc::EINVAL),
+        ));
+    }
+    // SAFETY: TCSETS2 reads one struct termios2 (TERMIOS2_LEN bytes) from `raw`.
+    let r = unsafe { libc::ioctl(fd, libc::TCSETS2, raw.as_ptr()) };
+    if r < 0 {
+        return Err(SysError::last("ioctl(TCSETS2)", format!("fd {fd}")));
+    }
+    Ok(())
+}
+
+/// Window size: rows, columns, x pixels, y pixels.
+pub fn winsize(fd: i32) -> SysResult<[u16; 4]> {
+    let mut w = libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCGWINSZ writes one struct winsize.
+    let r = unsafe { libc::ioctl(fd, libc::TIOCGWINSZ, &mut w as *mut libc::winsize) };
+    if r < 0 {
+        return Err(SysError::last("ioctl(TIOCGWINSZ)", format!("fd {fd}")));
+    }
+    Ok([w.ws_row, w.ws_col, w.ws_xpixel, w.ws_ypixel])
+}
+
+pub fn set_winsize(fd: i32, ws: [u16; 4]) -> SysResult<()> {
+    let w = libc::winsize {
+        ws_row: ws[0],
+        ws_col: ws[1],
+        ws_xpixel: ws[2],
+        ws_ypixel: ws[3],
+    };
+    // SAFETY: TIOCSWINSZ reads one struct winsize.
+    let r = unsafe { libc::ioctl(fd, libc::TIOCSWINSZ, &w as *const libc::winsize) };
+    if r < 0 {
+        return Err(SysError::last("ioctl(TIOCSWINSZ)", format!("fd {fd}")));
+    }
+    Ok(())
+}
+
+/// Opens a new pty master (O_RDWR | O_NOCTTY | O_CLOEXEC plus `flags`), unlocked.
+pub fn open_master(flags: i32) -> SysResult<i32> {
+    let path = c"/dev/ptmx";
+    // SAFETY: a NUL-terminated path and integer flags.
+    let fd = unsafe {
+        libc::open(
+            path.as_ptr(),
+            libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC | flags,
+        )
+    };
+    if fd < 0 {
+        return Err(SysError::last("open", "/dev/ptmx"));
+    }
+    if let Err(e) = set_pty_locked(fd, false) {
+        // SAFETY: closing the descriptor we just opened.
+        unsafe { libc::close(fd) };
+        return Err(e);
+    }
+    Ok(fd)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

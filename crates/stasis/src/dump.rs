@@ -26,6 +26,8 @@ pub struct DumpOptions {
     /// Give deleted files a name again instead of saving their contents (CRIU's
     /// --link-remap); restore removes the name.
     pub link_remap: bool,
+    /// Accept unix sockets whose peer is outside the tree (CRIU's --ext-unix-sk).
+    pub ext_unix_sk: bool,
 }
 
 /// What a dump did, for the log and for benchmarks.
@@ -180,7 +182,8 @@ fn dump_tree(
 ) -> Result<u64> {
     let mut writer = ImageWriter::create(&opts.images_dir)?;
     let mut entries = Vec::new();
-    let mut descs = files::DescTable::default();
+    let mut descs = files::DescTable::new(opts.ext_unix_sk);
+    descs.note_tree(&tree.live.iter().map(|f| f.pid).collect::<Vec<_>>())?;
     descs.objects().borrow_mut().link_remap = opts.link_remap;
     let mut stored = 0;
     let mut images = Vec::with_capacity(tree.live.len());
@@ -228,14 +231,15 @@ fn dump_tree(
         }
         images.push(child);
     }
-    for (pid, data) in descs.pipe_data()? {
-        if let Some(image) = images.iter_mut().find(|i| i.pid == pid) {
-            image.pipe_data.push(data);
-        }
-    }
+    // Sockets first: their queues may hold pipes in flight.
     for (pid, queue) in descs.socket_queues()? {
         if let Some(image) = images.iter_mut().find(|i| i.pid == pid) {
             image.socket_queues.push(queue);
+        }
+    }
+    for (pid, data) in descs.pipe_data()? {
+        if let Some(image) = images.iter_mut().find(|i| i.pid == pid) {
+            image.pipe_data.push(data);
         }
     }
     for (pid, object) in descs.save_objects(&mut writer)? {

@@ -59,7 +59,8 @@ impl Restored {
 struct TreePlan<'a> {
     report_fd: i32,
     slot_base: i32,
-    /// For each description id, the first descriptor that refers to it: (task, fd index).
+    /// For each description id, the first descriptor that refers to it: (task, index in
+    /// `files::all_files`, which goes on with the files in flight after the task's fds).
     descs: Vec<(u32, usize, usize)>,
     tasks: Vec<TaskPlan>,
     terminal: Option<String>,
@@ -142,7 +143,7 @@ pub fn restore(opts: &RestoreOptions) -> Result<Restored> {
             MappedFile::open(&file, &entry.pages_file).ctx(pid, || "map the page file".into())?;
         reader.verify_pages(&entry.pages_file, map.bytes())?;
         pages.push(map);
-        files::check(pid, &t.fds)?;
+        files::check(pid, files::all_files(t))?;
         let tree: Vec<i32> = tasks.iter().map(|t| t.pid).collect();
         files::pidfd::check(pid, &t.fds, &tree)?;
         for o in &t.file_objects {
@@ -493,7 +494,7 @@ fn make_plan<'a>(
     let slot_base = max_fd + 2;
     let mut descs: Vec<(u32, usize, usize)> = Vec::new();
     for (ti, t) in tasks.iter().enumerate() {
-        for (fi, f) in t.fds.iter().enumerate() {
+        for (fi, f) in files::all_files(t).enumerate() {
             if !descs.iter().any(|d| d.0 == f.desc) {
                 descs.push((f.desc, ti, fi));
             }
@@ -636,7 +637,7 @@ fn task_setup(
         let descs: Vec<(u32, &stasis_image::FdImage)> = plan
             .descs
             .iter()
-            .map(|&(d, ti, fi)| (d, &tasks[ti].fds[fi]))
+            .filter_map(|&(d, ti, fi)| Some((d, files::all_files(&tasks[ti]).nth(fi)?)))
             .collect();
         let pipe_data: Vec<&stasis_image::PipeData> =
             tasks.iter().flat_map(|t| t.pipe_data.iter()).collect();
@@ -654,6 +655,7 @@ fn task_setup(
     for f in t.fds.iter().filter(|_| !shares_table) {
         own::dup_to(plan.slot(f.desc), f.fd, f.cloexec).map_err(|e| format!("fd {}: {e}", f.fd))?;
     }
+    files::take_controlling_terminal(t, tasks.iter().flat_map(files::all_files), |d| plan.slot(d))?;
     files::register_epolls(&t.fds, |f| {
         plan.descs
             .iter()

@@ -13,6 +13,7 @@ pub mod object;
 mod path;
 pub mod pidfd;
 mod pipe;
+mod pty;
 mod unix;
 mod unsupported;
 
@@ -20,7 +21,7 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 
 use std::collections::BTreeMap;
 
-use stasis_image::{FdImage, FileKind, PipeData, SocketQueue};
+use stasis_image::{FdImage, FileKind, InFlightFiles, PipeData, SocketQueue, TaskImage};
 use stasis_sys::procfs::{self, FdInfo};
 use stasis_sys::sockdiag::{self, UnixSocket};
 use stasis_sys::{own, process};
@@ -41,6 +42,8 @@ pub struct FdProbe<'a> {
     unix: &'a std::cell::OnceCell<Vec<UnixSocket>>,
     /// File objects (memfd, deleted files) of the tree.
     pub objects: &'a std::cell::RefCell<object::ObjectTable>,
+    /// Indices of the pty masters the tree holds.
+    pub pty_masters: &'a std::collections::BTreeSet<u32>,
 }
 
 impl FdProbe<'_> {
@@ -86,6 +89,7 @@ const KINDS: &[DumpFn] = &[
     memfd::dump,
     deleted::dump,
     pidfd::dump,
+    pty::dump,
     unsupported::dump,
     path::dump,
     chardev::dump,
@@ -105,14 +109,41 @@ pub struct DescTable {
     /// FIFOs: inode -> (first pid, a reading end if the tree has one).
     fifos: BTreeMap<u64, (i32, Option<(i32, i32)>)>,
     unix: std::cell::OnceCell<Vec<UnixSocket>>,
-    /// Unix sockets seen: inode -> (first pid, fd, peer, listening).
-    sockets: BTreeMap<u64, (i32, i32, Option<u64>, bool)>,
+    /// Unix sockets seen, by inode.
+    sockets: BTreeMap<u64, SocketSeen>,
+    /// Our own descriptors of the files in flight, kept open while the dump compares
+    /// descriptions (kcmp) and reads queues through them.
+    in_flight: Vec<std::os::fd::OwnedFd>,
+    /// Unix sockets may have their peer outside the tree (--ext-unix-sk).
+    ext_unix_sk: bool,
+    /// Indices of the pty masters the tree holds (`note_tree`).
+    pty_masters: std::collections::BTreeSet<u32>,
     objects: std::cell::RefCell<object::ObjectTable>,
 }
 
-/// Where the ends of one pipe were found.
+/// Where a unix socket was first found.
+#[derive(Clone, Copy)]
+struct SocketSeen {
+    /// The task whose image records its queue.
+    owner: i32,
+    /// A process and descriptor to reach it through: the owner's, or ours for a socket
+    /// that is only in flight.
+    pid: i32,
+    fd: i32,
+    peer: Option<u64>,
+    listening: bool,
+}
+
+/// What sock_diag says of socket `inode`, if it is listed.
+fn diag(list: &std::cell::OnceCell<Vec<UnixSocket>>, inode: u64) -> Option<&UnixSocket> {
+    list.get()?.iter().find(|s| s.ino == inode)
+}
+
+/// Where the ends of one pipe were found ((pid, fd) to reach each through: a task's, or
+/// ours for an end that is only in flight).
 #[derive(Default)]
 struct PipeEnds {
+    /// The task whose image records the pipe's data.
     first_pid: i32,
     reader: Option<(i32, i32)>,
     writer: Option<(i32, i32)>,
@@ -134,16 +165,44 @@ impl DescTable {
         self.objects.borrow().save(writer)
     }
 
-    fn note_fifo(&mut self, pid: i32, fd: i32, flags: u32, file: &FileKind) {
+    pub fn new(ext_unix_sk: bool) -> DescTable {
+        DescTable {
+            ext_unix_sk,
+            ..Default::default()
+        }
+    }
+
+    /// Notes what must be known of the whole tree before its descriptors are described:
+    /// which ptys have their master in it (their slaves are then part of the image rather
+    /// than the caller's terminal).
+    pub fn note_tree(&mut self, pids: &[i32]) -> Result<()> {
+        for &pid in pids {
+            for fd in procfs::fds(pid).proc(pid)? {
+                let Ok(meta) = std::fs::metadata(format!("/proc/{pid}/fd/{fd}")) else {
+                    continue;
+                };
+                if meta.file_type().is_char_device() && pty::is_master(meta.rdev()) {
+                    let local = process::pidfd_getfd(pid, fd).ctx(pid, || format!("fd {fd}"))?;
+                    let index = stasis_sys::pty::pty_index(local.raw())
+                        .ctx(pid, || format!("fd {fd} (pty master)"))?;
+                    self.pty_masters.insert(index);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `owner` is the task whose image records the data; `pid` and `fd` reach the file.
+    fn note_fifo(&mut self, owner: i32, pid: i32, fd: i32, flags: u32, file: &FileKind) {
         if let FileKind::Fifo { inode, .. } = *file {
-            let e = self.fifos.entry(inode).or_insert((pid, None));
+            let e = self.fifos.entry(inode).or_insert((owner, None));
             if flags & libc::O_ACCMODE as u32 != libc::O_WRONLY as u32 && e.1.is_none() {
                 e.1 = Some((pid, fd));
             }
         }
     }
 
-    fn note_pipe(&mut self, pid: i32, fd: i32, file: &FileKind) {
+    fn note_pipe(&mut self, owner: i32, pid: i32, fd: i32, file: &FileKind) {
         if let FileKind::Pipe {
             inode,
             read_end,
@@ -151,7 +210,7 @@ impl DescTable {
         } = *file
         {
             let e = self.pipes.entry(inode).or_insert_with(|| PipeEnds {
-                first_pid: pid,
+                first_pid: owner,
                 capacity,
                 ..Default::default()
             });
@@ -164,7 +223,7 @@ impl DescTable {
         }
     }
 
-    fn note_socket(&mut self, pid: i32, fd: i32, file: &FileKind) {
+    fn note_socket(&mut self, owner: i32, pid: i32, fd: i32, file: &FileKind) {
         if let FileKind::UnixSocket {
             inode,
             peer,
@@ -172,39 +231,193 @@ impl DescTable {
             ..
         } = *file
         {
-            let listening = listen_backlog.is_some();
-            self.sockets
-                .entry(inode)
-                .or_insert((pid, fd, peer, listening));
+            self.sockets.entry(inode).or_insert(SocketSeen {
+                owner,
+                pid,
+                fd,
+                peer,
+                listening: listen_backlog.is_some(),
+            });
         }
     }
 
-    /// Checks that every connected unix socket's peer is in the tree and reads what is
-    /// queued in each. Returns the queues keyed by the pid of the task that records them.
-    pub fn socket_queues(&self) -> Result<Vec<(i32, SocketQueue)>> {
+    /// Reads what is queued in every unix socket, the files in flight in those messages
+    /// included (which may be sockets with queues of their own), and checks that every
+    /// connected unix socket's peer is in the tree. Returns the queues keyed by the pid of
+    /// the task that records them. Runs before `pipe_data`: pipes can be in flight too.
+    pub fn socket_queues(&mut self) -> Result<Vec<(i32, SocketQueue)>> {
         let mut out = Vec::new();
-        for (&inode, &(pid, fd, peer, listening)) in &self.sockets {
-            if let Some(peer) = peer {
-                let symmetric = self.sockets.get(&peer).is_some_and(|p| p.2 == Some(inode));
-                if !symmetric {
+        let mut read: std::collections::BTreeSet<u64> = Default::default();
+        while let Some((inode, seen)) = self
+            .sockets
+            .iter()
+            .find(|(i, _)| !read.contains(i))
+            .map(|(&i, &s)| (i, s))
+        {
+            read.insert(inode);
+            if seen.listening {
+                continue; // nothing to read; waiting connections are refused at dump
+            }
+            let mut queue = SocketQueue {
+                inode,
+                messages: Vec::new(),
+                in_flight: Vec::new(),
+            };
+            for (index, message) in unix::peek(seen.pid, seen.fd)?.into_iter().enumerate() {
+                if !message.fds.is_empty() {
+                    let mut files = Vec::with_capacity(message.fds.len());
+                    for (position, local) in message.fds.into_iter().enumerate() {
+                        let file = self
+                            .in_flight_file(seen.owner, &local, position as i32)
+                            .map_err(|e| in_flight_error(e, inode, seen.owner))?;
+                        self.in_flight.push(local);
+                        files.push(file);
+                    }
+                    queue.in_flight.push(InFlightFiles {
+                        message: index as u32,
+                        files,
+                    });
+                }
+                queue.messages.push(message.data);
+            }
+            if !queue.messages.is_empty() {
+                if seen.peer.is_none() && !self.refillable(inode) {
                     return Err(Error::Unsupported {
-                        pid,
-                        object: format!("fd {fd} (socket:[{inode}])"),
+                        pid: seen.owner,
+                        object: format!("fd {} (socket:[{inode}])", seen.fd),
+                        detail: "messages queued for a socket that has no peer and no name to send them to again (not supported)".into(),
+                    });
+                }
+                out.push((seen.owner, queue));
+            }
+        }
+        // Connections waiting to be accepted: client and listener both in the tree, and
+        // nothing sent yet (what the listener's side holds cannot be read before accept).
+        // Every listener of the namespace is looked at, in the tree or not.
+        let mut waiting: BTreeMap<u64, u64> = BTreeMap::new();
+        for l in self.unix.get().map_or(&[][..], |v| &v[..]) {
+            for &client in &l.pending {
+                waiting.insert(client, l.ino);
+            }
+        }
+        for (&inode, seen) in &self.sockets {
+            if let Some(&listener) = waiting.get(&inode) {
+                if !self.sockets.contains_key(&listener) {
+                    return Err(Error::Unsupported {
+                        pid: seen.owner,
+                        object: format!("fd {} (socket:[{inode}])", seen.fd),
                         detail: format!(
-                            "its peer socket:[{peer}] is held by a process outside the dumped tree, or is not connected back to it (not supported yet)"
+                            "connected to listener socket:[{listener}] outside the dumped tree, which has not accepted it yet (not supported)"
+                        ),
+                    });
+                }
+                if unix::sent_before_accept(seen.pid, seen.fd)? {
+                    return Err(Error::Unsupported {
+                        pid: seen.owner,
+                        object: format!("fd {} (socket:[{inode}])", seen.fd),
+                        detail: format!(
+                            "a connection waiting to be accepted by socket:[{listener}] with data sent on it already (what a connection not yet accepted holds cannot be read; not supported yet)"
                         ),
                     });
                 }
             }
-            if listening {
-                continue; // nothing to read; waiting connections are refused at dump
+        }
+        for (&client, &listener) in &waiting {
+            if self.sockets.contains_key(&listener) && !self.sockets.contains_key(&client) {
+                let seen = self.sockets[&listener];
+                return Err(Error::Unsupported {
+                    pid: seen.owner,
+                    object: format!("fd {} (socket:[{listener}])", seen.fd),
+                    detail: format!(
+                        "a listening unix socket with a connection waiting to be accepted from socket:[{client}], outside the dumped tree (not supported)"
+                    ),
+                });
             }
-            let messages = unix::peek(pid, fd)?;
-            if !messages.is_empty() {
-                out.push((pid, SocketQueue { inode, messages }));
+        }
+        for (&inode, seen) in &self.sockets {
+            if let Some(peer) = seen.peer {
+                let symmetric = self
+                    .sockets
+                    .get(&peer)
+                    .is_some_and(|p| p.peer == Some(inode));
+                if !symmetric && self.ext_unix_sk && !self.sockets.contains_key(&peer) {
+                    // Outside the tree. A datagram socket connects to its peer's name again
+                    // at restore, which would drop what is queued for it.
+                    let named_dgram = diag(&self.unix, inode)
+                        .is_some_and(|s| s.kind as i32 == libc::SOCK_DGRAM)
+                        && diag(&self.unix, peer)
+                            .is_some_and(|p| p.name.as_ref().is_some_and(|n| !n.is_empty()));
+                    if named_dgram && out.iter().any(|(_, q)| q.inode == inode) {
+                        return Err(Error::Unsupported {
+                            pid: seen.owner,
+                            object: format!("fd {} (socket:[{inode}])", seen.fd),
+                            detail: format!(
+                                "a datagram socket connected to socket:[{peer}] outside the dumped tree, with messages queued for it (they would be lost when it connects again at restore)"
+                            ),
+                        });
+                    }
+                    continue;
+                }
+                if !symmetric {
+                    return Err(Error::Unsupported {
+                        pid: seen.owner,
+                        object: format!("fd {} (socket:[{inode}])", seen.fd),
+                        detail: format!(
+                            "its peer socket:[{peer}] is held by a process outside the dumped tree (see --ext-unix-sk), or is not connected back to it (not supported yet)"
+                        ),
+                    });
+                }
             }
         }
         Ok(out)
+    }
+
+    /// Whether restore can queue messages again for socket `inode`, which has no peer: a
+    /// stand-in sends them when its peer was closed, or to its name when it is a bound
+    /// datagram socket.
+    fn refillable(&self, inode: u64) -> bool {
+        let all = self.unix.get().map_or(&[][..], |v| &v[..]);
+        diag(&self.unix, inode).is_some_and(|s| {
+            unix::peer_closed(s, all)
+                || (s.kind as i32 == libc::SOCK_DGRAM
+                    && s.name.as_ref().is_some_and(|n| !n.is_empty()))
+        })
+    }
+
+    /// Describes a file in flight, reached through our own descriptor `local` (which the
+    /// caller keeps open until the dump ends), like a descriptor of task `owner`.
+    fn in_flight_file(
+        &mut self,
+        owner: i32,
+        local: &std::os::fd::OwnedFd,
+        position: i32,
+    ) -> Result<FdImage> {
+        use std::os::fd::AsRawFd;
+        let me = std::process::id() as i32;
+        let fd = local.as_raw_fd();
+        let (file, info, meta) =
+            classify(me, fd, false, &self.unix, &self.pty_masters, &self.objects)?;
+        if matches!(file, FileKind::Epoll { .. }) {
+            return Err(Error::Unsupported {
+                pid: owner,
+                object: "an epoll instance".into(),
+                detail:
+                    "its registrations belong to the process that made them (not supported yet)"
+                        .into(),
+            });
+        }
+        let desc = self.id_of(me, fd, meta_ino(&meta))?;
+        self.note_pipe(owner, me, fd, &file);
+        self.note_fifo(owner, me, fd, info.flags, &file);
+        self.note_socket(owner, me, fd, &file);
+        Ok(FdImage {
+            fd: position,
+            flags: info.flags & !(libc::O_CLOEXEC as u32) & !OPEN_ONLY_FLAGS,
+            cloexec: false,
+            pos: info.pos,
+            desc,
+            file,
+        })
     }
 
     /// Checks that every pipe has both ends in the tree and reads what is queued in it.
@@ -237,6 +450,18 @@ impl DescTable {
     }
 }
 
+/// An error met while describing a file in flight, said as such.
+fn in_flight_error(e: Error, inode: u64, owner: i32) -> Error {
+    match e {
+        Error::Unsupported { object, detail, .. } => Error::Unsupported {
+            pid: owner,
+            object: format!("a file in flight (SCM_RIGHTS) queued in socket:[{inode}]"),
+            detail: format!("{object}: {detail}"),
+        },
+        other => other,
+    }
+}
+
 impl DescTable {
     /// The id of the description behind `pid`'s `fd`: an earlier one if shared, else new.
     fn id_of(&mut self, pid: i32, fd: i32, ident: (u64, u64)) -> Result<u32> {
@@ -255,41 +480,59 @@ impl DescTable {
     }
 }
 
+/// Classifies `pid`'s descriptor `fd` through `KINDS`.
+fn classify(
+    pid: i32,
+    fd: i32,
+    shell_job: bool,
+    unix: &std::cell::OnceCell<Vec<UnixSocket>>,
+    pty_masters: &std::collections::BTreeSet<u32>,
+    objects: &std::cell::RefCell<object::ObjectTable>,
+) -> Result<(FileKind, FdInfo, std::fs::Metadata)> {
+    let target = procfs::fd_target(pid, fd).proc(pid)?;
+    let info = procfs::fdinfo(pid, fd).proc(pid)?;
+    let meta =
+        std::fs::metadata(format!("/proc/{pid}/fd/{fd}")).map_err(|e| Error::Unsupported {
+            pid,
+            object: format!("fd {fd} ({target})"),
+            detail: format!("cannot stat it: {e}"),
+        })?;
+    let probe = FdProbe {
+        pid,
+        fd,
+        target: &target,
+        info: &info,
+        meta: &meta,
+        shell_job,
+        unix,
+        pty_masters,
+        objects,
+    };
+    for kind in KINDS {
+        if let Some(f) = kind(&probe)? {
+            return Ok((f, info, meta));
+        }
+    }
+    Err(probe.unsupported("unknown kind of file"))
+}
+
 /// Reads every descriptor of `pid`.
 pub fn dump(pid: i32, shell_job: bool, descs: &mut DescTable) -> Result<Vec<FdImage>> {
     let mut out: Vec<FdImage> = Vec::new();
     for fd in procfs::fds(pid).proc(pid)? {
-        let target = procfs::fd_target(pid, fd).proc(pid)?;
-        let info = procfs::fdinfo(pid, fd).proc(pid)?;
-        let meta =
-            std::fs::metadata(format!("/proc/{pid}/fd/{fd}")).map_err(|e| Error::Unsupported {
-                pid,
-                object: format!("fd {fd} ({target})"),
-                detail: format!("cannot stat it: {e}"),
-            })?;
-        let probe = FdProbe {
+        let (file, info, meta) = classify(
             pid,
             fd,
-            target: &target,
-            info: &info,
-            meta: &meta,
             shell_job,
-            unix: &descs.unix,
-            objects: &descs.objects,
-        };
-        let mut file = None;
-        for kind in KINDS {
-            if let Some(f) = kind(&probe)? {
-                file = Some(f);
-                break;
-            }
-        }
-        let file = file.ok_or_else(|| probe.unsupported("unknown kind of file"))?;
+            &descs.unix,
+            &descs.pty_masters,
+            &descs.objects,
+        )?;
         let cloexec = info.flags & libc::O_CLOEXEC as u32 != 0;
         let desc = descs.id_of(pid, fd, meta_ino(&meta))?;
-        descs.note_pipe(pid, fd, &file);
-        descs.note_fifo(pid, fd, info.flags, &file);
-        descs.note_socket(pid, fd, &file);
+        descs.note_pipe(pid, pid, fd, &file);
+        descs.note_fifo(pid, pid, fd, info.flags, &file);
+        descs.note_socket(pid, pid, fd, &file);
         out.push(FdImage {
             fd,
             flags: info.flags & !(libc::O_CLOEXEC as u32) & !OPEN_ONLY_FLAGS,
@@ -333,8 +576,18 @@ pub fn check_same_table(parent: i32, child: i32) -> Result<()> {
     Ok(())
 }
 
+/// A task's descriptors, then the files in flight in the socket queues its image records:
+/// every open file description the restore root must open.
+pub fn all_files(t: &TaskImage) -> impl Iterator<Item = &FdImage> {
+    t.fds.iter().chain(
+        t.socket_queues
+            .iter()
+            .flat_map(|q| q.in_flight.iter().flat_map(|m| m.files.iter())),
+    )
+}
+
 /// Checks, before anything is created, that every file can be opened as it was.
-pub fn check(pid: i32, fds: &[FdImage]) -> Result<()> {
+pub fn check<'a>(pid: i32, fds: impl IntoIterator<Item = &'a FdImage>) -> Result<()> {
     for f in fds {
         match &f.file {
             // A process's own /proc files exist only once it does.
@@ -376,6 +629,8 @@ pub fn check(pid: i32, fds: &[FdImage]) -> Result<()> {
                 }
             }
             FileKind::Terminal { .. }
+            | FileKind::PtyMaster { .. }
+            | FileKind::PtySlave { .. }
             | FileKind::Pipe { .. }
             | FileKind::EventFd { .. }
             | FileKind::SignalFd { .. }
@@ -411,14 +666,9 @@ pub fn open_descriptions(
 ) -> std::result::Result<(), String> {
     let mut pipes: Vec<pipe::NewPipe> = Vec::new();
     let mut sockets: Vec<unix::NewSocket> = Vec::new();
+    let mut ptys: Vec<pty::NewPty> = Vec::new();
     // One read-write descriptor per FIFO while its ends are opened (inode, fd).
     let mut fifos: Vec<(u64, i32)> = Vec::new();
-    let queued = |inode: u64| -> &[Vec<u8>] {
-        socket_queues
-            .iter()
-            .find(|q| q.inode == inode)
-            .map_or(&[][..], |q| &q.messages[..])
-    };
     // Pipes and sockets are made in pairs whose second end waits for its own slot; keep
     // them above every slot so that placing one never lands on another.
     let spare = descs.iter().map(|d| slot(d.0)).max().unwrap_or(0) + 1;
@@ -465,6 +715,30 @@ pub fn open_descriptions(
                 let tmp = mqueue::reopen(f, q, flags)?;
                 own::move_fd(tmp, at, true).map_err(err)?;
             }
+            FileKind::PtyMaster { index, .. } | FileKind::PtySlave { index } => {
+                if !ptys.iter().any(|p| p.old_index == *index) {
+                    let master = descs
+                        .iter()
+                        .map(|d| d.1)
+                        .find(|d| matches!(d.file, FileKind::PtyMaster { index: i, .. } if i == *index))
+                        .ok_or_else(|| format!("fd {}: the master of pty {index} is not in the image", f.fd))?;
+                    let mut made = pty::create(master)?;
+                    made.master = own::move_above(made.master, spare).map_err(err)?;
+                    ptys.push(made);
+                }
+                let p = ptys
+                    .iter()
+                    .find(|p| p.old_index == *index)
+                    .expect("created above");
+                if matches!(f.file, FileKind::PtyMaster { .. }) {
+                    own::dup_to(p.master, at, true).map_err(err)?;
+                    own::set_status_flags(at, flags & (libc::O_NONBLOCK | libc::O_ASYNC))
+                        .map_err(err)?;
+                } else {
+                    let tmp = pty::open_slave(p, f, flags)?;
+                    own::move_fd(tmp, at, true).map_err(err)?;
+                }
+            }
             FileKind::Fifo { path, inode } => {
                 if !fifos.iter().any(|x| x.0 == *inode) {
                     let rw = own::open(
@@ -489,7 +763,7 @@ pub fn open_descriptions(
                             |d| matches!(d.file, FileKind::UnixSocket { inode, .. } if inode == p),
                         )
                     });
-                    for mut made in unix::create(f, peer_file, queued)? {
+                    for mut made in unix::create(f, peer_file)? {
                         made.fd = own::move_above(made.fd, spare).map_err(err)?;
                         sockets.push(made);
                     }
@@ -526,6 +800,15 @@ pub fn open_descriptions(
             }
         }
     }
+    pty::finish(&ptys)?;
+    for p in &ptys {
+        own::close(p.master);
+    }
+    unix::finish(
+        &sockets,
+        |inode| socket_queues.iter().find(|q| q.inode == inode).copied(),
+        &slot,
+    )?;
     for p in pipes {
         own::close(p.read);
         own::close(p.write);
@@ -556,4 +839,38 @@ pub fn register_epolls(
 
 pub(crate) fn meta_ino(meta: &std::fs::Metadata) -> (u64, u64) {
     (meta.dev(), meta.ino())
+}
+
+/// A session leader whose controlling terminal is a pty of the image takes it again; the
+/// leader of the group in the foreground of such a terminal puts its group there (the
+/// kernel lets only a process of the terminal's session do that, and the group must
+/// exist). `all` are every task's files, `slot` where each description is. Runs in the
+/// restored process once its descriptors are in place, before it forks its children
+/// (which inherit the controlling terminal).
+pub fn take_controlling_terminal<'a>(
+    t: &TaskImage,
+    all: impl Iterator<Item = &'a FdImage>,
+    slot: impl Fn(u32) -> i32,
+) -> std::result::Result<(), String> {
+    for f in all {
+        let FileKind::PtyMaster {
+            session: Some(session),
+            foreground,
+            ..
+        } = f.file
+        else {
+            continue;
+        };
+        if session != t.sid {
+            continue;
+        }
+        if t.pid == session {
+            pty::take_controlling(slot(f.desc))?;
+        }
+        if t.pgid == t.pid && foreground == t.pid && t.pid != session {
+            pty::set_foreground_here(slot(f.desc), foreground)?;
+        }
+        return Ok(());
+    }
+    Ok(())
 }

@@ -3,13 +3,32 @@
 //! What is queued for each socket to read is peeked at dump (SO_PEEK_OFF) and sent again
 //! from the peer at restore, message by message, so datagram and record boundaries hold.
 
-use stasis_image::{FdImage, FileKind, SocketOptions};
+use stasis_image::{FdImage, FileKind, SocketOptions, SocketQueue};
 use stasis_sys::{own, process};
 
 use super::FdProbe;
 use crate::error::{Result, SysContext};
 
+const TCP_ESTABLISHED: u8 = 1;
 const TCP_LISTEN: u8 = 10;
+
+/// Whether a socket was connected and its peer has been closed since: sock_diag shows it
+/// connected with a peer that has no inode any more. (A client whose connection waits to
+/// be accepted looks the same, but is in its listener's list of waiting connections.)
+pub fn peer_closed(
+    s: &stasis_sys::sockdiag::UnixSocket,
+    all: &[stasis_sys::sockdiag::UnixSocket],
+) -> bool {
+    s.state == TCP_ESTABLISHED
+        && s.peer.is_none_or(|p| p == 0)
+        && !all.iter().any(|l| l.pending.contains(&s.ino))
+}
+
+/// Whether the client socket `pid`'s `fd` has sent data the listener's side holds.
+pub fn sent_before_accept(pid: i32, fd: i32) -> Result<bool> {
+    let local = process::pidfd_getfd(pid, fd).ctx(pid, || format!("fd {fd}"))?;
+    Ok(own::socket_outq(local.raw()).ctx(pid, || format!("fd {fd}"))? > 0)
+}
 
 pub fn dump(p: &FdProbe) -> Result<Option<FileKind>> {
     let Some(inode) = p
@@ -23,59 +42,75 @@ pub fn dump(p: &FdProbe) -> Result<Option<FileKind>> {
     let Some(s) = p.unix_sockets()?.iter().find(|s| s.ino == inode).cloned() else {
         return Ok(None); // not a unix socket
     };
-    if !s.pending.is_empty() {
-        return Err(p.unsupported(&format!(
-            "a listening unix socket with {} connection(s) waiting to be accepted (not supported yet)",
-            s.pending.len()
-        )));
-    }
     let local =
         process::pidfd_getfd(p.pid, p.fd).ctx(p.pid, || format!("fd {} ({})", p.fd, p.target))?;
     let fd = local.raw();
     let opt =
         |o| own::get_sockopt_int(fd, libc::SOL_SOCKET, o).ctx(p.pid, || format!("fd {}", p.fd));
+    let timeo = |o| own::get_sockopt_timeval_us(fd, o).ctx(p.pid, || format!("fd {}", p.fd));
     let options = SocketOptions {
         sndbuf: opt(libc::SO_SNDBUF)?,
         rcvbuf: opt(libc::SO_RCVBUF)?,
         passcred: opt(libc::SO_PASSCRED)? != 0,
         peek_off: opt(libc::SO_PEEK_OFF)?,
+        rcvtimeo_us: timeo(libc::SO_RCVTIMEO)?,
+        sndtimeo_us: timeo(libc::SO_SNDTIMEO)?,
+        rcvlowat: opt(libc::SO_RCVLOWAT)?,
     };
+    let peer = s.peer.filter(|&p| p != 0);
+    let peer_gone = peer_closed(&s, p.unix_sockets()?);
+    let peer_name = peer.and_then(|peer| {
+        let list = p.unix_sockets().ok()?;
+        list.iter().find(|o| o.ino == peer)?.name.clone()
+    });
     Ok(Some(FileKind::UnixSocket {
+        peer_name: peer_name.filter(|n| !n.is_empty()),
         inode,
         kind: s.kind,
         name: s.name.clone().filter(|n| !n.is_empty()),
-        peer: s.peer.filter(|&p| p != 0),
+        peer,
         listen_backlog: (s.state == TCP_LISTEN).then_some(s.wqueue),
+        // sock_diag names a waiting connection by its client's inode.
+        waiting: s.pending.clone(),
+        peer_gone,
         shutdown: s.shutdown,
         options,
     }))
 }
 
-/// The messages queued for `pid`'s socket `fd` to read, left queued.
-pub fn peek(pid: i32, fd: i32) -> Result<Vec<Vec<u8>>> {
+/// The messages queued for `pid`'s socket `fd` to read, left queued, with new descriptors
+/// (ours) of the files in flight in them.
+pub fn peek(pid: i32, fd: i32) -> Result<Vec<own::PeekedMessage>> {
     let local = process::pidfd_getfd(pid, fd).ctx(pid, || format!("fd {fd}"))?;
     own::peek_socket(local.raw()).ctx(pid, || format!("read what is queued in socket fd {fd}"))
 }
 
 /// A socket created at restore, by inode.
-pub struct NewSocket {
+pub struct NewSocket<'a> {
     pub inode: u64,
     pub fd: i32,
+    file: &'a FdImage,
+    /// The connected peer (made with it), which sends what this socket must find queued.
+    peer: Option<u64>,
+    /// A stand-in for a peer outside the tree: it sends what was queued, then is closed.
+    stand_in: bool,
 }
 
 /// Creates the socket `f` describes (and its peer, for a connected pair, with `peer_file`
-/// describing the peer); `queued(inode)` gives what each must find queued to read.
+/// describing the peer). Their queues, options and shutdown state come later, in
+/// `finish`, once every file a queued message carries is open too.
 pub fn create<'a>(
-    f: &FdImage,
-    peer_file: Option<&FdImage>,
-    queued: impl Fn(u64) -> &'a [Vec<u8>],
-) -> std::result::Result<Vec<NewSocket>, String> {
+    f: &'a FdImage,
+    peer_file: Option<&'a FdImage>,
+) -> std::result::Result<Vec<NewSocket<'a>>, String> {
     let FileKind::UnixSocket {
         inode,
         kind,
         name,
         peer,
+        peer_name,
         listen_backlog,
+        peer_gone,
         ..
     } = &f.file
     else {
@@ -89,41 +124,176 @@ pub fn create<'a>(
             made.push(NewSocket {
                 inode: *inode,
                 fd: a,
+                file: f,
+                peer: Some(*peer),
+                stand_in: false,
             });
             made.push(NewSocket {
                 inode: *peer,
                 fd: b,
+                file: pf,
+                peer: Some(*inode),
+                stand_in: false,
             });
-            for m in queued(*inode) {
-                own::send_message(b, m).map_err(err)?;
-            }
-            for m in queued(*peer) {
-                own::send_message(a, m).map_err(err)?;
-            }
-            set_options(a, f).map_err(err)?;
-            set_options(b, pf).map_err(err)?;
-            shut(a, f, Some(pf)).map_err(err)?;
-            shut(b, pf, Some(f)).map_err(err)?;
         }
-        (Some(peer), None) => {
-            return Err(format!(
-                "fd {}: socket:[{inode}]'s peer socket:[{peer}] is not in the image",
-                f.fd
-            ))
+        // The peer is outside the tree (the dump had --ext-unix-sk).
+        (Some(peer), None) => match peer_name {
+            Some(to) if *kind as i32 == libc::SOCK_DGRAM => {
+                let fd = own::unix_socket(*kind as i32, name.as_deref()).map_err(err)?;
+                made.push(NewSocket {
+                    inode: *inode,
+                    fd,
+                    file: f,
+                    peer: None,
+                    stand_in: false,
+                });
+                own::unix_connect(fd, to).map_err(|e| {
+                    format!(
+                        "fd {} (socket:[{inode}]): its peer outside the tree, bound at {:?}, cannot be reached again: {e}",
+                        f.fd,
+                        String::from_utf8_lossy(to)
+                    )
+                })?;
+            }
+            _ => {
+                let (a, b) = own::unix_socketpair(*kind as i32).map_err(err)?;
+                made.push(NewSocket {
+                    inode: *inode,
+                    fd: a,
+                    file: f,
+                    peer: Some(*peer),
+                    stand_in: false,
+                });
+                made.push(NewSocket {
+                    inode: *peer,
+                    fd: b,
+                    file: f,
+                    peer: Some(*inode),
+                    stand_in: true,
+                });
+            }
+        },
+        // Its peer was closed: a stand-in sends what was queued and is closed, so reads
+        // end as they would have (and writes fail).
+        (None, _) if *peer_gone => {
+            let (a, b) = own::unix_socketpair(*kind as i32).map_err(err)?;
+            made.push(NewSocket {
+                inode: *inode,
+                fd: a,
+                file: f,
+                peer: Some(!*inode),
+                stand_in: false,
+            });
+            made.push(NewSocket {
+                inode: !*inode,
+                fd: b,
+                file: f,
+                peer: Some(*inode),
+                stand_in: true,
+            });
         }
         (None, _) => {
             let fd = own::unix_socket(*kind as i32, name.as_deref()).map_err(err)?;
-            made.push(NewSocket { inode: *inode, fd });
+            made.push(NewSocket {
+                inode: *inode,
+                fd,
+                file: f,
+                peer: None,
+                stand_in: false,
+            });
             if let Some(backlog) = listen_backlog {
                 own::listen(fd, *backlog as i32).map_err(err)?;
             }
-            set_options(fd, f).map_err(err)?;
-            shut(fd, f, None).map_err(err)?;
         }
     }
     Ok(made)
 }
 
+/// Fills the queues of the sockets made (each message sent again by the peer, with the
+/// files it carries: `slot(desc)` is where each open file description now is), then sets
+/// their options and shutdown state (after the fill: a shut or smaller buffer would
+/// refuse it).
+pub fn finish<'q>(
+    sockets: &[NewSocket],
+    queue: impl Fn(u64) -> Option<&'q SocketQueue>,
+    slot: impl Fn(u32) -> i32,
+) -> std::result::Result<(), String> {
+    let made = |inode: Option<u64>| inode.and_then(|i| sockets.iter().find(|o| o.inode == i));
+    // Connections waiting to be accepted: each client connects again, in the order the
+    // listener had them, so accept() takes them in that order.
+    for l in sockets {
+        let FileKind::UnixSocket { waiting, name, .. } = &l.file.file else {
+            continue;
+        };
+        for &client in waiting {
+            let err = |e: stasis_sys::SysError| {
+                format!(
+                    "socket:[{client}] waiting on listener socket:[{}]: {e}",
+                    l.inode
+                )
+            };
+            let c = made(Some(client)).ok_or_else(|| {
+                format!(
+                    "socket:[{client}] waiting on listener socket:[{}] is not in the image",
+                    l.inode
+                )
+            })?;
+            let name = name
+                .as_deref()
+                .ok_or_else(|| format!("listener socket:[{}] has no name", l.inode))?;
+            own::unix_connect(c.fd, name).map_err(err)?;
+        }
+    }
+    for s in sockets {
+        let err = |e: stasis_sys::SysError| format!("fd {} (socket:[{}]): {e}", s.file.fd, s.inode);
+        // A bound datagram socket with no peer received from anyone: a stand-in sends
+        // what was queued to its name (the sender's address is the stand-in's, unnamed).
+        if let (
+            None,
+            Some(q),
+            FileKind::UnixSocket {
+                name: Some(name), ..
+            },
+        ) = (s.peer, queue(s.inode), &s.file.file)
+        {
+            let sender = own::unix_socket(libc::SOCK_DGRAM, None).map_err(err)?;
+            let mut r = Ok(());
+            for (index, m) in q.messages.iter().enumerate() {
+                let fds: Vec<i32> = q
+                    .in_flight
+                    .iter()
+                    .filter(|f| f.message as usize == index)
+                    .flat_map(|f| f.files.iter().map(|file| slot(file.desc)))
+                    .collect();
+                r = own::send_datagram_to(sender, name, m, &fds);
+                if r.is_err() {
+                    break;
+                }
+            }
+            own::close(sender);
+            r.map_err(err)?;
+            continue;
+        }
+        if let (Some(sender), Some(q)) = (made(s.peer), queue(s.inode)) {
+            for (index, m) in q.messages.iter().enumerate() {
+                let fds: Vec<i32> = q
+                    .in_flight
+                    .iter()
+                    .filter(|f| f.message as usize == index)
+                    .flat_map(|f| f.files.iter().map(|file| slot(file.desc)))
+                    .collect();
+                own::send_message_with_fds(sender.fd, m, &fds).map_err(err)?;
+            }
+        }
+    }
+    for s in sockets.iter().filter(|s| !s.stand_in) {
+        let err = |e: stasis_sys::SysError| format!("fd {} (socket:[{}]): {e}", s.file.fd, s.inode);
+        set_options(s.fd, s.file).map_err(err)?;
+        let peer = made(s.peer).filter(|o| !o.stand_in).map(|o| o.file);
+        shut(s.fd, s.file, peer).map_err(err)?;
+    }
+    Ok(())
+}
 fn set_options(fd: i32, f: &FdImage) -> stasis_sys::SysResult<()> {
     let FileKind::UnixSocket { options: o, .. } = &f.file else {
         return Ok(());
@@ -136,6 +306,15 @@ fn set_options(fd: i32, f: &FdImage) -> stasis_sys::SysResult<()> {
     }
     if o.peek_off >= 0 {
         own::set_sockopt_int(fd, libc::SOL_SOCKET, libc::SO_PEEK_OFF, o.peek_off)?;
+    }
+    if o.rcvtimeo_us != 0 {
+        own::set_sockopt_timeval_us(fd, libc::SO_RCVTIMEO, o.rcvtimeo_us)?;
+    }
+    if o.sndtimeo_us != 0 {
+        own::set_sockopt_timeval_us(fd, libc::SO_SNDTIMEO, o.sndtimeo_us)?;
+    }
+    if o.rcvlowat > 1 {
+        own::set_sockopt_int(fd, libc::SOL_SOCKET, libc::SO_RCVLOWAT, o.rcvlowat)?;
     }
     Ok(())
 }

@@ -1,0 +1,291 @@
+//! Pseudo-terminals whose master is in the tree: the pair is made again as a new pty
+//! (with the same index when that is free, else another), with its settings, window size, the bytes queued either way,
+//! and, for a session whose controlling terminal it is, that and the foreground group.
+//! A slave whose master is outside the tree is the caller's terminal (`chardev`,
+//! `--shell-job`).
+//!
+//! Terminals cannot be peeked: the queued bytes are read at dump (from our own
+//! descriptors) and written straight back with output or input processing switched off
+//! for the moment, so the pty is left as it was.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use stasis_image::{FdImage, FileKind};
+use stasis_sys::{own, process, pty};
+
+use super::FdProbe;
+use crate::error::{Result, SysContext};
+
+const PTMX_MAJOR: u32 = 5;
+const PTMX_MINOR: u32 = 2;
+const PTS_MAJOR: u32 = 136;
+
+// termios2 field offsets and flags.
+const IFLAG: usize = 0;
+const OFLAG: usize = 4;
+const LFLAG: usize = 12;
+
+fn flag(t: &[u8], at: usize) -> u32 {
+    u32::from_ne_bytes(t[at..at + 4].try_into().expect("4 bytes"))
+}
+
+fn with_flag(t: &[u8], at: usize, v: u32) -> Vec<u8> {
+    let mut out = t.to_vec();
+    out[at..at + 4].copy_from_slice(&v.to_ne_bytes());
+    out
+}
+
+/// The index of the pty a slave device number names, if it is one.
+pub fn slave_index(rdev: u64) -> Option<u32> {
+    (libc::major(rdev) == PTS_MAJOR).then_some(libc::minor(rdev))
+}
+
+/// Whether the device is the pty multiplexer (a master when opened).
+pub fn is_master(rdev: u64) -> bool {
+    libc::major(rdev) == PTMX_MAJOR && libc::minor(rdev) == PTMX_MINOR
+}
+
+pub fn dump(p: &FdProbe) -> Result<Option<FileKind>> {
+    if !p.is_char_device() {
+        return Ok(None);
+    }
+    let rdev = p.meta.rdev();
+    if let Some(index) = slave_index(rdev) {
+        if p.pty_masters.contains(&index) {
+            return Ok(Some(FileKind::PtySlave { index }));
+        }
+        return Ok(None); // the caller's terminal, or another outside the tree
+    }
+    if !is_master(rdev) {
+        return Ok(None);
+    }
+    let local =
+        process::pidfd_getfd(p.pid, p.fd).ctx(p.pid, || format!("fd {} ({})", p.fd, p.target))?;
+    let m = local.raw();
+    let ctx = || format!("fd {} (pty master)", p.fd);
+    let index = pty::pty_index(m).ctx(p.pid, ctx)?;
+    let termios = pty::termios(m).ctx(p.pid, ctx)?;
+    let locked = pty::pty_locked(m).ctx(p.pid, ctx)?;
+    let packet = pty::pty_packet(m).ctx(p.pid, ctx)?;
+    let (output, input) = if locked {
+        (Vec::new(), Vec::new()) // nobody could have opened the slave
+    } else {
+        queued(p, m, index, &termios, packet)?
+    };
+    Ok(Some(FileKind::PtyMaster {
+        index,
+        winsize: pty::winsize(m).ctx(p.pid, ctx)?,
+        locked,
+        packet,
+        session: pty::tty_session(m).ctx(p.pid, ctx)?,
+        foreground: pty::tty_foreground(m).unwrap_or(0),
+        termios,
+        output,
+        input,
+    }))
+}
+
+/// Reads what is queued either way and writes it back at once.
+fn queued(
+    p: &FdProbe,
+    m: i32,
+    index: u32,
+    termios: &[u8],
+    packet: bool,
+) -> Result<(Vec<u8>, Vec<u8>)> {
+    let ctx = || format!("fd {} (pty master of /dev/pts/{index})", p.fd);
+    let slave_path = format!("/dev/pts/{index}");
+    let slave = own::open(
+        Path::new(&slave_path),
+        libc::O_RDWR | libc::O_NOCTTY | libc::O_NONBLOCK,
+        0,
+    )
+    .ctx(p.pid, ctx)?;
+    let slave = Closing(slave);
+    let out_len = pty::tty_inq(m).ctx(p.pid, ctx)? as usize;
+    let in_len = pty::tty_inq(slave.0).ctx(p.pid, ctx)? as usize;
+    let canonical = flag(termios, LFLAG) & libc::ICANON != 0;
+    if out_len > 0 && packet {
+        return Err(p.unsupported(
+            "a pty master in packet mode with output not yet read (not supported yet)",
+        ));
+    }
+    if in_len > 0 && canonical {
+        return Err(p.unsupported(
+            "a pty with input lines not yet read by its slave side in canonical mode (not supported yet)",
+        ));
+    }
+    let output = if out_len > 0 {
+        let data = own::read_some(m, out_len).ctx(p.pid, ctx)?;
+        put_back_output(m, slave.0, termios, &data).ctx(p.pid, ctx)?;
+        data
+    } else {
+        Vec::new()
+    };
+    let input = if in_len > 0 {
+        let data = own::read_some(slave.0, in_len).ctx(p.pid, ctx)?;
+        put_back_input(m, slave.0, termios, &data).ctx(p.pid, ctx)?;
+        data
+    } else {
+        Vec::new()
+    };
+    Ok((output, input))
+}
+
+struct Closing(i32);
+
+impl Drop for Closing {
+    fn drop(&mut self) {
+        own::close(self.0);
+    }
+}
+
+/// Waits until `fd` has `want` bytes to read (the tty layer moves bytes asynchronously).
+fn settle(fd: i32, want: usize) -> stasis_sys::SysResult<()> {
+    let start = Instant::now();
+    while (pty::tty_inq(fd)? as usize) < want && start.elapsed() < Duration::from_secs(2) {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    Ok(())
+}
+
+/// Writes `data` on the slave so that the master has it to read, without output
+/// processing; then the settings `termios` again.
+fn put_back_output(m: i32, slave: i32, termios: &[u8], data: &[u8]) -> stasis_sys::SysResult<()> {
+    let before = pty::tty_inq(m)? as usize;
+    pty::set_termios(m, &with_flag(termios, OFLAG, 0))?;
+    let r = own::write_all(slave, data).and_then(|_| settle(m, before + data.len()));
+    pty::set_termios(m, termios)?;
+    r
+}
+
+/// Writes `data` on the master so that the slave has it to read, without input
+/// processing, echo or signals; then the settings `termios` again.
+fn put_back_input(m: i32, slave: i32, termios: &[u8], data: &[u8]) -> stasis_sys::SysResult<()> {
+    let before = pty::tty_inq(slave)? as usize;
+    let quiet = flag(termios, LFLAG)
+        & !(libc::ECHO | libc::ECHONL | libc::ISIG | libc::IEXTEN | libc::ICANON);
+    let raw = with_flag(&with_flag(termios, IFLAG, 0), LFLAG, quiet);
+    pty::set_termios(m, &raw)?;
+    let r = own::write_all(m, data).and_then(|_| settle(slave, before + data.len()));
+    pty::set_termios(m, termios)?;
+    r
+}
+
+/// A pty made at restore: its master (above the slots) and the index it got.
+pub struct NewPty<'a> {
+    pub old_index: u32,
+    pub new_index: u32,
+    pub master: i32,
+    file: &'a FdImage,
+}
+
+/// Makes the pty of master `f` (its state comes in `finish`).
+pub fn create(f: &FdImage) -> std::result::Result<NewPty<'_>, String> {
+    let FileKind::PtyMaster { index, .. } = &f.file else {
+        return Err(format!("fd {}: not a pty master", f.fd));
+    };
+    let err =
+        |e: stasis_sys::SysError| format!("fd {} (pty master of /dev/pts/{index}): {e}", f.fd);
+    // The kernel gives the lowest free index: hold the ones below the old index until we
+    // get it, or a higher one when it is taken.
+    let mut below: Vec<i32> = Vec::new();
+    let opened = loop {
+        let made = pty::open_master(f.flags as i32 & libc::O_NONBLOCK).and_then(|m| {
+            pty::pty_index(m)
+                .map(|i| (m, i))
+                .inspect_err(|_| own::close(m))
+        });
+        match made {
+            Ok((m, got)) if got < *index && below.len() < 4096 => below.push(m),
+            other => break other,
+        }
+    };
+    for m in below {
+        own::close(m);
+    }
+    let (master, new_index) = opened.map_err(err)?;
+    Ok(NewPty {
+        old_index: *index,
+        new_index,
+        master,
+        file: f,
+    })
+}
+
+/// Opens the slave `f` of the pty made as `p`.
+pub fn open_slave(p: &NewPty, f: &FdImage, flags: i32) -> std::result::Result<i32, String> {
+    let path = format!("/dev/pts/{}", p.new_index);
+    own::open(Path::new(&path), flags | libc::O_NOCTTY, 0)
+        .map_err(|e| format!("fd {} (pty slave, now {path}): {e}", f.fd))
+}
+
+/// Gives each new pty its queued bytes and settings.
+pub fn finish(ptys: &[NewPty]) -> std::result::Result<(), String> {
+    for p in ptys {
+        let FileKind::PtyMaster {
+            termios,
+            winsize,
+            locked,
+            packet,
+            output,
+            input,
+            ..
+        } = &p.file.file
+        else {
+            continue;
+        };
+        let err = |e: stasis_sys::SysError| {
+            format!(
+                "pty master of /dev/pts/{} (now {}): {e}",
+                p.old_index, p.new_index
+            )
+        };
+        if !output.is_empty() || !input.is_empty() {
+            let path = format!("/dev/pts/{}", p.new_index);
+            let slave = own::open(
+                Path::new(&path),
+                libc::O_RDWR | libc::O_NOCTTY | libc::O_NONBLOCK,
+                0,
+            )
+            .map_err(err)?;
+            let slave = Closing(slave);
+            if !output.is_empty() {
+                put_back_output(p.master, slave.0, termios, output).map_err(err)?;
+            }
+            if !input.is_empty() {
+                put_back_input(p.master, slave.0, termios, input).map_err(err)?;
+            }
+        }
+        pty::set_termios(p.master, termios).map_err(err)?;
+        pty::set_winsize(p.master, *winsize).map_err(err)?;
+        if *packet {
+            pty::set_pty_packet(p.master, true).map_err(err)?;
+        }
+        if *locked {
+            pty::set_pty_locked(p.master, true).map_err(err)?;
+        }
+    }
+    Ok(())
+}
+
+/// For a session leader whose controlling terminal is a pty of the image: takes it (the
+/// master is at `master_slot`). Runs in the restored process, after setsid.
+pub fn take_controlling(master_slot: i32) -> std::result::Result<(), String> {
+    let err = |e: stasis_sys::SysError| format!("controlling terminal: {e}");
+    let index = pty::pty_index(master_slot).map_err(err)?;
+    let path = format!("/dev/pts/{index}");
+    let fd = own::open(Path::new(&path), libc::O_RDWR | libc::O_NOCTTY, 0).map_err(err)?;
+    let r = pty::set_controlling_tty(fd).map_err(err);
+    own::close(fd);
+    r
+}
+
+/// Puts group `pgrp` in the foreground of the pty whose master is at `master_slot` (the
+/// caller's controlling terminal).
+pub fn set_foreground_here(master_slot: i32, pgrp: i32) -> std::result::Result<(), String> {
+    pty::set_tty_foreground(master_slot, pgrp)
+        .map_err(|e| format!("foreground process group {pgrp}: {e}"))
+}

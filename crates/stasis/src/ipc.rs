@@ -67,7 +67,8 @@ pub fn dump(images: &[TaskImage]) -> Result<IpcImage> {
         .collect();
     let ours = ipc_ns(std::process::id() as i32);
     let mut foreign = false;
-    for t in images {
+    // A vfork child has ended by now (its parent's namespace is its own).
+    for t in images.iter().filter(|t| !t.vfork_child) {
         if ipc_ns(t.pid) != ours {
             // The tree has an IPC namespace of its own. Restore does not make namespaces
             // yet, so one that holds objects cannot be dumped; an empty one loses nothing.

@@ -9,6 +9,7 @@
  *   seccomp_notify  a seccomp filter that sends getppid to a user-space supervisor
  *              (SECCOMP_RET_USER_NOTIF, installed with SECCOMP_FILTER_FLAG_NEW_LISTENER);
  *              the listener is closed, so getppid fails with ENOSYS; fd 7 is /dev/null
+ *   seccomp_listener  the same filter, its listener kept open at fd 7
  *   scm_rights an epoll instance in flight in a unix socket (SCM_RIGHTS), fd 7
  *              receives it (files in flight are dumped; an epoll is not)
  *   epoll_lost an epoll instance (fd 7) with an eventfd registered, the eventfd then sent
@@ -29,6 +30,7 @@
 #include <pthread.h>
 #include <stddef.h>
 #include <time.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
@@ -59,6 +61,22 @@ static long perf_read(int fd)
 }
 
 static timer_t posix_timer;
+
+/* A filter sending getppid to a supervisor; returns its listener fd. */
+static int notify_filter(void)
+{
+	struct sock_filter f[] = {
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_getppid, 0, 1),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_USER_NOTIF),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+	};
+	struct sock_fprog prog = { .len = 4, .filter = f };
+	int listener = (int)syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_NEW_LISTENER, &prog);
+	if (listener < 0)
+		v_die("seccomp(NEW_LISTENER): %s", strerror(errno));
+	return listener;
+}
 
 static void *idle_thread(void *arg)
 {
@@ -111,18 +129,10 @@ int main(int argc, char **argv)
 			v_die("sendmsg: %s", strerror(errno));
 		close(passed);
 		fd = sp[1];
+	} else if (strcmp(mode, "seccomp_listener") == 0) {
+		fd = notify_filter();
 	} else if (strcmp(mode, "seccomp_notify") == 0) {
-		struct sock_filter f[] = {
-			BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
-			BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_getppid, 0, 1),
-			BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_USER_NOTIF),
-			BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-		};
-		struct sock_fprog prog = { .len = 4, .filter = f };
-		int listener = (int)syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_NEW_LISTENER, &prog);
-		if (listener < 0)
-			v_die("seccomp(NEW_LISTENER): %s", strerror(errno));
-		close(listener);
+		close(notify_filter());
 		errno = 0;
 		if (syscall(SYS_getppid) != -1 || errno != ENOSYS)
 			v_die("getppid with the listener closed: %s, expected ENOSYS", strerror(errno));
@@ -242,6 +252,12 @@ int main(int argc, char **argv)
 		ssize_t n = recvmsg(SPECIAL_FD, &m, MSG_DONTWAIT);
 		struct cmsghdr *c = n == 2 ? CMSG_FIRSTHDR(&m) : NULL;
 		V_CHECK(c && c->cmsg_type == SCM_RIGHTS, "the descriptor in flight was lost (%zd)", n);
+	} else if (strcmp(mode, "seccomp_listener") == 0) {
+		/* a live listener knows no notification 12345 */
+		uint64_t id = 12345;
+		errno = 0;
+		V_CHECK(ioctl(SPECIAL_FD, SECCOMP_IOCTL_NOTIF_ID_VALID, &id) == -1 && errno == ENOENT,
+			"the listener does not answer SECCOMP_IOCTL_NOTIF_ID_VALID: %s", strerror(errno));
 	} else if (strcmp(mode, "seccomp_notify") == 0) {
 		errno = 0;
 		V_CHECK(syscall(SYS_getppid) == -1 && errno == ENOSYS,

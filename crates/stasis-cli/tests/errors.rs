@@ -311,6 +311,11 @@ fn dump_with_a_seccomp_user_notification_filter_fails_and_leaves_the_process_run
 }
 
 #[test]
+fn dump_with_a_seccomp_notification_listener_fails_and_leaves_the_process_running() {
+    unsupported("seccomp_listener", &["seccomp"]);
+}
+
+#[test]
 fn dump_with_a_thread_cpu_time_posix_timer_in_a_threaded_process_fails_and_leaves_it_running() {
     unsupported("timer", &["POSIX timer", "CLOCK_THREAD_CPUTIME_ID"]);
 }

@@ -33,3 +33,19 @@ fn posix_timers_dump_restore_twice() {
 fn posix_timers_leave_running() {
     run_leave_running(&posix_timers());
 }
+
+/// Restored into a new PID namespace: the thread-targeted timer is made again with the
+/// thread's id inside the namespace.
+#[test]
+fn posix_timers_in_a_new_pid_namespace() {
+    let v = posix_timers().named("posix_timers_pidns");
+    let mut s = Session::start(&v);
+    let images = s.scratch.images(1);
+    s.dump_ok(&images, &[]);
+    s.reap_killed();
+    let t = s.spawn_restore(&images, &["--new-pidns"]);
+    // The copy's host PID differs from the original's: give it time to run, then go.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    s.go();
+    s.finish_restored(t, "restore --new-pidns");
+}

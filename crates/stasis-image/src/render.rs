@@ -395,6 +395,14 @@ fn write_manifest(out: &mut String, m: &Manifest) -> fmt::Result {
     if !m.dump_options.is_empty() {
         writeln!(out, "  dump options    {}", m.dump_options.join(" "))?;
     }
+    if let Some(c) = &m.clocks {
+        writeln!(
+            out,
+            "  clocks at dump  monotonic {}  boottime {}",
+            seconds(c.monotonic_ns),
+            seconds(c.boottime_ns)
+        )?;
+    }
     writeln!(out, "  tasks ({}):", m.tasks.len())?;
     for t in &m.tasks {
         writeln!(
@@ -442,7 +450,52 @@ fn write_task(out: &mut String, t: &TaskImage, page_size: u64) -> fmt::Result {
     write_socket_queues(out, &t.socket_queues)?;
     write_signals(out, &t.signals.actions)?;
     write_creds(out, t)?;
-    write_attrs(out, t)
+    write_attrs(out, t)?;
+    write_timers(out, t)
+}
+
+/// Nanoseconds as seconds with 9 decimals.
+fn seconds(ns: u64) -> String {
+    format!("{}.{:09}s", ns / 1_000_000_000, ns % 1_000_000_000)
+}
+
+fn write_timers(out: &mut String, t: &TaskImage) -> fmt::Result {
+    if t.itimers.is_empty() && t.posix_timers.is_empty() {
+        return Ok(());
+    }
+    writeln!(out, "  timers:")?;
+    const WHICH: [&str; 3] = ["ITIMER_REAL", "ITIMER_VIRTUAL", "ITIMER_PROF"];
+    for it in &t.itimers {
+        let name = WHICH
+            .get(it.which as usize)
+            .map_or_else(|| format!("itimer {}", it.which), |s| (*s).to_string());
+        writeln!(
+            out,
+            "    {name:<15} left {}  interval {}",
+            seconds(it.value_us.saturating_mul(1000)),
+            seconds(it.interval_us.saturating_mul(1000))
+        )?;
+    }
+    for p in &t.posix_timers {
+        let notify = match p.notify {
+            0 => format!("signal {}", signal_name(p.signo)),
+            1 => "none".to_string(),
+            2 => format!("thread (signal {})", signal_name(p.signo)),
+            4 => format!("signal {} to thread {}", signal_name(p.signo), p.target_tid),
+            n => format!("notify {n}"),
+        };
+        writeln!(
+            out,
+            "    POSIX timer {:<3} clock {:<3} {notify}  value {:#x}  left {}  interval {}  overrun {}",
+            p.id,
+            p.clock,
+            p.value,
+            seconds(p.value_ns),
+            seconds(p.interval_ns),
+            p.overrun
+        )?;
+    }
+    Ok(())
 }
 
 /// Messages queued in sockets, and the files in flight in them (as descriptors are shown).
@@ -1062,6 +1115,14 @@ fn write_attrs(out: &mut String, t: &TaskImage) -> fmt::Result {
         yn(a.thp_disable),
         yn(a.shell_job)
     )?;
+    if let Some(uid) = a.loginuid {
+        let shown = if uid == u32::MAX {
+            "unset".to_string()
+        } else {
+            uid.to_string()
+        };
+        writeln!(out, "    loginuid {shown}")?;
+    }
     if !a.rlimits.is_empty() {
         writeln!(out, "    rlimits (soft / hard):")?;
         for r in &a.rlimits {
@@ -1142,6 +1203,10 @@ mod tests {
             "STACK       8388608 / unlimited",
             "NOFILE      1024 / 524288",
             "shell_job yes",
+            "loginuid 1000",
+            "clocks at dump  monotonic 12.000000001s  boottime 13.000000002s",
+            "ITIMER_REAL     left 0.042000000s  interval 0.100000000s",
+            "POSIX timer 3   clock 1   signal SIG34 to thread 1100  value 0xa11ce  left 0.012345678s  interval 0.050000000s  overrun 0",
         ] {
             assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
         }

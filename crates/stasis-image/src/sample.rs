@@ -240,8 +240,22 @@ pub fn task(pid: i32, ppid: i32, pages_per_run: u64) -> TaskImage {
                 },
             },
         ],
-        itimers: Vec::new(),
-        posix_timers: Vec::new(),
+        itimers: vec![ITimer {
+            which: 0,
+            interval_us: 100_000,
+            value_us: 42_000,
+        }],
+        posix_timers: vec![PosixTimer {
+            id: 3,
+            clock: 1,
+            notify: 4,
+            signo: 34,
+            value: 0xA11CE,
+            target_tid: pid.saturating_add(1000),
+            interval_ns: 50_000_000,
+            value_ns: 12_345_678,
+            overrun: 0,
+        }],
         shared_pending: Vec::new(),
         socket_queues: Vec::new(),
         pipe_data: Vec::new(),
@@ -296,7 +310,10 @@ pub fn write_image(dir: &Path, pages_per_run: u64) -> Result<Manifest, ImageErro
         tasks,
         files: Vec::new(),
         dump_options: vec!["--shell-job".into()],
-        clocks: None,
+        clocks: Some(DumpClocks {
+            monotonic_ns: 12_000_000_001,
+            boottime_ns: 13_000_000_002,
+        }),
     };
     w.finish(manifest)?;
     Ok(crate::ImageReader::open(dir)?.manifest().clone())

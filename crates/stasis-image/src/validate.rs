@@ -117,6 +117,21 @@ pub fn validate_task(
             )));
         }
     }
+    let mut timer_ids = HashSet::new();
+    for p in &task.posix_timers {
+        let target_ok = match p.notify {
+            0 | 2 => (1..=64).contains(&p.signo),
+            1 => true,
+            4 => (1..=64).contains(&p.signo) && tids.contains(&p.target_tid),
+            _ => false,
+        };
+        if p.id < 0 || !timer_ids.insert(p.id) || !target_ok {
+            return Err(invalid(format!(
+                "bad or repeated POSIX timer {} (notify {}, signal {}, thread {})",
+                p.id, p.notify, p.signo, p.target_tid
+            )));
+        }
+    }
     let mut fds = HashSet::new();
     for f in &task.fds {
         if f.fd < 0 || !fds.insert(f.fd) {

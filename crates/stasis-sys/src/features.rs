@@ -121,6 +121,11 @@ const PROBES: &[Probe] = &[
         run: probe_time_ns,
     },
     Probe {
+        name: "timer_create_restore_ids",
+        required: false,
+        run: probe_timer_restore_ids,
+    },
+    Probe {
         name: "pid_namespace",
         required: false,
         run: probe_pid_ns,
@@ -1077,6 +1082,22 @@ fn probe_time_ns() -> Result<String, String> {
     let ns = ns_link("time")?;
     let children = ns_link("time_for_children")?;
     Ok(format!("{ns}, for children {children}"))
+}
+
+/// prctl(PR_TIMER_CREATE_RESTORE_IDS, GET) (Linux 6.17): POSIX timers get their ids back.
+fn probe_timer_restore_ids() -> Result<String, String> {
+    const PR_TIMER_CREATE_RESTORE_IDS: c_int = 77;
+    const GET: c_long = 2;
+    // SAFETY: a query without pointer arguments.
+    let r = unsafe { libc::prctl(PR_TIMER_CREATE_RESTORE_IDS, GET, 0, 0, 0) };
+    if r < 0 {
+        let e = Errno::last().0;
+        return Err(format!(
+            "prctl(PR_TIMER_CREATE_RESTORE_IDS, GET): {} (Linux 6.17+ needed to restore POSIX timers)",
+            errname(e)
+        ));
+    }
+    Ok(format!("prctl(PR_TIMER_CREATE_RESTORE_IDS, GET) = {r}"))
 }
 
 fn probe_pid_ns() -> Result<String, String> {

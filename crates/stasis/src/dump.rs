@@ -331,7 +331,8 @@ fn dump_process(
     let pid = frozen.pid;
     let stat = procfs::stat(pid).proc(pid)?;
     let status = procfs::status(pid).proc(pid)?;
-    let mut posix_timers = timers::list_posix(pid, frozen.threads.len())?;
+    let tids: Vec<i32> = frozen.threads.iter().map(|t| t.tid).collect();
+    let mut posix_timers = timers::list_posix(pid, &tids)?;
     let smaps = procfs::smaps(pid).proc(pid)?;
     let vmas = mem::collect_vmas(pid, &smaps, descs.objects())?;
     // A vfork child's fd table is a copy of its parent's (checked) and its memory is its

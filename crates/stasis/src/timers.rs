@@ -100,13 +100,22 @@ const CLOCK_THREAD_CPUTIME_ID: i32 = 3;
 
 /// The timers `/proc/PID/timers` lists, without their times (see [`dump_posix`]).
 /// Refuses what cannot be created again the same way.
-pub fn list_posix(pid: i32, threads: usize) -> Result<Vec<PosixTimer>> {
-    let text =
-        std::fs::read_to_string(format!("/proc/{pid}/timers")).map_err(|e| Error::Unsupported {
-            pid,
-            object: "POSIX timers".into(),
-            detail: format!("cannot read /proc/{pid}/timers: {e}"),
-        })?;
+pub fn list_posix(pid: i32, tids: &[i32]) -> Result<Vec<PosixTimer>> {
+    let text = match std::fs::read_to_string(format!("/proc/{pid}/timers")) {
+        Ok(t) => t,
+        // A kernel without the file (no CONFIG_CHECKPOINT_RESTORE) shows no timers.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            log::warn!("pid {pid}: no /proc/{pid}/timers: POSIX timers cannot be seen");
+            String::new()
+        }
+        Err(e) => {
+            return Err(Error::Unsupported {
+                pid,
+                object: "POSIX timers".into(),
+                detail: format!("cannot read /proc/{pid}/timers: {e}"),
+            })
+        }
+    };
     let timers = parse_proc_timers(&text).map_err(|detail| Error::Unsupported {
         pid,
         object: "POSIX timers".into(),
@@ -114,11 +123,23 @@ pub fn list_posix(pid: i32, threads: usize) -> Result<Vec<PosixTimer>> {
     })?;
     for t in &timers {
         // A thread CPU-time timer counts the thread that made it, which /proc does not say.
-        if counts_its_creator(t.clock) && threads > 1 {
+        if counts_its_creator(t.clock) && tids.len() > 1 {
             return Err(Error::Unsupported {
                 pid,
                 object: format!("POSIX timer {}", t.id),
                 detail: "a CLOCK_THREAD_CPUTIME_ID timer in a multi-threaded process (which thread's clock it counts is not visible)".into(),
+            });
+        }
+    }
+    for t in &timers {
+        if t.notify & SIGEV_THREAD_ID != 0 && !tids.contains(&t.target_tid) {
+            return Err(Error::Unsupported {
+                pid,
+                object: format!("POSIX timer {}", t.id),
+                detail: format!(
+                    "it signals thread {}, which is not a thread of the process (gone?)",
+                    t.target_tid
+                ),
             });
         }
     }

@@ -17,8 +17,8 @@
  *   - child2 does not see fd 100 or 101 (its table is its own) and its cwd is unchanged;
  *   - the parent reaps both children (with a deadline) and prints PASS.
  *
- * With the argument "vm": a child that shares the parent's memory (clone(CLONE_VM), not
- * a thread), which the dump refuses (see vm_main).
+ * With the argument "vm": children that share the parent's memory (clone(CLONE_VM), not
+ * threads), with its handlers or its fd table (see vm_main).
  */
 #include "victim.h"
 
@@ -147,37 +147,114 @@ static void child2_main(void)
 }
 
 /*
- * "vm" mode: a child made with clone(CLONE_VM) shares the parent's memory without being a
- * thread. stasis refuses to dump it; both go on and the parent checks that the child
- * still sees the counter it increments.
+ * "vm" mode: two children share the parent's memory without being threads:
+ *   vm_a  clone(CLONE_VM | CLONE_SIGHAND): also the signal handlers (its own fd table);
+ *   vm_b  clone(CLONE_VM | CLONE_FILES): also the fd table (its own handlers).
+ * After the go file each child checks its pid and ppid and what kcmp says it shares with
+ * the parent, then waits for the parent's word in the shared memory; the parent checks
+ * the same from its side, installs a SIGUSR2 handler (vm_a must see it through the
+ * shared table, vm_b must not), opens fd 120 (vm_b must see it, vm_a must not), then
+ * writes the word; each child answers in the shared memory and exits 0.
+ * "vm-child": vm_a has a child of its own, which the dump must refuse (the tree goes on).
  */
-static volatile long counter;
+static volatile long vm_word, vm_answer_a, vm_answer_b;
+static volatile pid_t vm_parent;
+static volatile int vm_with_child;
 
-static int vm_child(void *arg)
+static void usr2_handler(int sig)
 {
-	(void)arg;
-	v_wait_go();
-	long seen = counter;
-	_exit(seen == 42 ? 0 : 1);
+	(void)sig;
 }
 
-static void vm_main(void)
+static int vm_wait_word(void)
 {
-	static char stack[256 * 1024] __attribute__((aligned(16)));
-	pid_t child = clone(vm_child, stack + sizeof(stack), CLONE_VM | SIGCHLD, NULL);
-	if (child < 0)
+	for (int i = 0; i < LIMIT_S * 100; i++) {
+		if (vm_word == 42)
+			return 1;
+		v_sleep_ms(10);
+	}
+	return 0;
+}
+
+static int vm_child_a(void *arg)
+{
+	(void)arg;
+	role = "vm_a";
+	pid_t grandchild = -1;
+	if (vm_with_child) {
+		grandchild = fork();
+		if (grandchild == 0) {
+			v_wait_go();
+			_exit(0);
+		}
+	}
+	v_wait_go();
+	V_CHECK(getppid() == vm_parent, "vm_a: ppid %d, expected %d", getppid(), vm_parent);
+	V_CHECK(kcmp_same(getpid(), vm_parent, KCMP_VM), "vm_a: no longer shares memory");
+	V_CHECK(kcmp_same(getpid(), vm_parent, KCMP_SIGHAND), "vm_a: no longer shares handlers");
+	V_CHECK(!kcmp_same(getpid(), vm_parent, KCMP_FILES), "vm_a: shares the fd table");
+	V_CHECK(vm_wait_word(), "vm_a: the parent's word never came through the memory");
+	struct sigaction sa;
+	sigaction(SIGUSR2, NULL, &sa);
+	V_CHECK(sa.sa_handler == usr2_handler, "vm_a: the parent's new SIGUSR2 handler is not in its table");
+	V_CHECK(!fd_open(120), "vm_a: sees fd 120 of the parent's table");
+	if (grandchild > 0)
+		reap(grandchild, "vm_a's child");
+	vm_answer_a = v_failures ? 2 : 1;
+	return 0;
+}
+
+static int vm_child_b(void *arg)
+{
+	(void)arg;
+	role = "vm_b";
+	v_wait_go();
+	V_CHECK(getppid() == vm_parent, "vm_b: ppid %d, expected %d", getppid(), vm_parent);
+	V_CHECK(kcmp_same(getpid(), vm_parent, KCMP_VM), "vm_b: no longer shares memory");
+	V_CHECK(!kcmp_same(getpid(), vm_parent, KCMP_SIGHAND), "vm_b: shares the handlers");
+	V_CHECK(kcmp_same(getpid(), vm_parent, KCMP_FILES), "vm_b: no longer shares the fd table");
+	V_CHECK(vm_wait_word(), "vm_b: the parent's word never came through the memory");
+	struct sigaction sa;
+	sigaction(SIGUSR2, NULL, &sa);
+	V_CHECK(sa.sa_handler == SIG_DFL, "vm_b: sees the parent's SIGUSR2 handler");
+	V_CHECK(fd_open(120), "vm_b: does not see fd 120 of the shared table");
+	vm_answer_b = v_failures ? 2 : 1;
+	return 0;
+}
+
+static void vm_main(int with_child)
+{
+	static char stack_a[256 * 1024] __attribute__((aligned(16)));
+	static char stack_b[256 * 1024] __attribute__((aligned(16)));
+	vm_parent = getpid();
+	vm_with_child = with_child;
+	pid_t a = clone(vm_child_a, stack_a + sizeof(stack_a), CLONE_VM | CLONE_SIGHAND | SIGCHLD, NULL);
+	pid_t b = clone(vm_child_b, stack_b + sizeof(stack_b), CLONE_VM | CLONE_FILES | SIGCHLD, NULL);
+	if (a < 0 || b < 0)
 		v_die("clone(CLONE_VM): %s", strerror(errno));
-	counter = 42;
 	v_ready();
 	v_wait_go();
-	reap(child, "the CLONE_VM child");
+	V_CHECK(kcmp_same(getpid(), a, KCMP_VM) && kcmp_same(getpid(), b, KCMP_VM),
+		"parent: no longer shares memory with its children");
+	signal(SIGUSR2, usr2_handler);
+	int fd = open("/dev/null", O_RDONLY);
+	if (fd < 0 || dup2(fd, 120) != 120)
+		v_fail("parent: open fd 120: %s", strerror(errno));
+	close(fd);
+	vm_word = 42;
+	reap(a, "vm_a");
+	reap(b, "vm_b");
+	V_CHECK(vm_answer_a == 1 && vm_answer_b == 1, "parent: the children answered %ld and %ld",
+		vm_answer_a, vm_answer_b);
 	v_finish();
 }
 
 int main(int argc, char **argv)
 {
 	if (argc > 1 && strcmp(argv[1], "vm") == 0)
-		vm_main();
+		vm_main(0);
+	if (argc > 1 && strcmp(argv[1], "vm-child") == 0)
+		vm_main(1);
 
 	sigset_t set;
 	sigemptyset(&set);

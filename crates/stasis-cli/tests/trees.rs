@@ -185,8 +185,10 @@ mod vfork {
     }
 }
 
-/// A child sharing its parent's memory without being a thread (clone(CLONE_VM)): the dump
-/// refuses it, naming CLONE_VM, and both processes go on unharmed.
+/// Children sharing their parent's memory without being threads (clone(CLONE_VM)), one
+/// with the signal handlers too, one with the fd table: they come back made by their
+/// parent in its restored address space, sharing what they shared. One that has a child
+/// of its own is refused, naming CLONE_VM, and the tree goes on unharmed.
 mod clone_vm {
     use super::*;
 
@@ -201,9 +203,27 @@ mod clone_vm {
     }
 
     #[test]
-    fn dump_is_refused_and_the_tree_goes_on() {
+    fn dump_restore() {
         let _g = shared();
-        let mut t = Tree::start(&victim());
+        tree_cycle(&victim(), Outside::Compare);
+    }
+
+    #[test]
+    fn dump_restore_twice() {
+        let _g = shared();
+        tree_double_cycle(&victim(), Outside::Compare);
+    }
+
+    #[test]
+    fn leave_running() {
+        let _g = shared();
+        tree_leave_running(&victim(), Outside::Compare, Untraced::EveryProcess);
+    }
+
+    #[test]
+    fn with_a_child_of_its_own_is_refused_and_the_tree_goes_on() {
+        let _g = shared();
+        let mut t = Tree::start(&clone_share().arg("vm-child"));
         let images = t.images(1);
         let run = t.s().dump(&images, &[]);
         if run.status.code() != Some(1) || !run.stderr.contains("CLONE_VM") {

@@ -135,6 +135,13 @@ pub struct SharedWithParent {
     pub fd_table: bool,
     /// One cwd, root and umask (CLONE_FS).
     pub fs_info: bool,
+    /// One address space (CLONE_VM without CLONE_THREAD): the process's `mm` is empty, the
+    /// parent's is its own, and its `fds` are empty (the parent's table, shared or copied).
+    #[serde(default)]
+    pub memory: bool,
+    /// One signal handler table (CLONE_SIGHAND, which comes with CLONE_VM).
+    #[serde(default)]
+    pub signal_handlers: bool,
 }
 
 /// Per-thread state.

@@ -524,6 +524,8 @@ fn task() -> impl Strategy<Value = TaskImage> {
                     shared_with_parent: SharedWithParent {
                         fd_table: job_stopped,
                         fs_info: !job_stopped,
+                        memory: job_stopped,
+                        signal_handlers: !job_stopped,
                     },
                     vfork_child: !job_stopped,
                     file_objects: Vec::new(),

@@ -335,9 +335,18 @@ fn dump_process(
     let mut posix_timers = timers::list_posix(pid, &tids)?;
     let smaps = procfs::smaps(pid).proc(pid)?;
     let vmas = mem::collect_vmas(pid, &smaps, descs.objects())?;
-    // A vfork child's fd table is a copy of its parent's (checked) and its memory is its
-    // parent's: both are the parent's business.
-    let fds = if vfork_child {
+    let shared_with_parent = if vfork_child {
+        Default::default()
+    } else {
+        sharing::dump(pid, stat.ppid, done)?
+    };
+    if shared_with_parent.memory {
+        sharing::check_memory_child(pid, stat.ppid, frozen.threads.len(), &shared_with_parent)?;
+    }
+    // A vfork child's or a CLONE_VM child's memory is its parent's, and so is its fd
+    // table (shared, or a copy checked to be unchanged): both are the parent's business.
+    let of_parent = vfork_child || shared_with_parent.memory;
+    let fds = if of_parent {
         Vec::new()
     } else {
         files::dump(pid, opts.shell_job, descs)?
@@ -346,18 +355,17 @@ fn dump_process(
 
     let pages_name = format!("pages-{pid}.img");
     let mut pages_out = writer.pages(&pages_name)?;
-    let shared_with_parent = if vfork_child {
-        Default::default()
-    } else {
-        sharing::dump(pid, stat.ppid, done)?
-    };
     // The parent is dumped first (tree order) and still frozen.
     let parent = done
         .iter()
         .find(|p| p.pid == stat.ppid)
         .map(|p| (p.pid, &p.mm.vmas[..]));
-    let inherited = cow::find_inherited(pid, &vmas, parent)?;
-    let runs = if vfork_child {
+    let inherited = if of_parent {
+        Vec::new()
+    } else {
+        cow::find_inherited(pid, &vmas, parent)?
+    };
+    let runs = if of_parent {
         Vec::new()
     } else {
         mem::dump_pages(pid, &vmas, &inherited, &mut pages_out)?
@@ -402,7 +410,7 @@ fn dump_process(
     let itimers = timers::dump(s)?;
     timers::dump_posix(s, &mut posix_timers)?;
     let mut mm = mem::dump_mm(pid, &stat, s, vmas, runs, inherited)?;
-    if vfork_child {
+    if of_parent {
         mm = Default::default();
     }
     session.close()?;

@@ -252,15 +252,20 @@ pub fn restore(opts: &RestoreOptions) -> Result<Restored> {
     let mut shmem = mem::ShmemTable::default();
     let mut ready = Vec::with_capacity(tasks.len());
     for (i, t) in tasks.iter().enumerate() {
-        if t.state != 'Z' && !t.vfork_child {
+        if t.state != 'Z' && !sharing::made_by_parent(t) {
+            let mm_children: Vec<&TaskImage> = tasks
+                .iter()
+                .filter(|c| c.ppid == t.pid && c.shared_with_parent.memory)
+                .collect();
             let sysv_root = (i == 0).then_some(&sysv_created).zip(sysv.as_ref());
-            ready.push(take_over(
+            ready.extend(take_over(
                 t,
                 &plan.tasks[i],
                 &plan.cow.contents(i),
                 &pids,
                 &mut shmem,
                 sysv_root,
+                &mm_children,
             )?);
             if let Some(child) = tasks.iter().find(|c| c.vfork_child && c.ppid == t.pid) {
                 ready.push(vfork_again(t, child)?);
@@ -314,7 +319,10 @@ fn check_reports(tasks: &[TaskImage], report: &str) -> Result<()> {
             });
         }
     }
-    for t in tasks.iter().filter(|t| t.state != 'Z' && !t.vfork_child) {
+    for t in tasks
+        .iter()
+        .filter(|t| t.state != 'Z' && !sharing::made_by_parent(t))
+    {
         let ok = format!("{} ok", t.pid);
         if !report.lines().any(|l| l == ok) {
             return Err(Error::ChildSetup {
@@ -541,7 +549,7 @@ fn make_plan<'a>(
         let children = tasks
             .iter()
             .enumerate()
-            .filter(|(_, c)| c.ppid == t.pid && c.pid != root && !c.vfork_child)
+            .filter(|(_, c)| c.ppid == t.pid && c.pid != root && !sharing::made_by_parent(c))
             .map(|(i, _)| i)
             .collect();
         plans.push(TaskPlan {
@@ -814,7 +822,8 @@ fn take_over(
     pids: &PidMap,
     shmem: &mut mem::ShmemTable,
     sysv: Option<(&ipc::Created, &stasis_image::ipc::IpcImage)>,
-) -> Result<Ready> {
+    mm_children: &[&TaskImage],
+) -> Result<Vec<Ready>> {
     let pid = pids.host(t.pid)?;
     ptrace::seize(
         pid,
@@ -889,6 +898,11 @@ fn take_over(
     task::restore_attrs_outside(pid, &t.attrs)?;
     timers::restore(&mut s, &t.itimers)?;
     signals::restore_pending(&mut s, None, &t.shared_pending)?;
+    // Children in this address space, made before filters and credentials change.
+    let mut ready = Vec::with_capacity(1 + mm_children.len());
+    for c in mm_children {
+        ready.push(create_mm_child(&mut s, pid, plan.scratch, c, pids)?);
+    }
     // The filters every thread has, before the threads are made: they inherit them, shared.
     let seccomp_shared = seccomp::shared_prefix(&t.threads);
     if let Some(sc) = &thread.seccomp {
@@ -936,10 +950,62 @@ fn take_over(
     finish_thread(pid, pid, thread)?;
     let sig = if t.job_stopped { stop_signal(t) } else { 0 };
     log::info!("pid {pid}: restored, stopped until the whole tree is");
-    Ok(Ready {
+    ready.push(Ready {
         pid,
         tids: host_tids,
         sig,
+    });
+    Ok(ready)
+}
+
+/// A child that shared its parent's address space (CLONE_VM, not a thread): made by a
+/// remote clone3 in the restored parent, with the image's PID and what else it shared
+/// (handlers, fd table, fs), then given its own per-task state through a session on the
+/// scratch page (which is in the shared memory) and its final registers. Left stopped.
+fn create_mm_child(
+    s: &mut Session,
+    pid: i32,
+    scratch: u64,
+    c: &TaskImage,
+    pids: &PidMap,
+) -> Result<Ready> {
+    let Some(thread) = c.threads.first() else {
+        return Err(Error::Restore {
+            pid: c.pid,
+            reason: "a process sharing its parent's memory has no thread in the image".into(),
+        });
+    };
+    ptrace::set_options(
+        pid,
+        libc::PTRACE_O_TRACECLONE | libc::PTRACE_O_TRACEFORK | ptrace::PTRACE_O_SUSPEND_SECCOMP,
+    )
+    .ctx(pid, || "trace fork".into())?;
+    let flags = sharing::clone_flags(c);
+    let cpid = task::create_process_in_mm(s, c.pid, flags, |p| pids.host(p))?;
+    let regs = ptrace::get_regs(cpid).ctx(cpid, || "registers of the new process".into())?;
+    let mut cs = Session::new(cpid, Remote::new(cpid, scratch, regs), scratch + PAGE)?;
+    cs.set_ns_pid(c.pid);
+    if !c.shared_with_parent.signal_handlers {
+        signals::restore(&mut cs, &c.signals)?;
+    }
+    task::restore_attrs_remote(&mut cs, &c.attrs)?;
+    task::restore_thread_remote(&mut cs, thread)?;
+    task::restore_thread_outside(cpid, cpid, thread)?;
+    task::restore_attrs_outside(cpid, &c.attrs)?;
+    timers::restore(&mut cs, &c.itimers)?;
+    signals::restore_pending(&mut cs, None, &c.shared_pending)?;
+    timers::restore_posix(&mut cs, &c.posix_timers)?;
+    if let Some(sc) = &thread.seccomp {
+        seccomp::restore(&mut cs, sc, 0)?;
+    }
+    creds::restore(&mut cs, &c.creds)?;
+    task::restore_attrs_last(&mut cs, &c.attrs)?;
+    finish_thread(cpid, cpid, thread)?;
+    log::info!("pid {cpid}: made in the address space of {pid}");
+    Ok(Ready {
+        pid: cpid,
+        tids: vec![cpid],
+        sig: if c.job_stopped { stop_signal(c) } else { 0 },
     })
 }
 

@@ -10,7 +10,9 @@
 use stasis_image::{SharedWithParent, TaskImage};
 use stasis_sys::process::{self, Shared};
 
-use crate::error::{Error, Result, SysContext};
+use stasis_sys::procfs;
+
+use crate::error::{Error, ProcContext, Result, SysContext};
 
 /// What `pid` (whose parent is `ppid`) shares with its parent; an error if it shares
 /// something with another process of `done` that cannot be restored.
@@ -22,18 +24,20 @@ pub fn dump(pid: i32, ppid: i32, done: &[TaskImage]) -> Result<SharedWithParent>
     let out = SharedWithParent {
         fd_table: parent_here && share(ppid, Shared::FdTable)?,
         fs_info: parent_here && share(ppid, Shared::FsInfo)?,
+        memory: parent_here && share(ppid, Shared::Memory)?,
+        signal_handlers: parent_here && share(ppid, Shared::SignalHandlers)?,
     };
     for q in done.iter().filter(|t| t.state != 'Z').map(|t| t.pid) {
-        for (what, flag) in [
-            (Shared::Memory, "CLONE_VM"),
-            (Shared::SignalHandlers, "CLONE_SIGHAND"),
+        for (what, flag, with_parent) in [
+            (Shared::Memory, "CLONE_VM", out.memory),
+            (Shared::SignalHandlers, "CLONE_SIGHAND", out.signal_handlers),
         ] {
-            if share(q, what)? {
+            if !with_parent && share(q, what)? {
                 return Err(Error::Unsupported {
                     pid,
                     object: format!("{what:?} shared with pid {q}"),
                     detail: format!(
-                        "processes sharing their address space or signal handlers ({flag} without CLONE_THREAD) are not supported"
+                        "{flag} sharing (without CLONE_THREAD) is supported between a parent and its child only; pid {q} is not the parent"
                     ),
                 });
             }
@@ -57,6 +61,41 @@ pub fn dump(pid: i32, ppid: i32, done: &[TaskImage]) -> Result<SharedWithParent>
     Ok(out)
 }
 
+/// Checks what a child sharing its parent's memory must have as its parent has it, so
+/// that the parent can make it again with a clone in its restored address space: one
+/// thread, no children, the parent's session and group, and the parent's descriptors
+/// (the same table, or an unchanged copy of it).
+pub fn check_memory_child(
+    pid: i32,
+    ppid: i32,
+    threads: usize,
+    shared: &SharedWithParent,
+) -> Result<()> {
+    let refuse = |detail: String| Error::Unsupported {
+        pid,
+        object: format!("address space shared with its parent {ppid} (CLONE_VM)"),
+        detail,
+    };
+    if threads != 1 {
+        return Err(refuse(format!(
+            "it has {threads} threads; only one is supported"
+        )));
+    }
+    if let Some(q) = procfs::children(pid, pid).proc(pid)?.first() {
+        return Err(refuse(format!("it has a child ({q}); not supported")));
+    }
+    let (me, parent) = (procfs::stat(pid).proc(pid)?, procfs::stat(ppid).proc(ppid)?);
+    if (me.session, me.pgrp) != (parent.session, parent.pgrp) {
+        return Err(refuse(
+            "its session or process group is not its parent's".into(),
+        ));
+    }
+    if !shared.fd_table {
+        crate::files::check_same_table(ppid, pid)?;
+    }
+    Ok(())
+}
+
 /// The clone flags that make a restored child share with its parent what it shared.
 pub fn clone_flags(t: &TaskImage) -> u64 {
     let mut flags = 0;
@@ -66,7 +105,16 @@ pub fn clone_flags(t: &TaskImage) -> u64 {
     if t.shared_with_parent.fs_info {
         flags |= libc::CLONE_FS as u64;
     }
+    if t.shared_with_parent.signal_handlers {
+        flags |= libc::CLONE_SIGHAND as u64;
+    }
     flags
+}
+
+/// Whether the process is made by its parent's restore rather than by a restore child of
+/// its own: a vfork child, or one sharing its parent's memory.
+pub fn made_by_parent(t: &TaskImage) -> bool {
+    t.vfork_child || t.shared_with_parent.memory
 }
 
 /// The tasks (indices) whose fd table is task `idx`'s: itself and the descendants that

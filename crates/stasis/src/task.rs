@@ -340,12 +340,42 @@ pub fn create_thread(
     tid: i32,
     host_tid: impl Fn(i32) -> Result<i32>,
 ) -> Result<i32> {
+    remote_clone3(s, tid, THREAD_FLAGS, 0, host_tid)
+}
+
+/// Creates, with a remote clone3 in the session's task, a process with PID `pid` that
+/// shares its address space (and what else `flags` say: CLONE_SIGHAND, CLONE_FILES,
+/// CLONE_FS); it is left stopped before its first instruction, traced. Needs
+/// PTRACE_O_TRACEFORK on the task. Returns its PID as seen here.
+pub fn create_process_in_mm(
+    s: &mut Session,
+    pid: i32,
+    flags: u64,
+    host_pid: impl Fn(i32) -> Result<i32>,
+) -> Result<i32> {
+    remote_clone3(
+        s,
+        pid,
+        flags | libc::CLONE_VM as u64,
+        libc::SIGCHLD as u64,
+        host_pid,
+    )
+}
+
+/// A remote clone3 with `set_tid = [id]`, then the new task's first stop.
+fn remote_clone3(
+    s: &mut Session,
+    tid: i32,
+    flags: u64,
+    exit_signal: u64,
+    host_tid: impl Fn(i32) -> Result<i32>,
+) -> Result<i32> {
     let pid = s.pid();
     let set_tid_off = 128usize;
     let set_tid = s.put(set_tid_off, &(tid as u64).to_le_bytes())?;
     // struct clone_args: flags, pidfd, child_tid, parent_tid, exit_signal, stack,
     // stack_size, tls, set_tid, set_tid_size, cgroup.
-    let args = crate::inject::words(&[THREAD_FLAGS, 0, 0, 0, 0, 0, 0, 0, set_tid, 1, 0]);
+    let args = crate::inject::words(&[flags, 0, 0, 0, exit_signal, 0, 0, 0, set_tid, 1, 0]);
     let addr = s.put(0, &args)?;
     let got = s.call(
         "clone3",
@@ -355,18 +385,18 @@ pub fn create_thread(
     if got != tid as u64 {
         return Err(Error::Restore {
             pid,
-            reason: format!("clone3 created thread {got}, not {tid}"),
+            reason: format!("clone3 created task {got}, not {tid}"),
         });
     }
     let tid = host_tid(tid)?;
     loop {
-        match ptrace::wait_task(tid).ctx(pid, || format!("wait for new thread {tid}"))? {
+        match ptrace::wait_task(tid).ctx(pid, || format!("wait for new task {tid}"))? {
             ptrace::WaitStatus::Stopped { event: 128, .. } => return Ok(tid),
             ptrace::WaitStatus::Stopped { .. } | ptrace::WaitStatus::Continued => {}
             other => {
                 return Err(Error::Restore {
                     pid,
-                    reason: format!("new thread {tid}: {other:?}"),
+                    reason: format!("new task {tid}: {other:?}"),
                 })
             }
         }

@@ -358,6 +358,23 @@ impl Stasis {
     }
 }
 
+impl Stasis {
+    /// `stasis dump -t PID -D IMAGES --leave-running -v4 -o LOG`; returns its wall time.
+    fn dump_leave_running(&self, pid: i32, images: &Path, log: &Path) -> Res<Duration> {
+        self.run(&[
+            "dump",
+            "-t",
+            &pid.to_string(),
+            "-D",
+            &images.display().to_string(),
+            "--leave-running",
+            "-v4",
+            "-o",
+            &log.display().to_string(),
+        ])
+    }
+}
+
 /// Parses the `{:?}` of a Duration ("4.465804ms", "1.2s", "850.3µs", "12ns").
 fn parse_debug_duration(s: &str) -> Option<Duration> {
     let s = s.trim();
@@ -467,20 +484,8 @@ impl Bench {
         std::thread::sleep(Duration::from_millis(50));
         self.command(&ctrl, CMD_RESET_GAP, Duration::from_secs(10))?;
 
-        let pid_s = pid.to_string();
         let images_s = images.display().to_string();
-        let log_s = log.display().to_string();
-        let dump = self.stasis.run(&[
-            "dump",
-            "-t",
-            &pid_s,
-            "-D",
-            &images_s,
-            "--leave-running",
-            "-v4",
-            "-o",
-            &log_s,
-        ])?;
+        let dump = self.stasis.dump_leave_running(pid, &images, &log)?;
         // Let the victim run a little so its gap after the release is recorded.
         let hb = ctrl.get(slot::HEARTBEAT);
         wait_until(

@@ -218,18 +218,7 @@ pub fn run(bench: &Bench, kind: Kind, n: usize, i: usize) -> Res<ManyRun> {
         ));
     }
     let images_s = images.display().to_string();
-    let log_s = log.display().to_string();
-    let dump = bench.stasis.run(&[
-        "dump",
-        "-t",
-        &root.to_string(),
-        "-D",
-        &images_s,
-        "--leave-running",
-        "-v4",
-        "-o",
-        &log_s,
-    ])?;
+    let dump = bench.stasis.dump_leave_running(root, &images, &log)?;
     let frozen = frozen_from_log(&log);
     let image = dir_size(&images)?;
     kill_all(&tasks.0)?;

@@ -53,25 +53,37 @@ pub fn read_ranges(pid: i32, ranges: &[RemoteRange], buf: &mut [u8]) -> SysResul
             }
             return Err(e);
         }
-        let mut got = r as usize;
+        let got = r as usize;
         done += got;
         if got < want {
             return Ok(done);
         }
         // Advance idx/skip past what was read.
-        while got > 0 {
-            let left = ranges[idx].len - skip;
-            if got >= left {
-                got -= left;
-                idx += 1;
-                skip = 0;
-            } else {
-                skip += got;
-                got = 0;
-            }
-        }
+        advance(|i| ranges[i].len, ranges.len(), &mut idx, &mut skip, got);
     }
     Ok(done)
+}
+
+/// Moves a cursor (element `idx`, `skip` bytes into it) over `done` bytes of a list of
+/// `count` elements whose lengths `len_of` gives, past every element it finishes (empty
+/// ones included).
+fn advance(
+    len_of: impl Fn(usize) -> usize,
+    count: usize,
+    idx: &mut usize,
+    skip: &mut usize,
+    mut done: usize,
+) {
+    while *idx < count {
+        let left = len_of(*idx) - *skip;
+        if done < left {
+            *skip += done;
+            return;
+        }
+        done -= left;
+        *idx += 1;
+        *skip = 0;
+    }
 }
 
 /// Writes `data` (packed) to `ranges` of task `pid` with process_vm_writev. Every range
@@ -163,23 +175,13 @@ pub fn write_pieces(pid: i32, pieces: &[(u64, &[u8])]) -> SysResult<()> {
                 format!("pid {pid} at {addr:#x}"),
             ));
         }
-        // Advance past what was written.
-        let mut got = r as usize;
-        while got > 0 && idx < pieces.len() {
-            let left = pieces[idx].1.len() - skip;
-            if got >= left {
-                got -= left;
-                idx += 1;
-                skip = 0;
-            } else {
-                skip += got;
-                got = 0;
-            }
-        }
-        while idx < pieces.len() && pieces[idx].1.len() == skip {
-            idx += 1;
-            skip = 0;
-        }
+        advance(
+            |i| pieces[i].1.len(),
+            pieces.len(),
+            &mut idx,
+            &mut skip,
+            r as usize,
+        );
     }
     Ok(())
 }

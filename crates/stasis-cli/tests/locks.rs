@@ -7,8 +7,6 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
-
 use common::tree::*;
 use common::*;
 
@@ -73,22 +71,5 @@ fn locks_dump_restore_twice() {
 #[test]
 fn held_locks_without_the_option_are_refused() {
     let mut t = Tree::start(&locks());
-    let images = t.images(1);
-    let started = Instant::now();
-    let run = t.s().dump(&images, &[]);
-    run.assert_no_panic();
-    if run.code() != 1 || !run.stderr.contains("--file-locks") {
-        t.fail(&format!(
-            "expected the dump to fail (exit 1) naming --file-locks\n{}",
-            run.report()
-        ));
-    }
-    if started.elapsed() > Duration::from_secs(15) {
-        t.fail(&format!("the refused dump took {:?}", started.elapsed()));
-    }
-    t.check_untraced("after the refused dump");
-    t.check_same_tree("after the refused dump");
-    t.s().go();
-    t.s().finish_original("after a refused dump");
-    t.finish();
+    t.expect_refused_dump(&[], "--file-locks");
 }

@@ -68,20 +68,7 @@ fn memfd_dump_restore() {
 #[test]
 fn memfd_with_huge_pages_is_refused() {
     let mut t = Tree::start(&memfd().named("memfd_hugetlb").arg("hugetlb"));
-    let images = t.images(1);
-    let run = t.s().dump(&images, &[]);
-    run.assert_no_panic();
-    if run.code() != 1 || !mentions(&run.stderr, &["MFD_HUGETLB"]) {
-        t.fail(&format!(
-            "expected the dump to fail (exit 1) naming MFD_HUGETLB\n{}",
-            run.report()
-        ));
-    }
-    t.check_untraced("after the refused dump");
-    t.check_same_tree("after the refused dump");
-    t.s().go();
-    t.s().finish_original("after a refused dump");
-    t.finish();
+    t.expect_refused_dump(&[], "MFD_HUGETLB");
 }
 
 #[test]

@@ -31,7 +31,7 @@ mod common;
 use std::fs;
 use std::path::PathBuf;
 use std::sync::RwLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::tree::*;
 use common::*;
@@ -165,23 +165,7 @@ mod vfork {
     fn leave_running_is_refused_and_the_tree_goes_on() {
         let _g = shared();
         let mut t = Tree::start(&vfork());
-        let images = t.images(1);
-        let started = Instant::now();
-        let run = t.s().dump(&images, &["--leave-running"]);
-        if run.status.code() != Some(1) || !run.stderr.contains("vfork") {
-            t.fail(&format!(
-                "expected the dump to fail (exit 1) naming vfork, got {:?}\n{}",
-                run.status, run.stderr
-            ));
-        }
-        if started.elapsed() > Duration::from_secs(15) {
-            t.fail(&format!("the refused dump took {:?}", started.elapsed()));
-        }
-        t.check_untraced("after the refused dump");
-        t.check_same_tree("after the refused dump");
-        t.s().go();
-        t.s().finish_original("after a refused dump");
-        t.finish();
+        t.expect_refused_dump(&["--leave-running"], "vfork");
     }
 }
 
@@ -224,19 +208,7 @@ mod clone_vm {
     fn with_a_child_of_its_own_is_refused_and_the_tree_goes_on() {
         let _g = shared();
         let mut t = Tree::start(&clone_share().arg("vm-child"));
-        let images = t.images(1);
-        let run = t.s().dump(&images, &[]);
-        if run.status.code() != Some(1) || !run.stderr.contains("CLONE_VM") {
-            t.fail(&format!(
-                "expected the dump to fail (exit 1) naming CLONE_VM, got {:?}\n{}",
-                run.status, run.stderr
-            ));
-        }
-        t.check_untraced("after the refused dump");
-        t.check_same_tree("after the refused dump");
-        t.s().go();
-        t.s().finish_original("after a refused dump");
-        t.finish();
+        t.expect_refused_dump(&[], "CLONE_VM");
     }
 }
 

@@ -255,6 +255,29 @@ impl Tree {
         self.members.iter().map(|m| m.0).collect()
     }
 
+    /// A dump with `extra` options must be refused quickly (exit 1, the error naming
+    /// `naming`) and leave every process of the tree running, untraced, as it was; then the
+    /// tree is let go and must pass on its own.
+    pub fn expect_refused_dump(&mut self, extra: &[&str], naming: &str) {
+        let images = self.images(1);
+        let started = Instant::now();
+        let run = self.s().dump(&images, extra);
+        if run.code() != 1 || !run.stderr.contains(naming) {
+            self.fail(&format!(
+                "expected the dump to fail (exit 1) naming {naming}\n{}",
+                run.report()
+            ));
+        }
+        if started.elapsed() > Duration::from_secs(15) {
+            self.fail(&format!("the refused dump took {:?}", started.elapsed()));
+        }
+        self.check_untraced("after the refused dump");
+        self.check_same_tree("after the refused dump");
+        self.s().go();
+        self.s().finish_original("after a refused dump");
+        self.finish();
+    }
+
     /// The test passed: every process seen is gone; nothing to clean up.
     pub fn finish(&mut self) {
         let mut pids = self.member_pids();

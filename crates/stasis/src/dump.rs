@@ -248,7 +248,7 @@ fn dump_tree(
         }
     }
     let sysv = ipc::dump(&images)?;
-    if !sysv.is_empty() {
+    if !sysv.is_empty() || sysv.own_namespace {
         writer.write_meta(stasis_image::ipc::IPC_FILE, MetaKind::Ipc, &sysv)?;
     }
     for image in &images {

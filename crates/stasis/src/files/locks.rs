@@ -3,6 +3,12 @@
 //! /proc/PID/fdinfo/N, which list the locks held through that descriptor (a POSIX lock
 //! only in the fdinfo of its owner). Without the option a held lock is refused.
 //!
+//! A lease (F_SETLEASE) is on the description too, and shows with the PID of the process
+//! that took it: that process takes it again, through its own descriptor, once its
+//! descriptors are in place (a remote fcntl, like its POSIX locks), which also makes it the
+//! owner that lease breaks signal (SIGIO), as F_SETLEASE did. A lease being broken, or
+//! one taken by another process that shares the description, is refused.
+//!
 //! At restore the root takes flock and OFD locks on the descriptions it opens (every
 //! process sharing a description then shares its lock); each process takes its POSIX
 //! locks itself, through a remote fcntl once every descriptor it will not keep (slots,
@@ -15,8 +21,9 @@ use stasis_sys::{own, procfs};
 use crate::error::{Error, ProcContext, Result};
 use crate::inject::Session;
 
-/// One "lock:" line of fdinfo: "1: POSIX  ADVISORY  WRITE 1234 08:02:131 0 EOF".
-fn parse(fd: i32, line: &str) -> std::result::Result<FileLock, String> {
+/// One "lock:" line of fdinfo: "1: POSIX  ADVISORY  WRITE 1234 08:02:131 0 EOF", or
+/// "1: LEASE  ACTIVE    READ 1234 08:02:131 0 EOF". `pid` is the process whose fdinfo it is.
+fn parse(pid: i32, fd: i32, line: &str) -> std::result::Result<FileLock, String> {
     let t: Vec<&str> = line.split_whitespace().collect();
     let bad = || format!("unexpected lock line {line:?}");
     if t.len() < 8 {
@@ -26,10 +33,25 @@ fn parse(fd: i32, line: &str) -> std::result::Result<FileLock, String> {
         "POSIX" => LockKind::Posix,
         "OFDLCK" => LockKind::Ofd,
         "FLOCK" => LockKind::Flock,
-        "LEASE" | "DELEG" => return Err("a file lease (not supported yet)".into()),
+        "LEASE" => LockKind::Lease,
+        "DELEG" => return Err("an NFS delegation (not supported)".into()),
         other => return Err(format!("a {other} lock (not supported)")),
     };
-    if t[2] != "ADVISORY" {
+    if kind == LockKind::Lease {
+        if t[2] != "ACTIVE" {
+            return Err(format!(
+                "a file lease in state {} (being broken: not supported)",
+                t[2]
+            ));
+        }
+        let holder = t[4].parse::<i32>().map_err(|_| bad())?;
+        if holder != pid {
+            return Err(format!(
+                "a file lease taken by process {holder}, which shares the open file \
+                 description (only a lease held by the process itself is supported)"
+            ));
+        }
+    } else if t[2] != "ADVISORY" {
         return Err(format!("a {} {} lock (not supported)", t[2], t[1]));
     }
     let write = match t[3] {
@@ -56,6 +78,7 @@ fn kind_name(k: LockKind) -> &'static str {
         LockKind::Posix => "POSIX (fcntl)",
         LockKind::Ofd => "OFD",
         LockKind::Flock => "flock",
+        LockKind::Lease => "lease (F_SETLEASE)",
     }
 }
 
@@ -70,7 +93,7 @@ pub fn dump(pid: i32, fds: &[FdImage], allowed: bool) -> Result<Vec<FileLock>> {
                 let link = procfs::fd_target(pid, f.fd).unwrap_or_default();
                 format!("fd {} ({link})", f.fd)
             };
-            let lock = parse(f.fd, line).map_err(|detail| Error::Unsupported {
+            let lock = parse(pid, f.fd, line).map_err(|detail| Error::Unsupported {
                 pid,
                 object: object(),
                 detail,
@@ -119,7 +142,10 @@ pub fn take_description_locks(
     fds: &[FdImage],
     slot: impl Fn(u32) -> i32,
 ) -> std::result::Result<(), String> {
-    for l in locks.iter().filter(|l| l.kind != LockKind::Posix) {
+    for l in locks
+        .iter()
+        .filter(|l| matches!(l.kind, LockKind::Flock | LockKind::Ofd))
+    {
         let f = fds
             .iter()
             .find(|f| f.fd == l.fd)
@@ -140,9 +166,33 @@ pub fn take_description_locks(
     Ok(())
 }
 
-/// Takes the process's POSIX locks from inside it (remote fcntl F_SETLK).
+/// Takes the process's POSIX locks and leases from inside it (remote fcntl F_SETLK,
+/// F_SETLEASE).
 pub fn take_posix_locks(s: &mut Session, locks: &[FileLock]) -> Result<()> {
     let pid = s.pid();
+    for l in locks.iter().filter(|l| l.kind == LockKind::Lease) {
+        s.call(
+            "fcntl(F_SETLEASE)",
+            libc::SYS_fcntl,
+            [
+                l.fd as u64,
+                libc::F_SETLEASE as u64,
+                l_type(l) as u64,
+                0,
+                0,
+                0,
+            ],
+        )
+        .map_err(|e| Error::Restore {
+            pid,
+            reason: format!(
+                "fd {}: take its {} lease again (the file is open elsewhere{}?): {e}",
+                l.fd,
+                if l.write { "write" } else { "read" },
+                if l.write { "" } else { " for writing" }
+            ),
+        })?;
+    }
     for l in locks.iter().filter(|l| l.kind == LockKind::Posix) {
         // struct flock: l_type i16, l_whence i16, (pad), l_start i64, l_len i64, l_pid i32.
         let mut fl = [0u8; 32];

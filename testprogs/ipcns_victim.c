@@ -15,6 +15,8 @@
  *   from outside that it is not theirs either), every
  *   object is there with its id, key, owner, mode and contents (and no other object is),
  *   the child's write to A and its message to Q arrive, the POSIX queue holds its messages.
+ * mq-closed: in a namespace of its own, a POSIX queue whose descriptor it closed (the dump
+ *   must refuse it: no descriptor names it); after the go file the queue is still there.
  * split: the process stays in its namespace and its child unshares one of its own (the
  *   dump must refuse the tree).
  */
@@ -301,6 +303,25 @@ static int ns_mode(void)
 	v_finish();
 }
 
+static int mq_closed_mode(void)
+{
+	if (unshare(CLONE_NEWIPC) < 0)
+		v_die("unshare(CLONE_NEWIPC): %s", strerror(errno));
+	struct mq_attr at = { .mq_maxmsg = 2, .mq_msgsize = 16 };
+	mqd_t mq = mq_open("/ipcns_closed", O_CREAT | O_EXCL | O_RDWR, 0600, &at);
+	if (mq == (mqd_t)-1 || mq_send(mq, "kept", 4, 1) < 0)
+		v_die("mq_open/mq_send: %s", strerror(errno));
+	mq_close(mq);
+	v_ready();
+	v_wait_go();
+	mq = mq_open("/ipcns_closed", O_RDONLY | O_NONBLOCK);
+	V_CHECK(mq != (mqd_t)-1, "the queue is gone: %s", strerror(errno));
+	char text[16];
+	V_CHECK(mq != (mqd_t)-1 && mq_receive(mq, text, sizeof text, NULL) == 4,
+		"the queue lost its message");
+	v_finish();
+}
+
 int main(int argc, char **argv)
 {
 	const char *mode = argc > 1 ? argv[1] : "";
@@ -308,5 +329,7 @@ int main(int argc, char **argv)
 		return ns_mode();
 	if (!strcmp(mode, "split"))
 		return split_mode();
-	v_die("usage: ipcns_victim ns|split");
+	if (!strcmp(mode, "mq-closed"))
+		return mq_closed_mode();
+	v_die("usage: ipcns_victim ns|mq-closed|split");
 }

@@ -83,7 +83,12 @@ pub fn dump(images: &[TaskImage]) -> Result<IpcImage> {
         .collect();
     let ours = ipc_ns(std::process::id() as i32);
     let theirs = ipc_ns(root);
-    if let Some(t) = images.iter().find(|t| ipc_ns(t.pid) != theirs) {
+    // A vfork child has ended by now (it is made again from its parent, in its namespace).
+    if let Some(t) = images
+        .iter()
+        .filter(|t| !t.vfork_child)
+        .find(|t| ipc_ns(t.pid) != theirs)
+    {
         return Err(Error::Unsupported {
             pid: t.pid,
             object: "IPC namespace".into(),

@@ -9,8 +9,11 @@
  *   for writing (O_NONBLOCK: each open fails with EWOULDBLOCK and starts a lease break):
  *   each break sends SIGIO to this process, F_GETLEASE then shows the type the lease must
  *   become, and once released (F_UNLCK) the helper's open succeeds.
- * shared: as leases, but a child shares the descriptions (fork after F_SETLEASE): the
- *   dump must refuse, and the leases are intact afterwards.
+ * shared: as leases, but a child shares the descriptions (fork after F_SETLEASE; its
+ *   fdinfo shows the leases with the parent's PID) and waits for the go file.
+ * holder-gone: the write lease on fd 6 is taken by a child on the shared description,
+ *   and the child exits: the lease stays, held by a process outside the tree (the dump
+ *   must refuse); after the go file the lease is still there.
  */
 #include "victim.h"
 
@@ -86,8 +89,9 @@ int main(int argc, char **argv)
 {
 	const char *mode = argc > 1 ? argv[1] : "";
 	int shared = !strcmp(mode, "shared");
-	if (!shared && strcmp(mode, "leases"))
-		v_die("usage: lease_victim leases|shared");
+	int gone = !strcmp(mode, "holder-gone");
+	if (!shared && !gone && strcmp(mode, "leases"))
+		v_die("usage: lease_victim leases|shared|holder-gone");
 	struct sigaction sa = { .sa_handler = on_sigio };
 	sigemptyset(&sa.sa_mask);
 	if (sigaction(SIGIO, &sa, NULL) < 0)
@@ -98,6 +102,19 @@ int main(int argc, char **argv)
 	place(wr_path, 6);
 	if (fcntl(5, F_SETLEASE, F_RDLCK) < 0)
 		v_die("read lease: %s", strerror(errno));
+	if (gone) {
+		pid_t holder = fork();
+		if (holder == 0)
+			_exit(fcntl(6, F_SETLEASE, F_WRLCK) < 0 ? 1 : 0);
+		int status = 0;
+		if (holder < 0 || waitpid(holder, &status, 0) != holder || status != 0)
+			v_die("the holder child failed to take the lease (status %#x)", status);
+		v_ready();
+		v_wait_go();
+		V_CHECK(fcntl(6, F_GETLEASE) == F_WRLCK, "fd 6: F_GETLEASE %d after the refused dump",
+			fcntl(6, F_GETLEASE));
+		v_finish();
+	}
 	if (fcntl(6, F_SETLEASE, F_WRLCK) < 0)
 		v_die("write lease: %s", strerror(errno));
 	pid_t child = -1;

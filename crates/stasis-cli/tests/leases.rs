@@ -1,8 +1,8 @@
 //! File leases (fcntl F_SETLEASE): testprogs/lease_victim.c holds a read and a write lease.
 //! With --file-locks they are dumped and taken again by the process that held them; after
 //! restore F_GETLEASE shows them and a conflicting open breaks them (SIGIO) as before.
-//! Without the option, or with a lease on a description another process shares, the dump
-//! is refused and the process goes on.
+//! A child sharing the descriptions keeps sharing them. Without the option, or with a
+//! lease whose holder is not in the tree, the dump is refused and the process goes on.
 
 mod common;
 
@@ -83,12 +83,31 @@ fn leases_without_the_option_are_refused() {
     );
 }
 
+/// A child shares the descriptions (its fdinfo shows the leases with the parent's PID):
+/// the parent takes them again, the child keeps sharing the descriptions.
 #[test]
-fn lease_on_a_shared_description_is_refused() {
+fn leases_shared_with_a_child() {
+    let mut t = Tree::start(&leases("shared"));
+    let images = t.images(1);
+    t.s().dump_ok(&images, &["--file-locks"]);
+    let pids = t.note_image(&images);
+    t.s().reap_killed();
+    t.wait_gone_all(&pids, "after the dump killed the tree");
+    let tool = t.s().spawn_restore(&images, &[]);
+    t.s().wait_restored(tool);
+    t.check_same_tree("after restore");
+    t.s().go();
+    t.s().finish_restored(tool, "leases shared with a child");
+    t.finish();
+}
+
+/// The lease was taken by a child that has exited: nobody in the tree can take it again.
+#[test]
+fn lease_whose_holder_is_gone_is_refused() {
     refused(
-        &leases("shared"),
+        &leases("holder-gone"),
         &["--file-locks"],
-        &["lease", "shares"],
-        "a lease whose description a child shares",
+        &["lease", "not in the tree"],
+        "a lease taken by a process that has exited",
     );
 }

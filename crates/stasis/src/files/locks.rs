@@ -6,8 +6,9 @@
 //! A lease (F_SETLEASE) is on the description too, and shows with the PID of the process
 //! that took it: that process takes it again, through its own descriptor, once its
 //! descriptors are in place (a remote fcntl, like its POSIX locks), which also makes it the
-//! owner that lease breaks signal (SIGIO), as F_SETLEASE did. A lease being broken, or
-//! one taken by another process that shares the description, is refused.
+//! owner that lease breaks signal (SIGIO), as F_SETLEASE did. Processes that share the
+//! description show the lease too: the one that took it must be in the tree and still hold
+//! the description (`check_shared_leases`). A lease being broken is refused.
 //!
 //! At restore the root takes flock and OFD locks on the descriptions it opens (every
 //! process sharing a description then shares its lock); each process takes its POSIX
@@ -15,15 +16,17 @@
 //! mapped files) is closed, since closing any descriptor of a file drops the process's
 //! POSIX locks on it.
 
-use stasis_image::{FdImage, FileLock, LockKind};
+use stasis_image::{FdImage, FileLock, LockKind, TaskImage};
 use stasis_sys::{own, procfs};
 
 use crate::error::{Error, ProcContext, Result};
 use crate::inject::Session;
 
 /// One "lock:" line of fdinfo: "1: POSIX  ADVISORY  WRITE 1234 08:02:131 0 EOF", or
-/// "1: LEASE  ACTIVE    READ 1234 08:02:131 0 EOF". `pid` is the process whose fdinfo it is.
-fn parse(pid: i32, fd: i32, line: &str) -> std::result::Result<FileLock, String> {
+/// "1: LEASE  ACTIVE    READ 1234 08:02:131 0 EOF". `pid` is the process whose fdinfo it is;
+/// None for a lease another process took (on a description they share), which that
+/// process's image holds (`check_shared_leases`).
+fn parse(pid: i32, fd: i32, line: &str) -> std::result::Result<Option<FileLock>, String> {
     let t: Vec<&str> = line.split_whitespace().collect();
     let bad = || format!("unexpected lock line {line:?}");
     if t.len() < 8 {
@@ -46,10 +49,7 @@ fn parse(pid: i32, fd: i32, line: &str) -> std::result::Result<FileLock, String>
         }
         let holder = t[4].parse::<i32>().map_err(|_| bad())?;
         if holder != pid {
-            return Err(format!(
-                "a file lease taken by process {holder}, which shares the open file \
-                 description (only a lease held by the process itself is supported)"
-            ));
+            return Ok(None);
         }
     } else if t[2] != "ADVISORY" {
         return Err(format!("a {} {} lock (not supported)", t[2], t[1]));
@@ -64,13 +64,66 @@ fn parse(pid: i32, fd: i32, line: &str) -> std::result::Result<FileLock, String>
         "EOF" => None,
         n => Some(n.parse::<u64>().map_err(|_| bad())?),
     };
-    Ok(FileLock {
+    Ok(Some(FileLock {
         fd,
         kind,
         write,
         start,
         end,
-    })
+    }))
+}
+
+/// The holder (PID) of each lease that shows through a descriptor of `pid`: (fd, holder).
+fn leases_seen(pid: i32, fds: &[FdImage]) -> Result<Vec<(i32, i32)>> {
+    let mut out = Vec::new();
+    for f in fds {
+        let info = procfs::fdinfo(pid, f.fd).proc(pid)?;
+        for (_, line) in info.extra.iter().filter(|(k, _)| k == "lock") {
+            let t: Vec<&str> = line.split_whitespace().collect();
+            if t.get(1) == Some(&"LEASE") {
+                if let Some(holder) = t.get(4).and_then(|p| p.parse().ok()) {
+                    out.push((f.fd, holder));
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// A lease that shows through a descriptor of a process other than the one that took it
+/// is that one's to take again at restore: it must be in the tree and have the lease in
+/// its image on the same description, else the lease would be lost. The tree is still
+/// frozen.
+pub fn check_shared_leases(images: &[TaskImage]) -> Result<()> {
+    for t in images.iter().filter(|t| !t.vfork_child) {
+        for (fd, holder) in leases_seen(t.pid, &t.fds)? {
+            if holder == t.pid {
+                continue;
+            }
+            let Some(desc) = t.fds.iter().find(|f| f.fd == fd).map(|f| f.desc) else {
+                continue;
+            };
+            let kept = images.iter().find(|h| h.pid == holder).is_some_and(|h| {
+                h.file_locks.iter().any(|l| {
+                    l.kind == LockKind::Lease
+                        && h.fds.iter().any(|f| f.fd == l.fd && f.desc == desc)
+                })
+            });
+            if !kept {
+                let link = procfs::fd_target(t.pid, fd).unwrap_or_default();
+                return Err(Error::Unsupported {
+                    pid: t.pid,
+                    object: format!("fd {fd} ({link})"),
+                    detail: format!(
+                        "a file lease taken by process {holder}, which is not in the tree or \
+                         no longer holds the open file description (the lease could not be \
+                         taken again)"
+                    ),
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 fn kind_name(k: LockKind) -> &'static str {
@@ -93,11 +146,22 @@ pub fn dump(pid: i32, fds: &[FdImage], allowed: bool) -> Result<Vec<FileLock>> {
                 let link = procfs::fd_target(pid, f.fd).unwrap_or_default();
                 format!("fd {} ({link})", f.fd)
             };
-            let lock = parse(pid, f.fd, line).map_err(|detail| Error::Unsupported {
+            let parsed = parse(pid, f.fd, line).map_err(|detail| Error::Unsupported {
                 pid,
                 object: object(),
                 detail,
             })?;
+            let Some(lock) = parsed else {
+                if allowed {
+                    continue; // another process's lease: `check_shared_leases`
+                }
+                return Err(Error::Unsupported {
+                    pid,
+                    object: object(),
+                    detail: "it shares a file lease (dump with --file-locks to save file locks)"
+                        .into(),
+                });
+            };
             if !allowed {
                 return Err(Error::Unsupported {
                     pid,

@@ -1,6 +1,7 @@
 //! IPC objects of the dumped tree that live outside its processes: System V shared memory
 //! segments, message queues and semaphore sets. Stored in one metadata file, `ipc.img`
-//! (kind [`crate::MetaKind::Ipc`]), present only when the tree uses such objects.
+//! (kind [`crate::MetaKind::Ipc`]), present only when the tree uses such objects or has an
+//! IPC namespace of its own.
 
 use serde::{Deserialize, Serialize};
 
@@ -17,6 +18,10 @@ pub struct IpcImage {
     pub msg: Vec<MsgQueue>,
     #[serde(default)]
     pub sem: Vec<SemSet>,
+    /// The tree was in an IPC namespace of its own: these are all of that namespace's
+    /// objects, and restore makes a new namespace for the tree and creates them in it.
+    #[serde(default)]
+    pub own_namespace: bool,
 }
 
 impl IpcImage {

@@ -82,6 +82,10 @@ pub enum LockKind {
     Ofd,
     /// flock(2): owned by the open file description.
     Flock,
+    /// fcntl F_SETLEASE (read or write lease, not being broken): on the open file
+    /// description, taken again by the process that holds it (`fd` is its descriptor;
+    /// `start` and `end` are 0 and None).
+    Lease,
 }
 
 /// Conventional name of the data file of object `id`.

@@ -343,7 +343,11 @@ fn write_image(out: &mut String, reader: &ImageReader, tasks: &[TaskImage]) -> f
 }
 
 fn write_ipc(out: &mut String, ipc: &crate::ipc::IpcImage) -> fmt::Result {
-    writeln!(out, "IPC objects")?;
+    if ipc.own_namespace {
+        writeln!(out, "IPC objects (all of the tree's own IPC namespace)")?;
+    } else {
+        writeln!(out, "IPC objects")?;
+    }
     for s in &ipc.shm {
         let stored: usize = s.chunks.iter().map(|c| c.data.len()).sum();
         writeln!(

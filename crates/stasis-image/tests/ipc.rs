@@ -46,6 +46,7 @@ fn sample_ipc() -> IpcImage {
             perm: perm(5, 7),
             values: vec![5, 0, 42],
         }],
+        own_namespace: true,
     }
 }
 
@@ -91,6 +92,7 @@ fn ipc_file_round_trips_and_is_shown() {
     assert!(text.contains("msg 32768"), "{text}");
     assert!(text.contains("2 message(s)"), "{text}");
     assert!(text.contains("values [5, 0, 42]"), "{text}");
+    assert!(text.contains("own IPC namespace"), "{text}");
     let json = render::render_json(&r).unwrap();
     assert_eq!(json["ipc"]["sem"][0]["values"][2], 42);
     let file = render::render_file_text(&dir.0.join(ipc::IPC_FILE)).unwrap();

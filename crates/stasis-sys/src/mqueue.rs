@@ -191,3 +191,75 @@ pub fn unlink(name: &str) -> SysResult<()> {
     }
     Ok(())
 }
+
+/// The names ("/NAME") of the POSIX message queues of process `pid`'s IPC namespace.
+/// A thread of the caller gets a mount namespace of its own (private, so nothing leaks to
+/// the caller's), joins that IPC namespace, mounts its mqueue filesystem on a temporary
+/// directory and lists it.
+pub fn names_in_ipc_namespace_of(pid: i32) -> SysResult<Vec<String>> {
+    let ns_path = format!("/proc/{pid}/ns/ipc");
+    let io = |what: &'static str, path: String, e: std::io::Error| {
+        SysError::new(what, path, Errno(e.raw_os_error().unwrap_or(libc::EIO)))
+    };
+    let ns = std::fs::File::open(&ns_path).map_err(|e| io("open", ns_path.clone(), e))?;
+    let dir = std::env::temp_dir().join(format!("stasis-mqueue-{}-{pid}", std::process::id()));
+    std::fs::create_dir(&dir).map_err(|e| io("mkdir", dir.display().to_string(), e))?;
+    let dir_c = CString::new(dir.as_os_str().as_encoded_bytes())
+        .map_err(|_| SysError::new("mount", "mqueue", Errno(libc::EINVAL)))?;
+    let listed = std::thread::scope(|scope| {
+        scope
+            .spawn(|| -> SysResult<Vec<String>> {
+                // SAFETY: no memory arguments; it gives this thread (which ends after the
+                // listing) a mount namespace of its own.
+                if unsafe { libc::unshare(libc::CLONE_NEWNS) } < 0 {
+                    return Err(SysError::last("unshare(CLONE_NEWNS)", "mqueue listing"));
+                }
+                // SAFETY: NUL-terminated static strings; no data argument. Only this
+                // thread's new mount namespace changes.
+                let r = unsafe {
+                    libc::mount(
+                        c"none".as_ptr(),
+                        c"/".as_ptr(),
+                        std::ptr::null(),
+                        libc::MS_REC | libc::MS_PRIVATE,
+                        std::ptr::null(),
+                    )
+                };
+                if r < 0 {
+                    return Err(SysError::last("mount(MS_PRIVATE)", "/"));
+                }
+                // SAFETY: a descriptor we own and a flag; changes only this thread.
+                if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWIPC) } < 0 {
+                    return Err(SysError::last("setns(CLONE_NEWIPC)", ns_path.clone()));
+                }
+                // SAFETY: NUL-terminated strings that outlive the call; no data argument.
+                // The mount is in this thread's private mount namespace.
+                let r = unsafe {
+                    libc::mount(
+                        c"mqueue".as_ptr(),
+                        dir_c.as_ptr(),
+                        c"mqueue".as_ptr(),
+                        0,
+                        std::ptr::null(),
+                    )
+                };
+                if r < 0 {
+                    return Err(SysError::last("mount(mqueue)", dir.display().to_string()));
+                }
+                let names = std::fs::read_dir(&dir)
+                    .map_err(|e| io("readdir", dir.display().to_string(), e))
+                    .map(|entries| {
+                        entries
+                            .filter_map(|e| Some(format!("/{}", e.ok()?.file_name().to_str()?)))
+                            .collect()
+                    });
+                // SAFETY: a NUL-terminated path; detaches the mount made above.
+                unsafe { libc::umount2(dir_c.as_ptr(), libc::MNT_DETACH) };
+                names
+            })
+            .join()
+            .unwrap_or_else(|_| Err(SysError::new("thread", "mqueue listing", Errno(libc::EIO))))
+    });
+    let _ = std::fs::remove_dir(&dir);
+    listed
+}

@@ -476,6 +476,43 @@ pub fn same_sem_undo(pid1: i32, pid2: i32) -> SysResult<bool> {
     Ok(r == 0)
 }
 
+/// Whether process `pid` has a semaphore undo list. Compared with a child forked for the
+/// purpose: fork does not share the list (no CLONE_SYSVSEM), so the child has none, while
+/// the caller may have one (every thread it made shares one).
+pub fn has_sem_undo(pid: i32) -> SysResult<bool> {
+    let mut fds = [0i32; 2];
+    // SAFETY: pipe2 writes two descriptors into the array.
+    let r = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) };
+    check(r, "pipe2", || "undo list probe".to_string())?;
+    // SAFETY: the child only makes raw system calls (read, _exit) and leaves with _exit.
+    let child = unsafe { libc::fork() };
+    if child == 0 {
+        let mut b = 0u8;
+        // SAFETY: reads at most one byte into `b`; _exit never returns. The read waits
+        // until the parent closes its end.
+        unsafe {
+            libc::close(fds[1]);
+            libc::read(fds[0], (&mut b as *mut u8).cast(), 1);
+            libc::_exit(0);
+        }
+    }
+    // SAFETY: closing the read end we own.
+    unsafe { libc::close(fds[0]) };
+    if child < 0 {
+        let e = SysError::last("fork", "undo list probe");
+        // SAFETY: closing the write end we own.
+        unsafe { libc::close(fds[1]) };
+        return Err(e);
+    }
+    let same = same_sem_undo(child, pid);
+    // SAFETY: closing the write end lets the child end; waitpid reaps our own child.
+    unsafe {
+        libc::close(fds[1]);
+        libc::waitpid(child, std::ptr::null_mut(), 0);
+    }
+    same.map(|same| !same)
+}
+
 // ---- /proc/sysvipc ---------------------------------------------------------------------
 
 /// One row of /proc/sysvipc/{shm,msg,sem}: column name -> value.

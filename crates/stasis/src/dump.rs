@@ -247,8 +247,11 @@ fn dump_tree(
             image.file_objects.push(object);
         }
     }
+    if opts.file_locks {
+        files::locks::check_shared_leases(&images)?;
+    }
     let sysv = ipc::dump(&images)?;
-    if !sysv.is_empty() {
+    if !sysv.is_empty() || sysv.own_namespace {
         writer.write_meta(stasis_image::ipc::IPC_FILE, MetaKind::Ipc, &sysv)?;
     }
     for image in &images {

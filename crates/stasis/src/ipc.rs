@@ -1,7 +1,7 @@
 //! System V IPC: shared memory segments, message queues and semaphore sets.
 //!
 //! These objects belong to the IPC namespace, not to a process, so the tool reads and
-//! rebuilds them itself (it runs in the tree's namespace); only the attachments of shm
+//! rebuilds them itself (in the tree's namespace); only the attachments of shm
 //! segments are per process (`mem.rs` maps them with a remote `shmat`).
 //!
 //! Which objects a dump takes (nothing links a process to a queue or a semaphore set):
@@ -10,6 +10,12 @@
 //! - msg: every queue whose last sender (`lspid`) or receiver (`lrpid`) is in the tree;
 //! - sem: every set where the last operation on one of its semaphores (`GETPID`) was made
 //!   by a process of the tree.
+//!
+//! A tree with an IPC namespace of its own (the root's is not the tool's; every process of
+//! the tree must be in it) owns all of it: every object is dumped, from a thread of the
+//! tool that joins the namespace, and restore makes a new namespace for the tree
+//! (`enter_own_namespace`) where every id is free. Its POSIX message queues must all be
+//! held by descriptors of the tree (those are dumped by `files/mqueue.rs`).
 //!
 //! At restore each object must come back with its id: if an object with that id still
 //! exists with the same key, owner, permissions and size, it is the same object and is used
@@ -50,6 +56,16 @@ fn ipc_ns(pid: i32) -> Option<std::path::PathBuf> {
     std::fs::read_link(format!("/proc/{pid}/ns/ipc")).ok()
 }
 
+/// The segment `shmid` as process `pid` sees it (from a thread that joins its IPC
+/// namespace when it is not the tool's).
+pub fn shm_stat_of(pid: i32, shmid: i32) -> stasis_sys::SysResult<sys::ShmStat> {
+    if ipc_ns(pid) == ipc_ns(std::process::id() as i32) {
+        sys::shm_stat(shmid)
+    } else {
+        sys::in_ipc_namespace_of(pid, || sys::shm_stat(shmid))?
+    }
+}
+
 /// The SysV objects the tree uses (see the module comment for the rule). `images` are the
 /// tree's live processes, already dumped; the tree is still frozen.
 pub fn dump(images: &[TaskImage]) -> Result<IpcImage> {
@@ -66,78 +82,42 @@ pub fn dump(images: &[TaskImage]) -> Result<IpcImage> {
         })
         .collect();
     let ours = ipc_ns(std::process::id() as i32);
-    let mut foreign = false;
-    // A vfork child has ended by now (its parent's namespace is its own).
-    for t in images.iter().filter(|t| !t.vfork_child) {
-        if ipc_ns(t.pid) != ours {
-            // The tree has an IPC namespace of its own. Restore does not make namespaces
-            // yet, so one that holds objects cannot be dumped; an empty one loses nothing.
-            let count = sys::in_ipc_namespace_of(t.pid, || {
-                [Kind::Shm, Kind::Msg, Kind::Sem]
-                    .iter()
-                    .map(|&k| sys::list(k).map(|rows| rows.len()))
-                    .sum::<stasis_sys::SysResult<usize>>()
-            })
-            .and_then(|r| r)
-            .ctx(t.pid, || "look into the process's IPC namespace".into())?;
-            if count > 0 || !attached.is_empty() {
-                return Err(Error::Unsupported {
-                    pid: t.pid,
-                    object: "IPC namespace".into(),
-                    detail: format!(
-                        "the process is in an IPC namespace of its own holding {count} System V \
-                         object(s); dumping and restoring IPC namespaces is not supported yet"
-                    ),
-                });
-            }
-            foreign = true;
-            continue;
-        }
+    let theirs = ipc_ns(root);
+    // A vfork child has ended by now (it is made again from its parent, in its namespace).
+    if let Some(t) = images
+        .iter()
+        .filter(|t| !t.vfork_child)
+        .find(|t| ipc_ns(t.pid) != theirs)
+    {
+        return Err(Error::Unsupported {
+            pid: t.pid,
+            object: "IPC namespace".into(),
+            detail: format!(
+                "the process is in another IPC namespace than the tree's root {root}; a tree \
+                 spread over IPC namespaces is not supported"
+            ),
+        });
     }
-    if foreign {
-        // Its namespace is empty (checked above); the host's objects are not the tree's.
-        return Ok(IpcImage::default());
-    }
-    let in_tree = |pid: Option<i64>| pid.is_some_and(|p| pids.contains(&(p as i32)));
-
-    let mut shm_ids = attached.clone();
-    for row in sys::list(Kind::Shm).ctx(root, || "list SysV shm".into())? {
-        if in_tree(row.get("cpid")) || in_tree(row.get("lpid")) {
-            if let Some(id) = row.get("shmid") {
-                shm_ids.insert(id as i32);
-            }
-        }
-    }
-    let mut out = IpcImage::default();
-    let mut budget = SHM_BYTES_MAX;
-    for id in shm_ids {
-        out.shm.push(dump_shm(root, id, &mut budget)?);
-    }
-    for row in sys::list(Kind::Msg).ctx(root, || "list SysV message queues".into())? {
-        if in_tree(row.get("lspid")) || in_tree(row.get("lrpid")) {
-            if let Some(id) = row.get("msqid") {
-                out.msg.push(dump_msg(root, id as i32)?);
-            }
-        }
-    }
-    for row in sys::list(Kind::Sem).ctx(root, || "list SysV semaphore sets".into())? {
-        let Some(id) = row.get("semid").map(|i| i as i32) else {
-            continue;
-        };
-        if let Some(set) = dump_sem(root, id, &pids)? {
-            out.sem.push(set);
-        }
-    }
+    let out = if theirs == ours {
+        tree_objects(root, &pids, &attached)?
+    } else {
+        // The tree has an IPC namespace of its own: all of it is the tree's, and only a
+        // thread that joins it sees it.
+        let mut all = sys::in_ipc_namespace_of(root, || namespace_objects(root))
+            .ctx(root, || "look into the tree's IPC namespace".into())??;
+        all.own_namespace = true;
+        queues_all_held(root, images)?;
+        all
+    };
     // The kernel does not expose SEM_UNDO adjustments. A process has an undo list once it
     // made a semop with SEM_UNDO, but also once it made a thread (CLONE_SYSVSEM shares
     // one): there is no telling the two apart, so a process with a list is refused only
-    // when the tree uses semaphore sets. Two empty lists compare equal (kcmp), and stasis
-    // has none.
+    // when the tree uses semaphore sets.
     if !out.sem.is_empty() {
         for t in images {
-            let same = sys::same_sem_undo(std::process::id() as i32, t.pid)
-                .ctx(t.pid, || "compare semaphore undo lists".into())?;
-            if !same {
+            let has =
+                sys::has_sem_undo(t.pid).ctx(t.pid, || "compare semaphore undo lists".into())?;
+            if has {
                 return Err(Error::Unsupported {
                     pid: t.pid,
                     object: "System V semaphore undo list".into(),
@@ -163,6 +143,92 @@ pub fn dump(images: &[TaskImage]) -> Result<IpcImage> {
         out.msg.len(),
         out.sem.len()
     );
+    Ok(out)
+}
+
+/// The objects of the tool's own namespace that the tree uses.
+fn tree_objects(root: i32, pids: &BTreeSet<i32>, attached: &BTreeSet<i32>) -> Result<IpcImage> {
+    let in_tree = |pid: Option<i64>| pid.is_some_and(|p| pids.contains(&(p as i32)));
+    let mut shm_ids = attached.clone();
+    for row in sys::list(Kind::Shm).ctx(root, || "list SysV shm".into())? {
+        if in_tree(row.get("cpid")) || in_tree(row.get("lpid")) {
+            if let Some(id) = row.get("shmid") {
+                shm_ids.insert(id as i32);
+            }
+        }
+    }
+    let mut out = IpcImage::default();
+    let mut budget = SHM_BYTES_MAX;
+    for id in shm_ids {
+        out.shm.push(dump_shm(root, id, &mut budget)?);
+    }
+    for row in sys::list(Kind::Msg).ctx(root, || "list SysV message queues".into())? {
+        if in_tree(row.get("lspid")) || in_tree(row.get("lrpid")) {
+            if let Some(id) = row.get("msqid") {
+                out.msg.push(dump_msg(root, id as i32)?);
+            }
+        }
+    }
+    for row in sys::list(Kind::Sem).ctx(root, || "list SysV semaphore sets".into())? {
+        let Some(id) = row.get("semid").map(|i| i as i32) else {
+            continue;
+        };
+        if let Some(set) = dump_sem(root, id, Some(pids))? {
+            out.sem.push(set);
+        }
+    }
+    Ok(out)
+}
+
+/// POSIX message queues live in the IPC namespace too, but the image has only those the
+/// tree's descriptors name (restore makes them in the new namespace): a queue of the
+/// namespace that no descriptor holds would be lost, so it is refused.
+fn queues_all_held(root: i32, images: &[TaskImage]) -> Result<()> {
+    let held: BTreeSet<&str> = images
+        .iter()
+        .flat_map(|t| t.fds.iter())
+        .filter_map(|f| match &f.file {
+            stasis_image::FileKind::Mqueue(q) if !q.unlinked => Some(q.name.as_str()),
+            _ => None,
+        })
+        .collect();
+    let names = stasis_sys::mqueue::names_in_ipc_namespace_of(root).ctx(root, || {
+        "list the POSIX message queues of the tree's IPC namespace".into()
+    })?;
+    match names.iter().find(|n| !held.contains(n.as_str())) {
+        None => Ok(()),
+        Some(name) => Err(Error::Unsupported {
+            pid: root,
+            object: format!("POSIX message queue {name}"),
+            detail: "a queue of the tree's own IPC namespace that no descriptor of the tree \
+                     holds open (such queues are not dumped yet)"
+                .into(),
+        }),
+    }
+}
+
+/// Every object of the calling thread's namespace (the tree's own).
+fn namespace_objects(root: i32) -> Result<IpcImage> {
+    let ids = |kind: Kind, col: &str| -> Result<Vec<i32>> {
+        Ok(sys::list(kind)
+            .ctx(root, || format!("list SysV {}", kind.name()))?
+            .iter()
+            .filter_map(|r| r.get(col).map(|i| i as i32))
+            .collect())
+    };
+    let mut out = IpcImage::default();
+    let mut budget = SHM_BYTES_MAX;
+    for id in ids(Kind::Shm, "shmid")? {
+        out.shm.push(dump_shm(root, id, &mut budget)?);
+    }
+    for id in ids(Kind::Msg, "msqid")? {
+        out.msg.push(dump_msg(root, id)?);
+    }
+    for id in ids(Kind::Sem, "semid")? {
+        if let Some(set) = dump_sem(root, id, None)? {
+            out.sem.push(set);
+        }
+    }
     Ok(out)
 }
 
@@ -241,7 +307,9 @@ fn dump_msg(pid: i32, id: i32) -> Result<MsgQueue> {
     })
 }
 
-fn dump_sem(pid: i32, id: i32, pids: &BTreeSet<i32>) -> Result<Option<SemSet>> {
+/// Set `id` if one of `pids` made the last operation on one of its semaphores (every set
+/// when `pids` is None).
+fn dump_sem(pid: i32, id: i32, pids: Option<&BTreeSet<i32>>) -> Result<Option<SemSet>> {
     let st = match sys::sem_stat(id) {
         Ok(s) => s,
         // Removed since it was listed.
@@ -254,10 +322,12 @@ fn dump_sem(pid: i32, id: i32, pids: &BTreeSet<i32>) -> Result<Option<SemSet>> {
             })
         }
     };
-    let mut used = false;
-    for n in 0..st.nsems as i32 {
-        let last = sys::sem_pid(id, n).ctx(pid, || format!("SysV semaphore set {id}"))?;
-        used |= pids.contains(&last);
+    let mut used = pids.is_none();
+    if let Some(pids) = pids {
+        for n in 0..st.nsems as i32 {
+            let last = sys::sem_pid(id, n).ctx(pid, || format!("SysV semaphore set {id}"))?;
+            used |= pids.contains(&last);
+        }
     }
     if !used {
         return Ok(None);
@@ -342,6 +412,19 @@ fn key_free(pid: i32, kind: Kind, want: &IpcPerm) -> Result<Action> {
             format!("its key is taken by id {other}"),
         )),
     }
+}
+
+/// When the tree had an IPC namespace of its own, the calling thread (the tool's, which
+/// creates the objects and then the tree's root) moves to a new, empty one: the objects
+/// are created in it with their ids (the next-id files are per namespace), and every
+/// process the thread creates from now on is in it. Before `check`.
+pub fn enter_own_namespace(pid: i32, img: &IpcImage) -> Result<()> {
+    if img.own_namespace {
+        stasis_sys::own::unshare(libc::CLONE_NEWIPC)
+            .ctx(pid, || "a new IPC namespace for the tree".into())?;
+        log::info!("the tree gets an IPC namespace of its own");
+    }
+    Ok(())
 }
 
 /// Decides, for every object of the image, whether it is reused or created; refuses ids

@@ -152,13 +152,10 @@ fn sysv_shm_kind(pid: i32, s: &SmapsEntry, range: &dyn Fn() -> String) -> Result
         object: range(),
         detail: format!("SysV shm id {} out of range", m.inode),
     })?;
-    let st = stasis_sys::sysvipc::shm_stat(shmid).map_err(|e| Error::Unsupported {
+    let st = crate::ipc::shm_stat_of(pid, shmid).map_err(|e| Error::Unsupported {
         pid,
         object: range(),
-        detail: format!(
-            "SysV shm segment {shmid} is not visible from stasis's IPC namespace (the process \
-             is in an IPC namespace of its own?): {e}"
-        ),
+        detail: format!("SysV shm segment {shmid} cannot be looked up: {e}"),
     })?;
     Ok(Some(VmaKind::SysvShm {
         shmid,

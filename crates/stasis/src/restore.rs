@@ -184,6 +184,9 @@ pub fn restore(opts: &RestoreOptions) -> Result<Restored> {
     // SysV IPC objects: decided (reuse or create) before anything is created; made
     // before the tree, which attaches its segments; removed again if the restore fails.
     let sysv = reader.ipc()?;
+    if let Some(img) = &sysv {
+        ipc::enter_own_namespace(root.pid, img)?;
+    }
     let sysv_plan = sysv
         .as_ref()
         .map(|img| ipc::check(root.pid, img))

@@ -1,0 +1,335 @@
+/*
+ * ipcns_victim MODE: a process in an IPC namespace of its own (it unshares CLONE_NEWIPC
+ * itself, as root), with System V objects and a POSIX message queue in it. Prints
+ * "KEYS shm=K msg=K sem=K MQ /name" before READY so that the tests can check that the
+ * host's namespace never gets them.
+ *
+ * ns: (a session leader) in the new namespace, with chosen ids (the *_next_id files): segment A (key, id 77,
+ *   3 pages, mode 0640, owner 1234:2345) filled and attached read-write; segment B
+ *   (private, 1 page) filled and attached by nobody; queue Q (key, id 4242, mode 0620,
+ *   owner 1234:2345, msg_qbytes 3000) with three messages; queue E (private) made by a
+ *   helper child that sent one message and exited (no process of the tree used it); a
+ *   semaphore set S (key, id 3, 2 semaphores, mode 0660) with values 5 and 9; a POSIX queue
+ *   (mode 0640, maxmsg 4, msgsize 32) with two messages. A child shares A (fork) and waits.
+ *   After restore: the namespace is not the one the process started in (the tests check
+ *   from outside that it is not theirs either), every
+ *   object is there with its id, key, owner, mode and contents (and no other object is),
+ *   the child's write to A and its message to Q arrive, the POSIX queue holds its messages.
+ * mq-closed: in a namespace of its own, a POSIX queue whose descriptor it closed (the dump
+ *   must refuse it: no descriptor names it); after the go file the queue is still there.
+ * split: the process stays in its namespace and its child unshares one of its own (the
+ *   dump must refuse the tree).
+ */
+#include "victim.h"
+
+#include <mqueue.h>
+#include <sched.h>
+#include <sys/ipc.h>
+#include <sys/msg.h>
+#include <sys/sem.h>
+#include <sys/shm.h>
+#include <sys/wait.h>
+
+#define PG 4096
+
+struct msg {
+	long mtype;
+	char text[256];
+};
+
+static const struct {
+	long type;
+	const char *text;
+} msgs[] = { { 2, "two" }, { 1, "one" }, { 5, "five: the longest of the three" } };
+#define NMSGS (sizeof msgs / sizeof msgs[0])
+
+static unsigned char pattern(int seg, size_t off)
+{
+	return (unsigned char)(seg * 13 + off * 5 + off / PG);
+}
+
+static key_t unique_key(int kind)
+{
+	return (key_t)(0x5b000000 | (kind << 20) | (getpid() & 0xfffff));
+}
+
+static void ns_of(const char *path, char *out, size_t size)
+{
+	ssize_t n = readlink(path, out, size - 1);
+	out[n < 0 ? 0 : n] = 0;
+}
+
+static void next_id(const char *kind, int id)
+{
+	char path[64], text[16];
+	snprintf(path, sizeof path, "/proc/sys/kernel/%s_next_id", kind);
+	int fd = open(path, O_WRONLY);
+	int n = snprintf(text, sizeof text, "%d", id);
+	if (fd < 0 || write(fd, text, (size_t)n) != n)
+		v_die("%s: %s", path, strerror(errno));
+	close(fd);
+}
+
+/* Lines of /proc/sysvipc/NAME, less the header: the objects of this namespace. */
+static int count_objects(const char *name)
+{
+	char path[64];
+	static char buf[16384];
+	snprintf(path, sizeof path, "/proc/sysvipc/%s", name);
+	ssize_t n = v_read_file(path, buf, sizeof buf);
+	int lines = 0;
+	for (ssize_t i = 0; i < n; i++)
+		lines += buf[i] == '\n';
+	return lines - 1;
+}
+
+static int split_mode(void)
+{
+	pid_t child = fork();
+	if (child < 0)
+		v_die("fork: %s", strerror(errno));
+	if (child == 0) {
+		if (unshare(CLONE_NEWIPC) < 0)
+			_exit(2);
+		v_wait_go();
+		_exit(0);
+	}
+	v_sleep_ms(50);
+	v_ready();
+	v_wait_go();
+	int status = 0;
+	V_CHECK(waitpid(child, &status, 0) == child && WIFEXITED(status) &&
+			WEXITSTATUS(status) == 0,
+		"child status %#x", status);
+	v_finish();
+}
+
+static int ns_mode(void)
+{
+	char host_ns[128], own_ns[128];
+	/* Its own session: a copy restored into a new PID namespace has its group leader. */
+	if (setsid() < 0)
+		v_die("setsid: %s", strerror(errno));
+	ns_of("/proc/self/ns/ipc", host_ns, sizeof host_ns);
+	if (unshare(CLONE_NEWIPC) < 0)
+		v_die("unshare(CLONE_NEWIPC): %s", strerror(errno));
+	ns_of("/proc/self/ns/ipc", own_ns, sizeof own_ns);
+	if (!strcmp(host_ns, own_ns))
+		v_die("unshare left the IPC namespace as it was (%s)", own_ns);
+
+	size_t size_a = 3 * PG;
+	next_id("shm", 77);
+	int a = shmget(unique_key(1), size_a, IPC_CREAT | IPC_EXCL | 0640);
+	int b = shmget(IPC_PRIVATE, PG, IPC_CREAT | 0600);
+	if (a != 77 || b < 0)
+		v_die("shmget: A %d, B %d: %s", a, b, strerror(errno));
+	struct shmid_ds ds;
+	shmctl(a, IPC_STAT, &ds);
+	ds.shm_perm.uid = 1234;
+	ds.shm_perm.gid = 2345;
+	if (shmctl(a, IPC_SET, &ds) < 0)
+		v_die("IPC_SET A: %s", strerror(errno));
+	unsigned char *pa = shmat(a, NULL, 0);
+	unsigned char *pb = shmat(b, NULL, 0);
+	if (pa == (void *)-1 || pb == (void *)-1)
+		v_die("shmat: %s", strerror(errno));
+	for (size_t i = 0; i < size_a; i++)
+		pa[i] = pattern(1, i);
+	for (size_t i = 0; i < PG; i++)
+		pb[i] = pattern(2, i);
+	shmdt(pb);
+
+	next_id("msg", 4242);
+	int q = msgget(unique_key(2), IPC_CREAT | IPC_EXCL | 0620);
+	if (q != 4242)
+		v_die("msgget Q: %d: %s", q, strerror(errno));
+	struct msqid_ds mds;
+	msgctl(q, IPC_STAT, &mds);
+	mds.msg_perm.uid = 1234;
+	mds.msg_perm.gid = 2345;
+	mds.msg_qbytes = 3000;
+	if (msgctl(q, IPC_SET, &mds) < 0)
+		v_die("IPC_SET Q: %s", strerror(errno));
+	static struct msg m;
+	for (size_t i = 0; i < NMSGS; i++) {
+		m.mtype = msgs[i].type;
+		size_t len = strlen(msgs[i].text);
+		memcpy(m.text, msgs[i].text, len);
+		if (msgsnd(q, &m, len, IPC_NOWAIT) < 0)
+			v_die("msgsnd: %s", strerror(errno));
+	}
+	/* E is made and used only by a helper that is gone before the dump. */
+	int pipefd[2];
+	if (pipe(pipefd) < 0)
+		v_die("pipe: %s", strerror(errno));
+	pid_t helper = fork();
+	if (helper == 0) {
+		int e = msgget(IPC_PRIVATE, IPC_CREAT | 0600);
+		m.mtype = 8;
+		memcpy(m.text, "from the helper", 15);
+		if (e < 0 || msgsnd(e, &m, 15, IPC_NOWAIT) < 0)
+			_exit(1);
+		(void)!write(pipefd[1], &e, sizeof e);
+		_exit(0);
+	}
+	int e = -1;
+	if (helper < 0 || read(pipefd[0], &e, sizeof e) != sizeof e)
+		v_die("the helper made no queue");
+	waitpid(helper, NULL, 0);
+	close(pipefd[0]);
+	close(pipefd[1]);
+
+	next_id("sem", 3);
+	int s = semget(unique_key(3), 2, IPC_CREAT | IPC_EXCL | 0660);
+	if (s != 3)
+		v_die("semget: %d: %s", s, strerror(errno));
+	unsigned short vals[2] = { 5, 9 };
+	if (semctl(s, 0, SETALL, vals) < 0)
+		v_die("SETALL: %s", strerror(errno));
+
+	char mq_name[64];
+	snprintf(mq_name, sizeof mq_name, "/ipcns_victim_%d", getpid());
+	struct mq_attr at = { .mq_maxmsg = 4, .mq_msgsize = 32 };
+	mqd_t mq = mq_open(mq_name, O_CREAT | O_EXCL | O_RDWR | O_NONBLOCK, 0640, &at);
+	if (mq == (mqd_t)-1)
+		v_die("mq_open: %s", strerror(errno));
+	if (mq_send(mq, "low", 3, 1) < 0 || mq_send(mq, "high", 4, 3) < 0)
+		v_die("mq_send: %s", strerror(errno));
+
+	pid_t child = fork();
+	if (child < 0)
+		v_die("fork: %s", strerror(errno));
+	if (child == 0) {
+		v_wait_go();
+		int ok = pa[PG + 1] == pattern(1, PG + 1);
+		pa[2 * PG + 9] = 0x77;
+		m.mtype = 9;
+		memcpy(m.text, "child", 5);
+		if (msgsnd(q, &m, 5, IPC_NOWAIT) < 0)
+			ok = 0;
+		_exit(ok ? 0 : 3);
+	}
+	v_print("KEYS shm=%d msg=%d sem=%d MQ %s\n", unique_key(1), unique_key(2), unique_key(3),
+		mq_name);
+	v_ready();
+	v_wait_go();
+
+	char now_ns[128];
+	ns_of("/proc/self/ns/ipc", now_ns, sizeof now_ns);
+	V_CHECK(strcmp(now_ns, host_ns) != 0, "in the IPC namespace the process started in (%s)",
+		now_ns);
+	V_CHECK(count_objects("shm") == 2, "%d shm segments in the namespace, expected 2",
+		count_objects("shm"));
+	V_CHECK(count_objects("msg") == 2, "%d message queues in the namespace, expected 2",
+		count_objects("msg"));
+	V_CHECK(count_objects("sem") == 1, "%d semaphore sets in the namespace, expected 1",
+		count_objects("sem"));
+
+	int status = 0;
+	V_CHECK(waitpid(child, &status, 0) == child, "waitpid: %s", strerror(errno));
+	V_CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the child failed (status %#x)",
+		status);
+
+	struct shmid_ds sa, sb;
+	V_CHECK(shmctl(a, IPC_STAT, &sa) == 0, "IPC_STAT A (77): %s", strerror(errno));
+	V_CHECK(sa.shm_segsz == size_a && sa.shm_perm.__key == unique_key(1) &&
+			sa.shm_perm.uid == 1234 && sa.shm_perm.gid == 2345 &&
+			(sa.shm_perm.mode & 0777) == 0640,
+		"A: size %zu key %#x owner %u:%u mode %o", sa.shm_segsz, sa.shm_perm.__key,
+		sa.shm_perm.uid, sa.shm_perm.gid, sa.shm_perm.mode & 0777);
+	V_CHECK(sa.shm_nattch == 1, "A nattch %lu, expected 1", sa.shm_nattch);
+	size_t bad = 0;
+	for (size_t i = 0; i < size_a; i++)
+		bad += i != 2 * PG + 9 && pa[i] != pattern(1, i);
+	V_CHECK(bad == 0, "A: %zu bytes differ", bad);
+	V_CHECK(pa[2 * PG + 9] == 0x77, "the child's write to A did not arrive");
+	V_CHECK(shmctl(b, IPC_STAT, &sb) == 0, "IPC_STAT B (%d): %s", b, strerror(errno));
+	pb = shmat(b, NULL, SHM_RDONLY);
+	V_CHECK(pb != (void *)-1, "shmat B: %s", strerror(errno));
+	if (pb != (void *)-1) {
+		bad = 0;
+		for (size_t i = 0; i < PG; i++)
+			bad += pb[i] != pattern(2, i);
+		V_CHECK(bad == 0, "B: %zu bytes differ", bad);
+		shmdt(pb);
+	}
+
+	struct msqid_ds st;
+	V_CHECK(msgctl(q, IPC_STAT, &st) == 0, "IPC_STAT Q (4242): %s", strerror(errno));
+	V_CHECK(st.msg_perm.__key == unique_key(2) && st.msg_perm.uid == 1234 &&
+			st.msg_perm.gid == 2345 && (st.msg_perm.mode & 0777) == 0620 &&
+			st.msg_qbytes == 3000,
+		"Q: key %#x owner %u:%u mode %o qbytes %lu", st.msg_perm.__key, st.msg_perm.uid,
+		st.msg_perm.gid, st.msg_perm.mode & 0777, st.msg_qbytes);
+	for (size_t i = 0; i <= NMSGS; i++) {
+		long type = i < NMSGS ? msgs[i].type : 9;
+		const char *text = i < NMSGS ? msgs[i].text : "child";
+		ssize_t n = msgrcv(q, &m, sizeof m.text, 0, IPC_NOWAIT);
+		V_CHECK(n == (ssize_t)strlen(text) && m.mtype == type && !memcmp(m.text, text, (size_t)n),
+			"Q message %zu: %zd bytes type %ld, expected type %ld \"%s\"", i, n, m.mtype,
+			type, text);
+	}
+	ssize_t n = msgrcv(e, &m, sizeof m.text, 0, IPC_NOWAIT);
+	V_CHECK(n == 15 && m.mtype == 8 && !memcmp(m.text, "from the helper", 15),
+		"E (%d): %zd bytes type %ld (%s)", e, n, m.mtype, n < 0 ? strerror(errno) : "");
+
+	struct semid_ds sem;
+	union {
+		struct semid_ds *buf;
+		unsigned short *array;
+	} arg = { .buf = &sem };
+	V_CHECK(semctl(s, 0, IPC_STAT, arg) == 0, "IPC_STAT S (3): %s", strerror(errno));
+	V_CHECK(sem.sem_perm.__key == unique_key(3) && (sem.sem_perm.mode & 0777) == 0660 &&
+			sem.sem_nsems == 2,
+		"S: key %#x mode %o nsems %lu", sem.sem_perm.__key, sem.sem_perm.mode & 0777,
+		sem.sem_nsems);
+	unsigned short got[2] = { 0, 0 };
+	arg.array = got;
+	V_CHECK(semctl(s, 0, GETALL, arg) == 0 && got[0] == 5 && got[1] == 9,
+		"S values %u %u, expected 5 9", got[0], got[1]);
+
+	struct mq_attr now;
+	V_CHECK(mq_getattr(mq, &now) == 0 && now.mq_curmsgs == 2 && now.mq_maxmsg == 4,
+		"POSIX queue: %ld messages, maxmsg %ld", now.mq_curmsgs, now.mq_maxmsg);
+	char text[32];
+	unsigned prio = 0;
+	n = mq_receive(mq, text, sizeof text, &prio);
+	V_CHECK(n == 4 && prio == 3 && !memcmp(text, "high", 4), "POSIX queue: first %zd prio %u",
+		n, prio);
+	n = mq_receive(mq, text, sizeof text, &prio);
+	V_CHECK(n == 3 && prio == 1 && !memcmp(text, "low", 3), "POSIX queue: second %zd prio %u",
+		n, prio);
+	mq_unlink(mq_name);
+	v_finish();
+}
+
+static int mq_closed_mode(void)
+{
+	if (unshare(CLONE_NEWIPC) < 0)
+		v_die("unshare(CLONE_NEWIPC): %s", strerror(errno));
+	struct mq_attr at = { .mq_maxmsg = 2, .mq_msgsize = 16 };
+	mqd_t mq = mq_open("/ipcns_closed", O_CREAT | O_EXCL | O_RDWR, 0600, &at);
+	if (mq == (mqd_t)-1 || mq_send(mq, "kept", 4, 1) < 0)
+		v_die("mq_open/mq_send: %s", strerror(errno));
+	mq_close(mq);
+	v_ready();
+	v_wait_go();
+	mq = mq_open("/ipcns_closed", O_RDONLY | O_NONBLOCK);
+	V_CHECK(mq != (mqd_t)-1, "the queue is gone: %s", strerror(errno));
+	char text[16];
+	V_CHECK(mq != (mqd_t)-1 && mq_receive(mq, text, sizeof text, NULL) == 4,
+		"the queue lost its message");
+	v_finish();
+}
+
+int main(int argc, char **argv)
+{
+	const char *mode = argc > 1 ? argv[1] : "";
+	if (!strcmp(mode, "ns"))
+		return ns_mode();
+	if (!strcmp(mode, "split"))
+		return split_mode();
+	if (!strcmp(mode, "mq-closed"))
+		return mq_closed_mode();
+	v_die("usage: ipcns_victim ns|mq-closed|split");
+}

@@ -592,6 +592,23 @@ pub fn unix_socketpair(kind: i32) -> SysResult<(i32, i32)> {
     Ok((fds[0], fds[1]))
 }
 
+/// A unix socket address (a path, or an abstract name starting with a NUL byte) and the
+/// length that covers the family and the name.
+fn unix_addr(name: &[u8], call: &'static str) -> SysResult<(libc::sockaddr_un, libc::socklen_t)> {
+    // SAFETY: sockaddr_un is plain data; all-zero is valid.
+    let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    if name.len() > addr.sun_path.len() {
+        let shown = String::from_utf8_lossy(name).into_owned();
+        return Err(SysError::new(call, shown, Errno(libc::ENAMETOOLONG)));
+    }
+    for (d, s) in addr.sun_path.iter_mut().zip(name) {
+        *d = *s as libc::c_char;
+    }
+    let len = (std::mem::size_of::<libc::sa_family_t>() + name.len()) as libc::socklen_t;
+    Ok((addr, len))
+}
+
 /// A new unix socket of `kind`, bound to `name` when given (a path, or an abstract name
 /// starting with a NUL byte). A stale socket file at the path is replaced.
 pub fn unix_socket(kind: i32, name: Option<&[u8]>) -> SysResult<i32> {
@@ -599,17 +616,14 @@ pub fn unix_socket(kind: i32, name: Option<&[u8]>) -> SysResult<i32> {
     let r = unsafe { libc::socket(libc::AF_UNIX, kind | libc::SOCK_CLOEXEC, 0) };
     let fd = check(r as _, "socket(AF_UNIX)", || format!("type {kind}"))? as i32;
     if let Some(name) = name {
-        // SAFETY: sockaddr_un is plain data; all-zero is valid.
-        let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
-        addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
         let shown = String::from_utf8_lossy(name).into_owned();
-        if name.len() > addr.sun_path.len() {
-            close(fd);
-            return Err(SysError::new("bind", shown, Errno(libc::ENAMETOOLONG)));
-        }
-        for (d, s) in addr.sun_path.iter_mut().zip(name) {
-            *d = *s as libc::c_char;
-        }
+        let (addr, len) = match unix_addr(name, "bind") {
+            Ok(a) => a,
+            Err(e) => {
+                close(fd);
+                return Err(e);
+            }
+        };
         if name.first() != Some(&0) {
             let path = std::path::Path::new(std::ffi::OsStr::from_bytes(
                 name.split(|b| *b == 0).next().unwrap_or(name),
@@ -621,7 +635,6 @@ pub fn unix_socket(kind: i32, name: Option<&[u8]>) -> SysResult<i32> {
                 let _ = std::fs::remove_file(path);
             }
         }
-        let len = (std::mem::size_of::<libc::sa_family_t>() + name.len()) as libc::socklen_t;
         // SAFETY: `addr` is a valid sockaddr_un and `len` covers the family and the name.
         let r = unsafe { libc::bind(fd, (&addr as *const libc::sockaddr_un).cast(), len) };
         if let Err(e) = check(r as _, "bind", || shown.clone()) {
@@ -635,17 +648,8 @@ pub fn unix_socket(kind: i32, name: Option<&[u8]>) -> SysResult<i32> {
 /// Connects unix socket `fd` to the socket bound at `name` (a path, or an abstract name
 /// starting with a NUL byte).
 pub fn unix_connect(fd: i32, name: &[u8]) -> SysResult<()> {
-    // SAFETY: sockaddr_un is plain data; all-zero is valid.
-    let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
-    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
     let shown = String::from_utf8_lossy(name).into_owned();
-    if name.len() > addr.sun_path.len() {
-        return Err(SysError::new("connect", shown, Errno(libc::ENAMETOOLONG)));
-    }
-    for (d, s) in addr.sun_path.iter_mut().zip(name) {
-        *d = *s as libc::c_char;
-    }
-    let len = (std::mem::size_of::<libc::sa_family_t>() + name.len()) as libc::socklen_t;
+    let (addr, len) = unix_addr(name, "connect")?;
     // SAFETY: `addr` is a valid sockaddr_un and `len` covers the family and the name.
     let r = unsafe { libc::connect(fd, (&addr as *const libc::sockaddr_un).cast(), len) };
     check(r as _, "connect", || format!("fd {fd} to {shown:?}")).map(drop)
@@ -877,16 +881,11 @@ fn received_descriptors(control: &[u8]) -> Vec<i32> {
     out
 }
 
-/// Sends `data` on socket `fd` with descriptors `fds` attached (SCM_RIGHTS), without
-/// blocking. A stream may take the bytes in several calls; the descriptors go with the
-/// first.
-pub fn send_message_with_fds(fd: i32, data: &[u8], fds: &[i32]) -> SysResult<()> {
-    if fds.is_empty() {
-        return send_message(fd, data);
-    }
+/// The control message that carries descriptors `fds` (SCM_RIGHTS): a cmsghdr and the
+/// descriptors, CMSG_SPACE long (the payload rounded up to 8 bytes).
+fn scm_rights_control(fds: &[i32]) -> Vec<u8> {
     let header = std::mem::size_of::<libc::cmsghdr>();
     let payload = std::mem::size_of_val(fds);
-    // CMSG_SPACE: the header and the payload rounded up to 8 bytes.
     let mut control = vec![0u8; header + ((payload + 7) & !7)];
     control[..8].copy_from_slice(&(header + payload).to_ne_bytes());
     control[8..12].copy_from_slice(&libc::SOL_SOCKET.to_ne_bytes());
@@ -894,6 +893,17 @@ pub fn send_message_with_fds(fd: i32, data: &[u8], fds: &[i32]) -> SysResult<()>
     for (i, f) in fds.iter().enumerate() {
         control[header + 4 * i..header + 4 * i + 4].copy_from_slice(&f.to_ne_bytes());
     }
+    control
+}
+
+/// Sends `data` on socket `fd` with descriptors `fds` attached (SCM_RIGHTS), without
+/// blocking. A stream may take the bytes in several calls; the descriptors go with the
+/// first.
+pub fn send_message_with_fds(fd: i32, data: &[u8], fds: &[i32]) -> SysResult<()> {
+    if fds.is_empty() {
+        return send_message(fd, data);
+    }
+    let mut control = scm_rights_control(fds);
     let mut iov = libc::iovec {
         iov_base: data.as_ptr() as *mut libc::c_void,
         iov_len: data.len(),
@@ -918,25 +928,9 @@ pub fn send_message_with_fds(fd: i32, data: &[u8], fds: &[i32]) -> SysResult<()>
 /// Sends one datagram `data` from socket `fd` to the unix socket bound at `name`, with
 /// descriptors `fds` attached (SCM_RIGHTS) if any, without blocking.
 pub fn send_datagram_to(fd: i32, name: &[u8], data: &[u8], fds: &[i32]) -> SysResult<()> {
-    // SAFETY: sockaddr_un is plain data; all-zero is valid.
-    let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
-    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
     let shown = String::from_utf8_lossy(name).into_owned();
-    if name.len() > addr.sun_path.len() {
-        return Err(SysError::new("sendmsg", shown, Errno(libc::ENAMETOOLONG)));
-    }
-    for (d, s) in addr.sun_path.iter_mut().zip(name) {
-        *d = *s as libc::c_char;
-    }
-    let header = std::mem::size_of::<libc::cmsghdr>();
-    let payload = std::mem::size_of_val(fds);
-    let mut control = vec![0u8; header + ((payload + 7) & !7)];
-    control[..8].copy_from_slice(&(header + payload).to_ne_bytes());
-    control[8..12].copy_from_slice(&libc::SOL_SOCKET.to_ne_bytes());
-    control[12..16].copy_from_slice(&libc::SCM_RIGHTS.to_ne_bytes());
-    for (i, f) in fds.iter().enumerate() {
-        control[header + 4 * i..header + 4 * i + 4].copy_from_slice(&f.to_ne_bytes());
-    }
+    let (mut addr, addr_len) = unix_addr(name, "sendmsg")?;
+    let mut control = scm_rights_control(fds);
     let mut iov = libc::iovec {
         iov_base: data.as_ptr() as *mut libc::c_void,
         iov_len: data.len(),
@@ -944,7 +938,7 @@ pub fn send_datagram_to(fd: i32, name: &[u8], data: &[u8], fds: &[i32]) -> SysRe
     // SAFETY: msghdr is plain data; all-zero is valid, then filled in.
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
     msg.msg_name = (&mut addr as *mut libc::sockaddr_un).cast();
-    msg.msg_namelen = (std::mem::size_of::<libc::sa_family_t>() + name.len()) as libc::socklen_t;
+    msg.msg_namelen = addr_len;
     msg.msg_iov = &mut iov;
     msg.msg_iovlen = 1;
     if !fds.is_empty() {

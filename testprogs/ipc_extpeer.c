@@ -7,7 +7,8 @@
  * MODE: pipe-read (we hold the read end, data from the helper queued), pipe-write (we
  * hold the write end, our data queued for the helper), unix-stream, unix-dgram (a
  * socketpair, data queued both ways), listener (a listening socket with the helper's
- * connection waiting in its backlog).
+ * connection waiting in its backlog), pty (we hold a pty master, the helper its slave, in
+ * raw mode, with data queued for us).
  *
  * The helper prints "helper: PID" before READY. After the go file both sides check that
  * the data queued at READY is still there (a refused dump must not consume it) and
@@ -22,6 +23,7 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+#include <termios.h>
 
 static const char before[] = "queued before the dump";
 static const char after[] = "sent after the go file";
@@ -70,7 +72,7 @@ static void helper(const char *mode, int fd, int sync_w, const struct sockaddr_u
 {
 	v_print("helper: %d\n", (int)getpid());
 	if (strcmp(mode, "pipe-read") == 0 || strcmp(mode, "unix-stream") == 0 ||
-	    strcmp(mode, "unix-dgram") == 0)
+	    strcmp(mode, "unix-dgram") == 0 || strcmp(mode, "pty") == 0)
 		put(fd, before, sizeof(before), "helper");
 	if (strcmp(mode, "listener") == 0) {
 		fd = socket(AF_UNIX, SOCK_STREAM, 0);
@@ -106,7 +108,7 @@ int main(int argc, char **argv)
 {
 	signal(SIGPIPE, SIG_IGN);
 	if (argc != 2)
-		v_die("usage: ipc_extpeer pipe-read|pipe-write|unix-stream|unix-dgram|listener");
+		v_die("usage: ipc_extpeer pipe-read|pipe-write|unix-stream|unix-dgram|listener|pty");
 	const char *mode = argv[1];
 	int mine = -1, theirs = -1;
 	struct sockaddr_un addr;
@@ -137,6 +139,18 @@ int main(int argc, char **argv)
 		mine = socket(AF_UNIX, SOCK_STREAM, 0);
 		if (mine < 0 || bind(mine, (struct sockaddr *)&addr, alen) != 0 || listen(mine, 4) != 0)
 			v_die("listen on %s: %s", addr.sun_path, strerror(errno));
+	} else if (strcmp(mode, "pty") == 0) {
+		mine = posix_openpt(O_RDWR | O_NOCTTY);
+		if (mine < 0 || grantpt(mine) != 0 || unlockpt(mine) != 0)
+			v_die("posix_openpt: %s", strerror(errno));
+		const char *name = ptsname(mine);
+		theirs = name ? open(name, O_RDWR | O_NOCTTY) : -1;
+		struct termios t;
+		if (theirs < 0 || tcgetattr(theirs, &t) != 0)
+			v_die("open the pty slave: %s", strerror(errno));
+		cfmakeraw(&t);
+		if (tcsetattr(theirs, TCSANOW, &t) != 0)
+			v_die("raw mode: %s", strerror(errno));
 	} else {
 		v_die("unknown mode %s", mode);
 	}
@@ -167,7 +181,8 @@ int main(int argc, char **argv)
 	if (!wait_in(sync[0], 5000) || read(sync[0], &c, 1) != 1)
 		v_die("the helper did not start");
 	close(sync[0]);
-	if (strcmp(mode, "pipe-read") == 0 || strcmp(mode, "unix-stream") == 0 || strcmp(mode, "unix-dgram") == 0) {
+	if (strcmp(mode, "pipe-read") == 0 || strcmp(mode, "unix-stream") == 0 || strcmp(mode, "unix-dgram") == 0 ||
+	    strcmp(mode, "pty") == 0) {
 		if (!wait_in(mine, 5000))
 			v_die("nothing queued from the helper");
 	}

@@ -4,7 +4,7 @@
 //! restore: the queued bytes are read once each (output processing not applied twice),
 //! settings and window size are kept, the controlling terminal and foreground group are
 //! the new pty's, and the two sides talk. The slave's index may differ (a new pty). In
-//! canonical mode a pending line is refused at dump.
+//! canonical mode a pending line is refused at dump, and so is a slave held outside the tree.
 
 mod common;
 
@@ -56,3 +56,11 @@ tree_cycle_tests!(bash_under_pty(), Outside::Compare;
     dump_restore_twice bash_pty_dump_restore_twice,
     leave_running bash_pty_leave_running,
 );
+
+/// A pty master in the tree whose slave a process outside the tree also holds
+/// (testprogs/ipc_extpeer.c pty): restoring would leave that process on the old pty, cut
+/// off, so the dump is refused naming the slave and the holder, and both go on.
+#[test]
+fn slave_held_outside_the_tree_is_refused() {
+    dump_refused("pty", &["outside the dumped tree"]);
+}

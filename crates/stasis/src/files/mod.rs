@@ -189,6 +189,9 @@ impl DescTable {
                 }
             }
         }
+        for &index in &self.pty_masters {
+            pty::refuse_slave_outside(index, pids)?;
+        }
         Ok(())
     }
 

@@ -16,7 +16,7 @@ use stasis_image::{FdImage, FileKind};
 use stasis_sys::{own, process, pty};
 
 use super::FdProbe;
-use crate::error::{Result, SysContext};
+use crate::error::{Error, Result, SysContext};
 
 const PTMX_MAJOR: u32 = 5;
 const PTMX_MINOR: u32 = 2;
@@ -85,6 +85,38 @@ pub fn dump(p: &FdProbe) -> Result<Option<FileKind>> {
         output,
         input,
     }))
+}
+
+/// A pty whose master is in the tree comes back as a new pty: a process outside the tree
+/// that holds its slave would be left on the old one, cut off. Refused by name.
+pub fn refuse_slave_outside(index: u32, tree: &[i32]) -> Result<()> {
+    let slave = format!("/dev/pts/{index}");
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return Ok(());
+    };
+    let me = std::process::id() as i32;
+    for pid in procs
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|p| !tree.contains(p) && *p != me)
+    {
+        let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+            continue;
+        };
+        for fd in fds.flatten() {
+            if std::fs::read_link(fd.path()).is_ok_and(|t| t.as_os_str() == slave.as_str()) {
+                return Err(Error::Unsupported {
+                    pid: tree.first().copied().unwrap_or(pid),
+                    object: format!("pty {slave} (its master is in the dumped tree)"),
+                    detail: format!(
+                        "its slave is also held by pid {pid}, outside the dumped tree (fd {})",
+                        fd.file_name().to_string_lossy()
+                    ),
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Reads what is queued either way and writes it back at once.

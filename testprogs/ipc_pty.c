@@ -21,9 +21,9 @@
  * "pty-before:"/"pty-after:" lines.
  *
  * With "canonical", the slave stays in canonical mode and the queued input is a whole
- * line ("IN-QUEUED\n", and "ping\n" later): a line not yet read in canonical mode
- * cannot be taken out and put back unchanged, so the dump must be refused; the victim
- * then goes on as without a dump.
+ * line and a line being typed ("IN-QUEUED\npart"): after restore the child reads the
+ * whole line, and nothing more (the line being typed is not complete, so not readable),
+ * then "partping\n" once the parent has written "ping\n".
  */
 #include "victim.h"
 
@@ -152,8 +152,9 @@ static void child_main(const char *slave_path)
 	/* back in the foreground to read (a background read would stop us) */
 	V_CHECK(tcsetpgrp(s, getpgrp()) == 0, "child: tcsetpgrp: %s", strerror(errno));
 	if (canonical) {
-		expect(s, "IN-QUEUED\n", 10, "child: queued input", 0);
-		expect(s, "ping\n", 5, "child: live input", 1);
+		expect(s, "IN-QUEUED\n", 10, "child: the queued whole line", 1);
+		kill(getppid(), SIGUSR1); /* checked: the parent may finish the line now */
+		expect(s, "partping\n", 9, "child: the line being typed, finished after go", 1);
 	} else {
 		expect(s, "IN-QUEUED", 9, "child: queued input", 0);
 		expect(s, "ping", 4, "child: live input", 1);
@@ -167,6 +168,10 @@ static void child_main(const char *slave_path)
 int main(int argc, char **argv)
 {
 	canonical = argc > 1 && strcmp(argv[1], "canonical") == 0;
+	sigset_t usr1;
+	sigemptyset(&usr1);
+	sigaddset(&usr1, SIGUSR1);
+	sigprocmask(SIG_BLOCK, &usr1, NULL);
 	int m = posix_openpt(O_RDWR | O_NOCTTY);
 	if (m < 0 || grantpt(m) != 0 || unlockpt(m) != 0)
 		v_die("posix_openpt: %s", strerror(errno));
@@ -188,7 +193,7 @@ int main(int argc, char **argv)
 		v_die("no output from the child");
 	v_sleep_ms(50);
 	if (canonical)
-		v_write_all(m, "IN-QUEUED\n", 10);
+		v_write_all(m, "IN-QUEUED\npart", 14);
 	else
 		v_write_all(m, "IN-QUEUED", 9);
 	v_sleep_ms(100);
@@ -200,9 +205,15 @@ int main(int argc, char **argv)
 	snprintf(now, sizeof(now), "%s", ptsname(m) ? ptsname(m) : "?");
 	v_print("pty-after: %s\n", now);
 	expect(m, "out\r\nqueued", 11, "parent: queued output", 1);
-	if (canonical)
+	if (canonical) {
+		/* only once the child has seen that the line being typed is not readable */
+		sigset_t usr1;
+		sigemptyset(&usr1);
+		sigaddset(&usr1, SIGUSR1);
+		struct timespec limit = { 10, 0 };
+		V_CHECK(sigtimedwait(&usr1, NULL, &limit) == SIGUSR1, "parent: no word from the child");
 		v_write_all(m, "ping\n", 5);
-	else
+	} else
 		v_write_all(m, "ping", 4);
 	char want[128];
 	int n = snprintf(want, sizeof(want), "pong %s", now);

@@ -283,6 +283,23 @@ pub fn map_anon_fixed(addr: u64, len: u64, growsdown: bool, noreserve: bool) -> 
     Ok(())
 }
 
+/// poll(2) for input on `fd`, waiting at most `timeout_ms`: whether it is readable.
+pub fn poll_readable(fd: i32, timeout_ms: i32) -> SysResult<bool> {
+    let mut p = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    loop {
+        // SAFETY: one valid pollfd, which outlives the call.
+        let r = unsafe { libc::poll(&mut p, 1, timeout_ms) };
+        if r < 0 && Errno::last().0 == libc::EINTR {
+            continue;
+        }
+        return check(r as _, "poll", || format!("fd {fd}")).map(|n| n > 0);
+    }
+}
+
 /// A pipe: (read end, write end), both close-on-exec.
 pub fn pipe() -> SysResult<(i32, i32)> {
     pipe_with(libc::O_CLOEXEC)

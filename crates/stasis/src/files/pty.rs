@@ -26,6 +26,17 @@ const PTS_MAJOR: u32 = 136;
 const IFLAG: usize = 0;
 const OFLAG: usize = 4;
 const LFLAG: usize = 12;
+const CC: usize = 17;
+
+/// How many bytes of `data` end with a line terminator of canonical mode (newline, VEOL,
+/// VEOL2): what a reader in canonical mode can read; the rest is a line being typed.
+fn complete_lines(termios: &[u8], data: &[u8]) -> usize {
+    let cc = |i: usize| termios.get(CC + i).copied().unwrap_or(0);
+    let (eol, eol2) = (cc(libc::VEOL), cc(libc::VEOL2));
+    data.iter()
+        .rposition(|&b| b == b'\n' || (b != 0 && (b == eol || b == eol2)))
+        .map_or(0, |i| i + 1)
+}
 
 fn flag(t: &[u8], at: usize) -> u32 {
     u32::from_ne_bytes(t[at..at + 4].try_into().expect("4 bytes"))
@@ -137,17 +148,22 @@ fn queued(
     .ctx(p.pid, ctx)?;
     let slave = Closing(slave);
     let out_len = pty::tty_inq(m).ctx(p.pid, ctx)? as usize;
-    let in_len = pty::tty_inq(slave.0).ctx(p.pid, ctx)? as usize;
-    let canonical = flag(termios, LFLAG) & libc::ICANON != 0;
     if out_len > 0 && packet {
         return Err(p.unsupported(
             "a pty master in packet mode with output not yet read (not supported yet)",
         ));
     }
-    if in_len > 0 && canonical {
-        return Err(p.unsupported(
-            "a pty with input lines not yet read by its slave side in canonical mode (not supported yet)",
-        ));
+    // In canonical mode only whole lines count as queued. With canonical mode off for a
+    // moment the line being typed is readable too: the kernel keeps the bytes and only
+    // counts them another way. They go back with canonical processing (put_back_input).
+    let canonical = flag(termios, LFLAG) & libc::ICANON != 0;
+    if canonical {
+        let plain = flag(termios, LFLAG) & !libc::ICANON;
+        pty::set_termios(m, &with_flag(termios, LFLAG, plain)).ctx(p.pid, ctx)?;
+    }
+    let in_len = pty::tty_inq(slave.0).ctx(p.pid, ctx)? as usize;
+    if canonical && in_len == 0 {
+        pty::set_termios(m, termios).ctx(p.pid, ctx)?;
     }
     let output = if out_len > 0 {
         let data = own::read_some(m, out_len).ctx(p.pid, ctx)?;
@@ -194,14 +210,25 @@ fn put_back_output(m: i32, slave: i32, termios: &[u8], data: &[u8]) -> stasis_sy
 }
 
 /// Writes `data` on the master so that the slave has it to read, without input
-/// processing, echo or signals; then the settings `termios` again.
+/// processing, echo or signals, but in canonical mode if `termios` has it (so that whole
+/// lines are lines again and a line being typed is still being typed); then the settings
+/// `termios` again. The slave must have nothing queued (canonical mode is switched).
 fn put_back_input(m: i32, slave: i32, termios: &[u8], data: &[u8]) -> stasis_sys::SysResult<()> {
-    let before = pty::tty_inq(slave)? as usize;
-    let quiet = flag(termios, LFLAG)
-        & !(libc::ECHO | libc::ECHONL | libc::ISIG | libc::IEXTEN | libc::ICANON);
+    let quiet = flag(termios, LFLAG) & !(libc::ECHO | libc::ECHONL | libc::ISIG | libc::IEXTEN);
     let raw = with_flag(&with_flag(termios, IFLAG, 0), LFLAG, quiet);
+    let canonical = quiet & libc::ICANON != 0;
+    let countable = if canonical {
+        complete_lines(termios, data)
+    } else {
+        data.len()
+    };
     pty::set_termios(m, &raw)?;
-    let r = own::write_all(m, data).and_then(|_| settle(slave, before + data.len()));
+    let r = own::write_all(m, data)
+        .and_then(|_| settle(slave, countable))
+        // A poll with nothing readable waits for the tty layer to take in what is in
+        // flight: a line being typed, which no count shows.
+        .and_then(|_| own::poll_readable(slave, 0).map(drop));
+    // Setting the termios waits until the tty layer is done with what it is taking in.
     pty::set_termios(m, termios)?;
     r
 }

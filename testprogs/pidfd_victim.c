@@ -6,14 +6,19 @@
  *         exits 0 when it comes);
  *   fd 7  pidfd of the victim's parent, a process outside the tree that outlives the
  *         restore (the test process), or of the process given as argument;
- *   in A, fd 9: a pidfd of its parent (the victim).
+ *   in A, fd 9: a pidfd of its parent (the victim);
+ *   fd 8  a pidfd of the victim itself, opened before the forks (so A and B share it), and
+ *         its dup at fd 10: one open file description in three processes.
  *
  * After the go file: fdinfo "Pid:" of each pidfd names the process it named before;
  * pidfd_send_signal(fd 6, SIGUSR1) ends B, poll says fd 6 is readable, and
  * waitid(P_PIDFD, fd 6) collects it (status 0); A (told through its pipe) checks its own
  * pidfd of the victim (fdinfo, a signal 0 through it) and exits 7, which
  * waitid(P_PIDFD, fd 5) collects; a signal 0 through fd 7 reaches the outside process.
+ * kcmp says fds 8 and 10 of the victim and fd 8 of A are one description (A checks its
+ * side), naming the victim.
  */
+#include <linux/kcmp.h>
 #include "victim.h"
 
 #include <poll.h>
@@ -69,6 +74,9 @@ int main(int argc, char **argv)
 	if (pipe(go))
 		v_die("pipe");
 	pid_t me = getpid();
+	place(pidfd_open(me, 0), 8, 0);
+	if (dup2(8, 10) != 10)
+		v_die("dup2: %s", strerror(errno));
 	pid_t a = fork();
 	if (a < 0)
 		v_die("fork");
@@ -78,7 +86,8 @@ int main(int argc, char **argv)
 		char c;
 		while (read(go[0], &c, 1) < 0 && errno == EINTR)
 			;
-		int ok = fdinfo_pid(9) == getppid() && pidfd_send_signal(9, 0) == 0;
+		int ok = fdinfo_pid(9) == getppid() && pidfd_send_signal(9, 0) == 0 &&
+			 fdinfo_pid(8) == getppid() && syscall(SYS_kcmp, getpid(), getppid(), KCMP_FILE, 8, 8) == 0;
 		_exit(ok ? 7 : 1);
 	}
 	close(go[0]);
@@ -106,6 +115,8 @@ int main(int argc, char **argv)
 	if (fdinfo_pid(5) != a || fdinfo_pid(6) != b || fdinfo_pid(7) != outside)
 		v_fail("fdinfo Pid: %d %d %d, expected %d %d %d", fdinfo_pid(5), fdinfo_pid(6), fdinfo_pid(7), a,
 		       b, outside);
+	if (fdinfo_pid(8) != me || syscall(SYS_kcmp, me, me, KCMP_FILE, 8, 10) != 0)
+		v_fail("fds 8 and 10: Pid %d, or no longer one description", fdinfo_pid(8));
 	if (!(fcntl(6, F_GETFL) & O_NONBLOCK) || fcntl(6, F_GETFD) != FD_CLOEXEC || fcntl(5, F_GETFD) != 0)
 		v_fail("flags: fd 6 %#x/%d, fd 5 %d", fcntl(6, F_GETFL), fcntl(6, F_GETFD), fcntl(5, F_GETFD));
 

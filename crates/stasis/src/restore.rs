@@ -252,7 +252,7 @@ pub fn restore(opts: &RestoreOptions) -> Result<Restored> {
     };
     // Every task is rebuilt before any runs: memory shared between them must not change
     // while the rest is restored, and the tree starts as one.
-    let mut shmem = mem::ShmemTable::default();
+    let mut made = Made::default();
     let mut ready = Vec::with_capacity(tasks.len());
     for (i, t) in tasks.iter().enumerate() {
         if t.state != 'Z' && !sharing::made_by_parent(t) {
@@ -266,7 +266,7 @@ pub fn restore(opts: &RestoreOptions) -> Result<Restored> {
                 &plan.tasks[i],
                 &plan.cow.contents(i),
                 &pids,
-                &mut shmem,
+                &mut made,
                 sysv_root,
                 &mm_children,
             )?);
@@ -817,13 +817,21 @@ fn finish_thread(pid: i32, tid: i32, th: &stasis_image::ThreadImage) -> Result<(
     ptrace::set_xstate(tid, &th.xstate).ctx(pid, || format!("FPU/vector registers of thread {tid}"))
 }
 
+/// Objects made once per restore that later tasks find again: shared anonymous memory,
+/// pidfds.
+#[derive(Default)]
+struct Made {
+    shmem: mem::ShmemTable,
+    pidfds: files::pidfd::Opened,
+}
+
 /// Takes the waiting child over with ptrace and turns it into the image's process.
 fn take_over(
     t: &TaskImage,
     plan: &TaskPlan,
     contents: &mem::Contents,
     pids: &PidMap,
-    shmem: &mut mem::ShmemTable,
+    made: &mut Made,
     sysv: Option<(&ipc::Created, &stasis_image::ipc::IpcImage)>,
     mm_children: &[&TaskImage],
 ) -> Result<Vec<Ready>> {
@@ -876,7 +884,7 @@ fn take_over(
     let exe_fd = if same_exe { -1 } else { plan.exe_fd };
     mem::restore(
         &mut s,
-        shmem,
+        &mut made.shmem,
         &t.mm,
         &plan.map_files,
         exe_fd,
@@ -889,7 +897,7 @@ fn take_over(
     // Once no descriptor it does not keep is left to close (which would drop them).
     files::locks::take_posix_locks(&mut s, &t.file_locks)?;
     // The whole tree exists now: pidfds can be opened on any process of it.
-    files::pidfd::restore(&mut s, &t.fds)?;
+    files::pidfd::restore(&mut s, &t.fds, &mut made.pidfds)?;
     // Objects this restore created get their last use from inside the tree.
     if let Some((created, img)) = sysv {
         created.touch(&mut s, img)?;

@@ -1,5 +1,7 @@
 //! Real programs, not only ours: a python3 interpreter with objects and suspended
-//! generators (testprogs/py_victim.py), `sleep` restored mid-sleep, `dd` copying a file
+//! generators (testprogs/py_victim.py), a python3 multiprocessing pool (a tree with
+//! pipes, semaphores in deleted shared files and copy-on-write memory:
+//! testprogs/py_multiprocessing.py), `sleep` restored mid-sleep, `dd` copying a file
 //! byte by byte (file offsets of a real program), `tail -f` following a file.
 //!
 //! `cat FILE` is not here: cat reads a regular file in 128 KiB blocks and is done in
@@ -14,6 +16,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::tree::*;
 use common::*;
 
 fn python() -> Victim {
@@ -41,6 +44,20 @@ fn python_dump_restore_twice() {
 fn python_leave_running() {
     run_leave_running(&python());
 }
+
+fn python_pool() -> Victim {
+    Victim::program("python3", python3())
+        .named("py_multiprocessing")
+        .arg(testprogs_dir().join("py_multiprocessing.py"))
+        .ready_timeout(Duration::from_secs(60))
+}
+
+tree_cycle_tests!(python_pool(), Outside::VictimOnly;
+    standalone python_pool_standalone,
+    dump_restore python_pool_dump_restore,
+    dump_restore_twice python_pool_dump_restore_twice,
+    leave_running python_pool_leave_running,
+);
 
 /// Ready when the process runs `comm` and sleeps in the kernel.
 fn sleeping_as(comm: &'static str) -> impl Fn(&Session) -> bool + Send + Sync {

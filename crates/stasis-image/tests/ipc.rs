@@ -61,23 +61,7 @@ fn write(dir: &Path, ipc: &IpcImage) {
     }
     w.add_pages(pages).unwrap();
     w.write_meta(ipc::IPC_FILE, MetaKind::Ipc, ipc).unwrap();
-    w.finish(Manifest {
-        tool_version: "test".into(),
-        kernel_release: "test".into(),
-        page_size: 4096,
-        xsave_features: 0,
-        root_pid: 100,
-        tasks: vec![TaskEntry {
-            pid: 100,
-            ppid: 1,
-            core_file: task_file_name(100),
-            pages_file: pages_file_name(100),
-        }],
-        files: Vec::new(),
-        dump_options: Vec::new(),
-        clocks: None,
-    })
-    .unwrap();
+    w.finish(common::one_task_manifest()).unwrap();
 }
 
 #[test]

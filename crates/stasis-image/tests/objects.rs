@@ -32,23 +32,7 @@ fn write(dir: &Path, object: &FileObject, data: &[u8], refer_to: u32) {
     let mut raw = w.raw(&object.data_file).unwrap();
     raw.write_all(data).unwrap();
     w.add_pages(raw).unwrap();
-    w.finish(Manifest {
-        tool_version: "test".into(),
-        kernel_release: "test".into(),
-        page_size: 4096,
-        xsave_features: 0,
-        root_pid: 100,
-        tasks: vec![TaskEntry {
-            pid: 100,
-            ppid: 1,
-            core_file: "task-100.img".into(),
-            pages_file: "pages-100.img".into(),
-        }],
-        files: Vec::new(),
-        dump_options: Vec::new(),
-        clocks: None,
-    })
-    .unwrap();
+    w.finish(common::one_task_manifest()).unwrap();
 }
 
 fn memfd(len: u64) -> FileObject {

@@ -20,3 +20,25 @@ impl Drop for TempDir {
         let _ = fs::remove_dir_all(&self.0);
     }
 }
+
+/// The manifest of a one-process test image (pid 100, parent 1) with its task and page
+/// files under the standard names.
+#[allow(dead_code)]
+pub fn one_task_manifest() -> stasis_image::Manifest {
+    stasis_image::Manifest {
+        tool_version: "test".into(),
+        kernel_release: "test".into(),
+        page_size: 4096,
+        xsave_features: 0,
+        root_pid: 100,
+        tasks: vec![stasis_image::TaskEntry {
+            pid: 100,
+            ppid: 1,
+            core_file: stasis_image::task_file_name(100),
+            pages_file: stasis_image::pages_file_name(100),
+        }],
+        files: Vec::new(),
+        dump_options: Vec::new(),
+        clocks: None,
+    }
+}

@@ -96,6 +96,34 @@ pub struct NewSocket<'a> {
     stand_in: bool,
 }
 
+/// A connected pair: socket `inode` of `f`, and its peer `(inode, file)`, which is a
+/// stand-in when the real peer is outside the tree.
+fn pair<'a>(
+    f: &'a FdImage,
+    inode: u64,
+    kind: u8,
+    (peer, peer_file): (u64, &'a FdImage),
+    stand_in: bool,
+) -> stasis_sys::SysResult<[NewSocket<'a>; 2]> {
+    let (a, b) = own::unix_socketpair(kind as i32)?;
+    Ok([
+        NewSocket {
+            inode,
+            fd: a,
+            file: f,
+            peer: Some(peer),
+            stand_in: false,
+        },
+        NewSocket {
+            inode: peer,
+            fd: b,
+            file: peer_file,
+            peer: Some(inode),
+            stand_in,
+        },
+    ])
+}
+
 /// Creates the socket `f` describes (and its peer, for a connected pair, with `peer_file`
 /// describing the peer). Their queues, options and shutdown state come later, in
 /// `finish`, once every file a queued message carries is open too.
@@ -120,21 +148,7 @@ pub fn create<'a>(
     let mut made = Vec::new();
     match (peer, peer_file) {
         (Some(peer), Some(pf)) => {
-            let (a, b) = own::unix_socketpair(*kind as i32).map_err(err)?;
-            made.push(NewSocket {
-                inode: *inode,
-                fd: a,
-                file: f,
-                peer: Some(*peer),
-                stand_in: false,
-            });
-            made.push(NewSocket {
-                inode: *peer,
-                fd: b,
-                file: pf,
-                peer: Some(*inode),
-                stand_in: false,
-            });
+            made.extend(pair(f, *inode, *kind, (*peer, pf), false).map_err(err)?);
         }
         // The peer is outside the tree (the dump had --ext-unix-sk).
         (Some(peer), None) => match peer_name {
@@ -155,23 +169,7 @@ pub fn create<'a>(
                     )
                 })?;
             }
-            _ => {
-                let (a, b) = own::unix_socketpair(*kind as i32).map_err(err)?;
-                made.push(NewSocket {
-                    inode: *inode,
-                    fd: a,
-                    file: f,
-                    peer: Some(*peer),
-                    stand_in: false,
-                });
-                made.push(NewSocket {
-                    inode: *peer,
-                    fd: b,
-                    file: f,
-                    peer: Some(*inode),
-                    stand_in: true,
-                });
-            }
+            _ => made.extend(pair(f, *inode, *kind, (*peer, f), true).map_err(err)?),
         },
         // Its peer was closed: a stand-in sends what was queued and is closed, so reads
         // end as they would have (and writes fail).

@@ -12,7 +12,7 @@ use stasis_sys::remote::{find_syscall_insn, Remote};
 use crate::error::{Error, ProcContext, Result, SysContext};
 use crate::freeze::{Frozen, Release};
 use crate::inject::{Session, DATA_LEN};
-use crate::{cow, creds, files, ipc, mem, seccomp, sharing, signals, task, timens, timers};
+use crate::{cow, creds, files, ipc, mem, seccomp, sharing, signals, task, timens, timers, vfork};
 
 #[derive(Debug, Clone)]
 pub struct DumpOptions {
@@ -45,7 +45,7 @@ pub fn dump(opts: &DumpOptions) -> Result<DumpSummary> {
     let pid = opts.pid;
     let mut tree = freeze_tree(pid)?;
     let freeze_start = Instant::now();
-    let vforks = vfork_pairs(&mut tree, opts)?;
+    let vforks = vfork::pairs(&mut tree.live, opts.leave_running || opts.leave_stopped)?;
     // What the tree's clocks read as it stops (for restore --time-ns).
     let clocks = timens::dump_clocks(pid)?;
     log::info!(
@@ -142,38 +142,6 @@ fn freeze_tree(root: i32) -> Result<Tree> {
     Ok(tree)
 }
 
-/// Parents inside vfork (indices in `tree.live`) with their child that still runs in
-/// their memory. Such a child is dumped first and then killed, which ends the parent's
-/// vfork: so only a dump that kills the tree can take it. A parent whose child has let
-/// its memory go meanwhile just finishes its freeze.
-fn vfork_pairs(tree: &mut Tree, opts: &DumpOptions) -> Result<Vec<(usize, usize)>> {
-    let mut pairs = Vec::new();
-    for pi in 0..tree.live.len() {
-        if tree.live[pi].vfork_wait.is_none() {
-            continue;
-        }
-        let ppid = tree.live[pi].pid;
-        let child = tree.live.iter().position(|c| {
-            c.pid != ppid
-                && procfs::stat(c.pid).is_ok_and(|s| s.ppid == ppid)
-                && stasis_sys::process::shares(ppid, c.pid, stasis_sys::process::Shared::Memory)
-                    .unwrap_or(false)
-        });
-        match child {
-            Some(ci) if opts.leave_running || opts.leave_stopped => {
-                return Err(Error::Unsupported {
-                    pid: ppid,
-                    object: format!("vfork child {}", tree.live[ci].pid),
-                    detail: "a vfork child that still runs in its parent's memory can only be checkpointed by a dump that kills the tree (without --leave-running/--leave-stopped): its parent cannot be frozen until the child ends".into(),
-                });
-            }
-            Some(ci) => pairs.push((pi, ci)),
-            None => tree.live[pi].finish_vfork()?,
-        }
-    }
-    Ok(pairs)
-}
-
 fn dump_tree(
     opts: &DumpOptions,
     tree: &mut Tree,
@@ -208,26 +176,8 @@ fn dump_tree(
         images.push(image);
     }
     for child in vfork_children {
-        let parent = images.iter().find(|p| p.pid == child.ppid);
-        if let Some(p) = parent {
-            for (what, same) in [
-                ("signal handlers", p.signals == child.signals),
-                ("credentials", p.creds == child.creds),
-                (
-                    "session or process group",
-                    (p.sid, p.pgid) == (child.sid, child.pgid),
-                ),
-            ] {
-                if !same {
-                    return Err(Error::Unsupported {
-                        pid: child.pid,
-                        object: format!("vfork child of {}", p.pid),
-                        detail: format!(
-                            "it changed its {what} after vfork (only its registers, mask and the memory it shares can be restored)"
-                        ),
-                    });
-                }
-            }
+        if let Some(parent) = images.iter().find(|p| p.pid == child.ppid) {
+            vfork::check_child(parent, &child)?;
         }
         images.push(child);
     }
@@ -344,7 +294,7 @@ fn dump_process(
         sharing::dump(pid, stat.ppid, done)?
     };
     if shared_with_parent.memory {
-        sharing::check_memory_child(pid, stat.ppid, frozen.threads.len(), &shared_with_parent)?;
+        sharing::check_memory_child(&stat, frozen.threads.len(), &shared_with_parent)?;
     }
     // A vfork child's or a CLONE_VM child's memory is its parent's, and so is its fd
     // table (shared, or a copy checked to be unchanged): both are the parent's business.

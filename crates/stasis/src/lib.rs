@@ -21,6 +21,7 @@ pub mod signals;
 pub mod task;
 pub mod timens;
 pub mod timers;
+pub mod vfork;
 
 pub use dump::{dump, DumpOptions, DumpSummary};
 pub use error::{Error, Result};

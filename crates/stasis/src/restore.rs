@@ -14,7 +14,7 @@ use crate::error::{Error, ProcContext, Result, SysContext};
 use crate::files::{self, ReopenContext};
 use crate::inject::Session;
 use crate::mem::{self, MapFile, PAGE, TASK_TOP};
-use crate::{cow, creds, ipc, seccomp, session, sharing, signals, task, timens, timers};
+use crate::{cow, creds, ipc, seccomp, session, sharing, signals, task, timens, timers, vfork};
 
 #[derive(Debug, Clone, Default)]
 pub struct RestoreOptions {
@@ -271,7 +271,14 @@ pub fn restore(opts: &RestoreOptions) -> Result<Restored> {
                 &mm_children,
             )?);
             if let Some(child) = tasks.iter().find(|c| c.vfork_child && c.ppid == t.pid) {
-                ready.push(vfork_again(t, child)?);
+                let cpid = vfork::again(t, child)?;
+                // `again` checked that the child has its thread.
+                finish_thread(cpid, cpid, &child.threads[0])?;
+                ready.push(Ready {
+                    pid: cpid,
+                    tids: vec![cpid],
+                    sig: 0,
+                });
             }
         }
     }
@@ -902,13 +909,7 @@ fn take_over(
     if let Some((created, img)) = sysv {
         created.touch(&mut s, img)?;
     }
-    signals::restore(&mut s, &t.signals)?;
-    task::restore_attrs_remote(&mut s, &t.attrs)?;
-    task::restore_thread_remote(&mut s, thread)?;
-    task::restore_thread_outside(pid, pid, thread)?;
-    task::restore_attrs_outside(pid, &t.attrs)?;
-    timers::restore(&mut s, &t.itimers)?;
-    signals::restore_pending(&mut s, None, &t.shared_pending)?;
+    restore_process_state(&mut s, pid, t, true)?;
     // Children in this address space, made before filters and credentials change.
     let mut ready = Vec::with_capacity(1 + mm_children.len());
     for c in mm_children {
@@ -943,13 +944,7 @@ fn take_over(
     }
 
     // POSIX timers once every thread they may target exists.
-    timers::restore_posix(&mut s, &t.posix_timers)?;
-    // Filters go in while the task still has every privilege; suspended while traced.
-    if let Some(sc) = &thread.seccomp {
-        seccomp::restore(&mut s, sc, seccomp_shared)?;
-    }
-    creds::restore(&mut s, &t.creds)?;
-    task::restore_attrs_last(&mut s, &t.attrs)?;
+    restore_privileged_last(&mut s, t, seccomp_shared)?;
 
     // Last: the mask, then the scratch page goes; the task stops at that munmap's exit,
     // where it gets its final registers.
@@ -967,6 +962,37 @@ fn take_over(
         sig,
     });
     Ok(ready)
+}
+
+/// What a process's main thread (the session's) gets once its memory is back: signal
+/// handlers (unless `handlers` is false: a table shared with the parent, already there),
+/// process and thread attributes, interval timers, process-wide pending signals. `pid` is
+/// the process as seen here.
+fn restore_process_state(s: &mut Session, pid: i32, t: &TaskImage, handlers: bool) -> Result<()> {
+    let thread = &t.threads[0];
+    if handlers {
+        signals::restore(s, &t.signals)?;
+    }
+    task::restore_attrs_remote(s, &t.attrs)?;
+    task::restore_thread_remote(s, thread)?;
+    task::restore_thread_outside(pid, pid, thread)?;
+    task::restore_attrs_outside(pid, &t.attrs)?;
+    timers::restore(s, &t.itimers)?;
+    signals::restore_pending(s, None, &t.shared_pending)
+}
+
+/// The last steps of a process's main thread, once its threads exist: POSIX timers (which
+/// may target them), then its seccomp filters (less the first `seccomp_done`, which it
+/// has) while it still has every privilege, its credentials, and the attributes that need
+/// privileges to set.
+fn restore_privileged_last(s: &mut Session, t: &TaskImage, seccomp_done: usize) -> Result<()> {
+    timers::restore_posix(s, &t.posix_timers)?;
+    // Suspended while traced: the filters cannot block our own calls.
+    if let Some(sc) = &t.threads[0].seccomp {
+        seccomp::restore(s, sc, seccomp_done)?;
+    }
+    creds::restore(s, &t.creds)?;
+    task::restore_attrs_last(s, &t.attrs)
 }
 
 /// A child that shared its parent's address space (CLONE_VM, not a thread): made by a
@@ -996,21 +1022,8 @@ fn create_mm_child(
     let regs = ptrace::get_regs(cpid).ctx(cpid, || "registers of the new process".into())?;
     let mut cs = Session::new(cpid, Remote::new(cpid, scratch, regs), scratch + PAGE)?;
     cs.set_ns_pid(c.pid);
-    if !c.shared_with_parent.signal_handlers {
-        signals::restore(&mut cs, &c.signals)?;
-    }
-    task::restore_attrs_remote(&mut cs, &c.attrs)?;
-    task::restore_thread_remote(&mut cs, thread)?;
-    task::restore_thread_outside(cpid, cpid, thread)?;
-    task::restore_attrs_outside(cpid, &c.attrs)?;
-    timers::restore(&mut cs, &c.itimers)?;
-    signals::restore_pending(&mut cs, None, &c.shared_pending)?;
-    timers::restore_posix(&mut cs, &c.posix_timers)?;
-    if let Some(sc) = &thread.seccomp {
-        seccomp::restore(&mut cs, sc, 0)?;
-    }
-    creds::restore(&mut cs, &c.creds)?;
-    task::restore_attrs_last(&mut cs, &c.attrs)?;
+    restore_process_state(&mut cs, cpid, c, !c.shared_with_parent.signal_handlers)?;
+    restore_privileged_last(&mut cs, c, 0)?;
     finish_thread(cpid, cpid, thread)?;
     log::info!("pid {cpid}: made in the address space of {pid}");
     Ok(Ready {
@@ -1018,124 +1031,6 @@ fn create_mm_child(
         tids: vec![cpid],
         sig: if c.job_stopped { stop_signal(c) } else { 0 },
     })
-}
-
-/// The parent was inside vfork at dump (its registers are those of vfork's return): it
-/// makes the vfork again, from the same instruction, with the child's PID made the next
-/// one (ns_last_pid), and the new child, which runs in the parent's memory as the old one
-/// did, gets the child's registers and mask. Returns the child, stopped; the parent stays
-/// stopped at the vfork event, and once let go waits for its child as before.
-fn vfork_again(parent: &TaskImage, child: &TaskImage) -> Result<Ready> {
-    let pid = parent.pid;
-    let cpid = child.pid;
-    let (Some(pt), Some(ct)) = (parent.threads.first(), child.threads.first()) else {
-        return Err(Error::Restore {
-            pid,
-            reason: "the vfork parent or child has no thread in the image".into(),
-        });
-    };
-    let mut regs = task::regs_from_image(&pt.regs);
-    let at = regs.rip.wrapping_sub(2);
-    let mut insn = [0u8; 2];
-    stasis_sys::mem::ProcMem::open(pid)
-        .and_then(|m| m.read(at, &mut insn))
-        .ctx(pid, || format!("read the vfork call at {at:#x}"))?;
-    if insn != [0x0f, 0x05] {
-        return Err(Error::Restore {
-            pid,
-            reason: format!(
-                "no syscall instruction before {:#x}, where vfork returned",
-                regs.rip
-            ),
-        });
-    }
-    regs.rip = at;
-    regs.rax = libc::SYS_vfork as u64;
-    regs.orig_rax = u64::MAX;
-    ptrace::set_regs(pid, &regs).ctx(pid, || "registers to call vfork again".into())?;
-    ptrace::set_options(
-        pid,
-        libc::PTRACE_O_TRACEVFORK | ptrace::PTRACE_O_SUSPEND_SECCOMP,
-    )
-    .ctx(pid, || "trace vfork".into())?;
-    let next = NextPid::set(pid, cpid)?;
-    ptrace::cont(pid, 0).ctx(pid, || "resume into vfork".into())?;
-    loop {
-        match ptrace::wait_task(pid).ctx(pid, || "wait for vfork".into())? {
-            WaitStatus::Stopped { event, .. } if event == libc::PTRACE_EVENT_VFORK => break,
-            WaitStatus::Stopped { .. } | WaitStatus::SyscallStop | WaitStatus::Continued => {
-                ptrace::cont(pid, 0).ctx(pid, || "resume into vfork".into())?
-            }
-            WaitStatus::Exited(_) | WaitStatus::Signaled(_) => {
-                return Err(Error::Restore {
-                    pid,
-                    reason: "it ended instead of calling vfork again".into(),
-                })
-            }
-        }
-    }
-    let got = ptrace::event_msg(pid).ctx(pid, || "the new vfork child's PID".into())? as i32;
-    drop(next);
-    if got != cpid {
-        let _ = process::kill(got, libc::SIGKILL);
-        return Err(Error::Restore {
-            pid,
-            reason: format!(
-                "the vfork child came back as PID {got}, not {cpid} (PID taken meanwhile?)"
-            ),
-        });
-    }
-    loop {
-        match ptrace::wait_task(cpid).ctx(cpid, || "wait for the new vfork child".into())? {
-            WaitStatus::Stopped { .. } => break,
-            WaitStatus::Exited(_) | WaitStatus::Signaled(_) => {
-                return Err(Error::Restore {
-                    pid: cpid,
-                    reason: "the new vfork child ended at once".into(),
-                })
-            }
-            _ => {}
-        }
-    }
-    finish_thread(cpid, cpid, ct)?;
-    log::info!("pid {cpid}: vfork child of {pid} restored");
-    Ok(Ready {
-        pid: cpid,
-        tids: vec![cpid],
-        sig: 0,
-    })
-}
-
-const NS_LAST_PID: &str = "/proc/sys/kernel/ns_last_pid";
-
-/// Makes `pid` the next PID the kernel gives out (ns_last_pid), for a call that cannot
-/// choose its child's PID. Moving the counter back would hand out recently freed PIDs
-/// early, so dropping this puts the counter back where it was (when it was further on).
-struct NextPid {
-    before: Option<i32>,
-}
-
-impl NextPid {
-    fn set(for_pid: i32, pid: i32) -> Result<Self> {
-        let before = std::fs::read_to_string(NS_LAST_PID)
-            .ok()
-            .and_then(|s| s.trim().parse().ok());
-        std::fs::write(NS_LAST_PID, (pid - 1).to_string()).map_err(|e| Error::Restore {
-            pid: for_pid,
-            reason: format!("make {pid} the next PID (write {NS_LAST_PID}): {e}"),
-        })?;
-        Ok(Self {
-            before: before.filter(|&b| b > pid),
-        })
-    }
-}
-
-impl Drop for NextPid {
-    fn drop(&mut self) {
-        if let Some(b) = self.before {
-            let _ = std::fs::write(NS_LAST_PID, b.to_string());
-        }
-    }
 }
 
 /// A task whose restore is complete, held stopped until every task's is.

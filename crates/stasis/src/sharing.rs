@@ -66,11 +66,11 @@ pub fn dump(pid: i32, ppid: i32, done: &[TaskImage]) -> Result<SharedWithParent>
 /// thread, no children, the parent's session and group, and the parent's descriptors
 /// (the same table, or an unchanged copy of it).
 pub fn check_memory_child(
-    pid: i32,
-    ppid: i32,
+    me: &procfs::Stat,
     threads: usize,
     shared: &SharedWithParent,
 ) -> Result<()> {
+    let (pid, ppid) = (me.pid, me.ppid);
     let refuse = |detail: String| Error::Unsupported {
         pid,
         object: format!("address space shared with its parent {ppid} (CLONE_VM)"),
@@ -84,7 +84,7 @@ pub fn check_memory_child(
     if let Some(q) = procfs::children(pid, pid).proc(pid)?.first() {
         return Err(refuse(format!("it has a child ({q}); not supported")));
     }
-    let (me, parent) = (procfs::stat(pid).proc(pid)?, procfs::stat(ppid).proc(ppid)?);
+    let parent = procfs::stat(ppid).proc(ppid)?;
     if (me.session, me.pgrp) != (parent.session, parent.pgrp) {
         return Err(refuse(
             "its session or process group is not its parent's".into(),

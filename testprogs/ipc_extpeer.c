@@ -100,6 +100,10 @@ static void helper(const char *mode, int fd, int sync_w, const struct sockaddr_u
 		expect(fd, before, sizeof(before), "helper", "data queued at the dump");
 		put(fd, after, sizeof(after), "helper");
 		expect(fd, after, sizeof(after), "helper", "the victim's reply");
+		/* A pty master that closes drops what the slave has not taken in yet: the
+		 * victim waits for this before it ends. */
+		if (strcmp(mode, "pty") == 0)
+			put(fd, "k", 1, "helper");
 	}
 	_exit(v_failures ? 1 : 0);
 }
@@ -208,6 +212,8 @@ int main(int argc, char **argv)
 		put(conn, before, sizeof(before), "victim");
 		expect(conn, after, sizeof(after), "victim", "data sent after go");
 		put(conn, after, sizeof(after), "victim");
+		if (strcmp(mode, "pty") == 0)
+			expect(conn, "k", 1, "victim", "the helper's last word");
 	}
 	v_finish();
 }

@@ -810,7 +810,14 @@ fn write_fds(out: &mut String, fds: &[FdImage]) -> fmt::Result {
                     .collect::<Vec<_>>()
                     .join(", ")
             ),
-            FileKind::Fifo { path, inode } => format!("fifo {path} (inode {inode})"),
+            FileKind::Fifo {
+                path,
+                inode,
+                unlinked,
+            } => format!(
+                "fifo {path}{} (inode {inode})",
+                if *unlinked { " (deleted)" } else { "" }
+            ),
             FileKind::PtyMaster {
                 index,
                 winsize,

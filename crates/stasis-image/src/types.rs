@@ -564,6 +564,10 @@ pub enum FileKind {
     Fifo {
         path: String,
         inode: u64,
+        /// The path was unlinked while the FIFO was open: restore makes a FIFO there for
+        /// the moment its ends are opened, then unlinks it again.
+        #[serde(default)]
+        unlinked: bool,
     },
     /// One end of a pipe; both ends are in the tree. Its queued data is in the
     /// [`PipeData`] of the same inode.

@@ -411,6 +411,24 @@ fn file_kind() -> impl Strategy<Value = FileKind> {
                 }
             ),
         any::<u32>().prop_map(|index| FileKind::PtySlave { index }),
+        (text(), any::<u64>(), any::<bool>()).prop_map(|(path, inode, unlinked)| {
+            FileKind::Fifo {
+                path,
+                inode,
+                unlinked,
+            }
+        }),
+        (any::<u64>(), any::<bool>())
+            .prop_map(|(count, semaphore)| FileKind::EventFd { count, semaphore }),
+        any::<u64>().prop_map(|mask| FileKind::SignalFd { mask }),
+        (any::<i32>(), any::<u64>(), any::<u64>(), any::<u64>()).prop_map(
+            |(clockid, value_ns, interval_ns, ticks)| FileKind::TimerFd {
+                clockid,
+                value_ns,
+                interval_ns,
+                ticks,
+            }
+        ),
     ]
 }
 

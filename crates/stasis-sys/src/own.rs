@@ -1094,6 +1094,14 @@ pub fn unlink(path: &Path) -> SysResult<()> {
     check(r as _, "unlink", || path.display().to_string()).map(drop)
 }
 
+/// mkfifo(3): a new FIFO at `path` with permission bits `mode` (less the umask).
+pub fn mkfifo(path: &Path, mode: u32) -> SysResult<()> {
+    let c = cstr(path)?;
+    // SAFETY: `c` is a NUL-terminated path that outlives the call.
+    let r = unsafe { libc::mkfifo(c.as_ptr(), mode) };
+    check(r as _, "mkfifo", || path.display().to_string()).map(drop)
+}
+
 /// flock(2) with LOCK_NB: a shared or exclusive lock on the open file description.
 pub fn flock_nb(fd: i32, exclusive: bool) -> SysResult<()> {
     let op = if exclusive {

@@ -4,7 +4,7 @@
 use stasis_image::{FdImage, FileKind};
 use stasis_sys::own;
 
-use super::FdProbe;
+use super::{place, FdProbe, Kind};
 use crate::error::Result;
 
 fn field<'a>(p: &'a FdProbe, key: &str) -> Option<&'a str> {
@@ -27,6 +27,18 @@ fn dec(p: &FdProbe, key: &str) -> Result<u64> {
         .ok_or_else(|| p.unsupported(&format!("fdinfo has no readable {key:?}")))
 }
 
+pub const KIND: Kind = Kind {
+    dump,
+    restores: |f| {
+        matches!(
+            f,
+            FileKind::EventFd { .. } | FileKind::SignalFd { .. } | FileKind::TimerFd { .. }
+        )
+    },
+    open: |f, at, _, _| place(create(f)?, at, f),
+    ..Kind::NONE
+};
+
 /// "(sec, nsec)" as nanoseconds.
 fn timespec_ns(p: &FdProbe, key: &str) -> Result<u64> {
     let v = field(p, key).unwrap_or("");
@@ -40,7 +52,7 @@ fn timespec_ns(p: &FdProbe, key: &str) -> Result<u64> {
     }
 }
 
-pub fn dump(p: &FdProbe) -> Result<Option<FileKind>> {
+fn dump(p: &FdProbe) -> Result<Option<FileKind>> {
     Ok(Some(match p.target {
         "anon_inode:[eventfd]" => FileKind::EventFd {
             count: hex(p, "eventfd-count")?,
@@ -69,7 +81,7 @@ pub fn dump(p: &FdProbe) -> Result<Option<FileKind>> {
 }
 
 /// Creates the file in the calling process; returns its descriptor.
-pub fn create(f: &FdImage) -> std::result::Result<i32, String> {
+fn create(f: &FdImage) -> std::result::Result<i32, String> {
     let nonblock = f.flags as i32 & libc::O_NONBLOCK;
     let r = match f.file {
         FileKind::EventFd { count, semaphore } => {

@@ -6,8 +6,26 @@ use std::path::Path;
 use stasis_image::{FdImage, FileKind};
 use stasis_sys::own;
 
-use super::{FdProbe, ReopenContext};
-use crate::error::Result;
+use super::{open_flags, place, FdProbe, Kind, ReopenContext};
+use crate::error::{Error, Result};
+
+pub const KIND: Kind = Kind {
+    dump,
+    restores: |f| matches!(f, FileKind::CharDevice { .. } | FileKind::Terminal { .. }),
+    check: |pid, f| match &f.file {
+        FileKind::CharDevice { path, .. } => {
+            std::fs::symlink_metadata(path)
+                .map(drop)
+                .map_err(|e| Error::Restore {
+                    pid,
+                    reason: format!("fd {}: {path} is not available: {e}", f.fd),
+                })
+        }
+        _ => Ok(()),
+    },
+    open: |f, at, r, _| place(reopen(f, open_flags(f), r.ctx)?, at, f),
+    ..Kind::NONE
+};
 
 /// Major numbers of terminal devices: tty (4), /dev/tty and console (5), pty slaves
 /// (136-143).
@@ -16,7 +34,7 @@ fn is_tty(rdev: u64) -> bool {
     major == 4 || major == 5 || (136..=143).contains(&major)
 }
 
-pub fn dump(p: &FdProbe) -> Result<Option<FileKind>> {
+fn dump(p: &FdProbe) -> Result<Option<FileKind>> {
     if !p.is_char_device() {
         return Ok(None);
     }
@@ -37,7 +55,7 @@ pub fn dump(p: &FdProbe) -> Result<Option<FileKind>> {
     }))
 }
 
-pub fn reopen(f: &FdImage, flags: i32, ctx: &ReopenContext) -> std::result::Result<i32, String> {
+fn reopen(f: &FdImage, flags: i32, ctx: &ReopenContext) -> std::result::Result<i32, String> {
     let path = match &f.file {
         FileKind::CharDevice { path, .. } => path.clone(),
         FileKind::Terminal { .. } => ctx.terminal.clone().ok_or_else(|| {

@@ -8,11 +8,14 @@ use std::path::Path;
 use stasis_image::FileKind;
 use stasis_sys::own;
 
+/// A deleted file is a file object: `object` restores it.
+pub const KIND: Kind = Kind { dump, ..Kind::NONE };
+
 use super::object::Found;
-use super::FdProbe;
+use super::{FdProbe, Kind};
 use crate::error::Result;
 
-pub fn dump(p: &FdProbe) -> Result<Option<FileKind>> {
+fn dump(p: &FdProbe) -> Result<Option<FileKind>> {
     let Some(path) = p
         .target
         .strip_suffix(" (deleted)")

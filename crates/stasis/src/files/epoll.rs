@@ -11,8 +11,20 @@
 use stasis_image::{EpollTarget, FdImage, FileKind};
 use stasis_sys::{own, process, procfs};
 
-use super::FdProbe;
+use super::{place, FdProbe, Kind};
 use crate::error::{ProcContext, Result, SysContext};
+
+/// The instance is made empty; its registrations come once the task that holds it has
+/// its descriptors (`register`).
+pub const KIND: Kind = Kind {
+    dump,
+    restores: |f| matches!(f, FileKind::Epoll { .. }),
+    open: |f, at, _, _| {
+        let fd = own::epoll_create(libc::EPOLL_CLOEXEC).map_err(|e| format!("fd {}: {e}", f.fd))?;
+        place(fd, at, f)
+    },
+    ..Kind::NONE
+};
 
 fn hex_after(v: &str, key: &str) -> Option<u64> {
     let rest = &v[v.find(key)? + key.len()..];
@@ -20,7 +32,7 @@ fn hex_after(v: &str, key: &str) -> Option<u64> {
     u64::from_str_radix(tok, 16).ok()
 }
 
-pub fn dump(p: &FdProbe) -> Result<Option<FileKind>> {
+fn dump(p: &FdProbe) -> Result<Option<FileKind>> {
     if p.target != "anon_inode:[eventpoll]" {
         return Ok(None);
     }
@@ -74,10 +86,6 @@ pub fn dump(p: &FdProbe) -> Result<Option<FileKind>> {
         });
     }
     Ok(Some(FileKind::Epoll { targets }))
-}
-
-pub fn create(f: &FdImage) -> std::result::Result<i32, String> {
-    own::epoll_create(libc::EPOLL_CLOEXEC).map_err(|e| format!("fd {}: {e}", f.fd))
 }
 
 /// Registers the targets of epoll descriptor `f` (already at its number) again. A target

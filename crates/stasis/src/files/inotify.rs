@@ -8,14 +8,35 @@ use std::path::Path;
 use stasis_image::{FdImage, FileKind, InotifyWatch};
 use stasis_sys::inotify;
 
-use super::FdProbe;
-use crate::error::Result;
+use super::{place, FdProbe, Kind};
+use crate::error::{Error, Result};
+
+pub const KIND: Kind = Kind {
+    dump,
+    restores: |f| matches!(f, FileKind::Inotify { .. }),
+    check,
+    open: |f, at, _, _| place(create(f)?, at, f),
+    ..Kind::NONE
+};
+
+/// Every watched file must exist again.
+fn check(pid: i32, f: &FdImage) -> Result<()> {
+    if let FileKind::Inotify { watches } = &f.file {
+        for w in watches {
+            std::fs::symlink_metadata(&w.path).map_err(|e| Error::Restore {
+                pid,
+                reason: format!("fd {}: watched file {} is not available: {e}", f.fd, w.path),
+            })?;
+        }
+    }
+    Ok(())
+}
 
 fn field<'a>(v: &'a str, key: &str) -> Option<&'a str> {
     v.split_whitespace().find_map(|t| t.strip_prefix(key))
 }
 
-pub fn dump(p: &FdProbe) -> Result<Option<FileKind>> {
+fn dump(p: &FdProbe) -> Result<Option<FileKind>> {
     if p.target != "anon_inode:inotify" {
         return Ok(None);
     }
@@ -57,7 +78,7 @@ pub fn dump(p: &FdProbe) -> Result<Option<FileKind>> {
 }
 
 /// Creates the instance with its watches at their descriptors; returns its fd.
-pub fn create(f: &FdImage) -> std::result::Result<i32, String> {
+fn create(f: &FdImage) -> std::result::Result<i32, String> {
     let FileKind::Inotify { watches } = &f.file else {
         return Err(format!("fd {}: not an inotify instance", f.fd));
     };

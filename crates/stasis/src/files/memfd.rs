@@ -6,7 +6,7 @@ use std::os::unix::fs::MetadataExt;
 use stasis_image::FileKind;
 
 use super::object::Found;
-use super::FdProbe;
+use super::{FdProbe, Kind};
 use crate::error::Result;
 
 /// The memfd name in a link text or maps path ("/memfd:NAME (deleted)").
@@ -16,6 +16,9 @@ pub fn name_of(link: &str) -> Option<&str> {
 }
 
 const HUGETLBFS_MAGIC: i64 = 0x9584_58f6;
+
+/// A memfd is a file object: `object` restores it.
+pub const KIND: Kind = Kind { dump, ..Kind::NONE };
 
 /// A memfd made with MFD_HUGETLB lives on hugetlbfs: refused (restore would make an
 /// ordinary one).
@@ -29,7 +32,7 @@ pub fn refuse_hugetlb(path: &str) -> std::result::Result<(), String> {
     }
 }
 
-pub fn dump(p: &FdProbe) -> Result<Option<FileKind>> {
+fn dump(p: &FdProbe) -> Result<Option<FileKind>> {
     let Some(name) = name_of(p.target) else {
         return Ok(None);
     };

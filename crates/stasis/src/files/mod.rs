@@ -5,6 +5,7 @@ mod anon;
 mod chardev;
 mod deleted;
 mod epoll;
+mod fifo;
 mod inotify;
 pub mod locks;
 mod memfd;
@@ -74,26 +75,55 @@ impl FdProbe<'_> {
     }
 }
 
-/// A kind of file: `dump` returns None when the descriptor is not of this kind.
-type DumpFn = fn(&FdProbe) -> Result<Option<FileKind>>;
+/// One kind of file, both sides: how dump recognises a descriptor of it, and how restore
+/// checks and opens it again. A kind sets the steps it has and takes the rest from
+/// [`Kind::NONE`]; adding a kind is one module and one line in `KINDS`.
+pub struct Kind {
+    /// Dump: describes the descriptor, or None when it is not of this kind.
+    dump: fn(&FdProbe) -> Result<Option<FileKind>>,
+    /// Restore: whether an image's file is of this kind.
+    restores: fn(&FileKind) -> bool,
+    /// Restore, before anything is created: whether the file can be opened as it was.
+    check: fn(i32, &FdImage) -> Result<()>,
+    /// Restore, in the restore root: opens description `f` at descriptor `at`.
+    open: fn(&FdImage, i32, &Reopen, &mut KindState) -> std::result::Result<(), String>,
+    /// Restore, once every description is open: what needs all of them (messages that
+    /// carry files, settings that would refuse the fill); closes what the kind made.
+    finish: fn(&Reopen, &mut KindState) -> std::result::Result<(), String>,
+}
 
-/// The registry, tried in order; the last entry names everything else as unsupported.
-const KINDS: &[DumpFn] = &[
-    pipe::dump,
-    unix::dump,
-    anon::dump,
-    epoll::dump,
-    inotify::dump,
+impl Kind {
+    /// Recognises nothing and restores nothing.
+    const NONE: Kind = Kind {
+        dump: |_| Ok(None),
+        restores: |_| false,
+        check: |_, _| Ok(()),
+        open: |f, _, _, _| Err(format!("fd {}: no kind of file opens it", f.fd)),
+        finish: |_, _| Ok(()),
+    };
+}
+
+/// The registry. Dump tries the kinds in order; the last one names everything else as
+/// unsupported. Restore finishes them in order.
+const KINDS: &[Kind] = &[
+    pipe::KIND,
+    unix::KIND,
+    anon::KIND,
+    epoll::KIND,
+    inotify::KIND,
     // Before `deleted`: an unlinked queue looks like a deleted file.
-    mqueue::dump,
-    memfd::dump,
-    deleted::dump,
-    pidfd::dump,
-    pty::dump,
-    unsupported::dump,
-    path::dump,
-    chardev::dump,
-    unsupported::dump_rest,
+    mqueue::KIND,
+    memfd::KIND,
+    // Before `deleted` and `path`: an unlinked FIFO is a FIFO still.
+    fifo::KIND,
+    deleted::KIND,
+    object::KIND,
+    pidfd::KIND,
+    pty::KIND,
+    unsupported::BY_NAME,
+    path::KIND,
+    chardev::KIND,
+    unsupported::REST,
 ];
 
 /// Status flags that describe how the file was opened rather than its state.
@@ -512,7 +542,7 @@ fn classify(
         objects,
     };
     for kind in KINDS {
-        if let Some(f) = kind(&probe)? {
+        if let Some(f) = (kind.dump)(&probe)? {
             return Ok((f, info, meta));
         }
     }
@@ -592,61 +622,20 @@ pub fn all_files(t: &TaskImage) -> impl Iterator<Item = &FdImage> {
 /// Checks, before anything is created, that every file can be opened as it was.
 pub fn check<'a>(pid: i32, fds: impl IntoIterator<Item = &'a FdImage>) -> Result<()> {
     for f in fds {
-        match &f.file {
-            // A process's own /proc files exist only once it does.
-            FileKind::Regular { path, .. } if path.starts_with("/proc/") => {}
-            FileKind::Regular { path, size, .. } => {
-                let meta = std::fs::metadata(path).map_err(|e| Error::Restore {
-                    pid,
-                    reason: format!("fd {}: file {path} is not available: {e}", f.fd),
-                })?;
-                if meta.len() != *size {
-                    return Err(Error::Restore {
-                        pid,
-                        reason: format!(
-                            "fd {}: file {path} changed since the dump (size {}, was {size})",
-                            f.fd,
-                            meta.len()
-                        ),
-                    });
-                }
-            }
-            FileKind::Directory { path }
-            | FileKind::Fifo { path, .. }
-            | FileKind::Path { path }
-            | FileKind::CharDevice { path, .. } => {
-                std::fs::symlink_metadata(path).map_err(|e| Error::Restore {
-                    pid,
-                    reason: format!("fd {}: {path} is not available: {e}", f.fd),
-                })?;
-            }
-            FileKind::Inotify { watches } => {
-                for w in watches {
-                    std::fs::symlink_metadata(&w.path).map_err(|e| Error::Restore {
-                        pid,
-                        reason: format!(
-                            "fd {}: watched file {} is not available: {e}",
-                            f.fd, w.path
-                        ),
-                    })?;
-                }
-            }
-            FileKind::Terminal { .. }
-            | FileKind::PtyMaster { .. }
-            | FileKind::PtySlave { .. }
-            | FileKind::Pipe { .. }
-            | FileKind::EventFd { .. }
-            | FileKind::SignalFd { .. }
-            | FileKind::TimerFd { .. }
-            | FileKind::Epoll { .. }
-            | FileKind::UnixSocket { .. }
-            | FileKind::Object { .. }
-            | FileKind::PidFd { .. } => {}
-            // Checked and made by prepare_mqueues, before the tree.
-            FileKind::Mqueue(_) => {}
-        }
+        (kind_of(pid, f)?.check)(pid, f)?;
     }
     Ok(())
+}
+
+/// The kind that restores `f`.
+fn kind_of(pid: i32, f: &FdImage) -> Result<&'static Kind> {
+    KINDS
+        .iter()
+        .find(|k| (k.restores)(&f.file))
+        .ok_or_else(|| Error::Restore {
+            pid,
+            reason: format!("fd {}: no kind of file restores it", f.fd),
+        })
 }
 
 /// Context the restore child needs to reopen files.
@@ -657,9 +646,68 @@ pub struct ReopenContext {
     pub object_slots: Vec<(u32, i32)>,
 }
 
+/// What every kind reads while the restore root opens the tree's descriptions.
+pub struct Reopen<'a> {
+    /// Every open file description: its id and the first descriptor that refers to it.
+    descs: &'a [(u32, &'a FdImage)],
+    pipe_data: &'a [&'a PipeData],
+    socket_queues: &'a [&'a SocketQueue],
+    ctx: &'a ReopenContext,
+    slot: &'a dyn Fn(u32) -> i32,
+    /// Above every slot. Objects made in pairs (pipes, sockets, ptys) wait here for their
+    /// own slot, so that placing one never lands on another.
+    spare: i32,
+}
+
+impl Reopen<'_> {
+    /// The first descriptor of the image whose file `pick` chooses.
+    fn find(&self, pick: impl Fn(&FileKind) -> bool) -> Option<&FdImage> {
+        self.descs.iter().map(|d| d.1).find(|d| pick(&d.file))
+    }
+
+    /// Moves `fd`, made for `f`, above every slot.
+    fn park(&self, fd: i32, f: &FdImage) -> std::result::Result<i32, String> {
+        own::move_above(fd, self.spare).map_err(|e| format!("fd {}: {e}", f.fd))
+    }
+}
+
+/// Restore state of the kinds whose objects several descriptions or a later step need
+/// (the ends of a pipe, a socket pair, a pty): each kind keeps its own, found by type.
+#[derive(Default)]
+pub struct KindState(std::collections::HashMap<std::any::TypeId, Box<dyn std::any::Any>>);
+
+impl KindState {
+    fn of<T: Default + 'static>(&mut self) -> &mut T {
+        self.0
+            .entry(std::any::TypeId::of::<T>())
+            .or_insert_with(|| Box::new(T::default()))
+            .downcast_mut::<T>()
+            .expect("each entry is keyed by its own type")
+    }
+}
+
+/// The status flags a description is opened with (close-on-exec belongs to descriptors).
+fn open_flags(f: &FdImage) -> i32 {
+    f.flags as i32 & !libc::O_CLOEXEC
+}
+
+/// Puts `fd`, a new description made for `f`, at `at`.
+fn place(fd: i32, at: i32, f: &FdImage) -> std::result::Result<(), String> {
+    own::move_fd(fd, at, true).map_err(|e| format!("fd {}: {e}", f.fd))
+}
+
+/// Puts a duplicate of `fd`, an object made for several descriptions, at `at` with the
+/// status flags of `f` that belong to the description.
+fn place_copy(fd: i32, at: i32, f: &FdImage) -> std::result::Result<(), String> {
+    let err = |e: stasis_sys::SysError| format!("fd {}: {e}", f.fd);
+    own::dup_to(fd, at, true).map_err(err)?;
+    own::set_status_flags(at, open_flags(f) & (libc::O_NONBLOCK | libc::O_ASYNC)).map_err(err)
+}
+
 /// Opens every open file description of the tree in the calling (restore root) process:
 /// `descs` gives for each description id the first descriptor that refers to it, and
-/// `slot` the number it must be put at. Runs in the child, which reports errors as text.
+/// `slot` the number it must be put at. Each kind opens its own, then finishes them once
+/// all are open. Runs in the child, which reports errors as text.
 pub fn open_descriptions(
     descs: &[(u32, &FdImage)],
     pipe_data: &[&PipeData],
@@ -667,160 +715,22 @@ pub fn open_descriptions(
     ctx: &ReopenContext,
     slot: impl Fn(u32) -> i32,
 ) -> std::result::Result<(), String> {
-    let mut pipes: Vec<pipe::NewPipe> = Vec::new();
-    let mut sockets: Vec<unix::NewSocket> = Vec::new();
-    let mut ptys: Vec<pty::NewPty> = Vec::new();
-    // One read-write descriptor per FIFO while its ends are opened (inode, fd).
-    let mut fifos: Vec<(u64, i32)> = Vec::new();
-    // Pipes and sockets are made in pairs whose second end waits for its own slot; keep
-    // them above every slot so that placing one never lands on another.
-    let spare = descs.iter().map(|d| slot(d.0)).max().unwrap_or(0) + 1;
+    let reopen = Reopen {
+        descs,
+        pipe_data,
+        socket_queues,
+        ctx,
+        slot: &slot,
+        spare: descs.iter().map(|d| slot(d.0)).max().unwrap_or(0) + 1,
+    };
+    let mut state = KindState::default();
+    let me = std::process::id() as i32;
     for &(desc, f) in descs {
-        let at = slot(desc);
-        let flags = f.flags as i32 & !libc::O_CLOEXEC;
-        let err = |e: stasis_sys::SysError| format!("fd {}: {e}", f.fd);
-        match &f.file {
-            FileKind::Regular { .. } | FileKind::Directory { .. } | FileKind::Path { .. } => {
-                let tmp = path::reopen(f, flags)?;
-                own::move_fd(tmp, at, true).map_err(err)?;
-            }
-            FileKind::CharDevice { .. } | FileKind::Terminal { .. } => {
-                let tmp = chardev::reopen(f, flags, ctx)?;
-                own::move_fd(tmp, at, true).map_err(err)?;
-            }
-            FileKind::EventFd { .. } | FileKind::SignalFd { .. } | FileKind::TimerFd { .. } => {
-                let tmp = anon::create(f)?;
-                own::move_fd(tmp, at, true).map_err(err)?;
-            }
-            FileKind::Object { object } => {
-                let &(_, object_fd) = ctx
-                    .object_slots
-                    .iter()
-                    .find(|o| o.0 == *object)
-                    .ok_or_else(|| format!("fd {}: file object {object} was not made", f.fd))?;
-                let tmp = object::reopen(object_fd, flags, f.pos)
-                    .map_err(|e| format!("fd {} (file object {object}): {e}", f.fd))?;
-                own::move_fd(tmp, at, true).map_err(err)?;
-            }
-            FileKind::PidFd { .. } => {
-                let tmp = pidfd::placeholder().map_err(|e| format!("fd {}: {e}", f.fd))?;
-                own::move_fd(tmp, at, true).map_err(err)?;
-            }
-            FileKind::Inotify { .. } => {
-                let tmp = inotify::create(f)?;
-                own::move_fd(tmp, at, true).map_err(err)?;
-            }
-            FileKind::Epoll { .. } => {
-                let tmp = epoll::create(f)?;
-                own::move_fd(tmp, at, true).map_err(err)?;
-            }
-            FileKind::Mqueue(q) => {
-                let tmp = mqueue::reopen(f, q, flags)?;
-                own::move_fd(tmp, at, true).map_err(err)?;
-            }
-            FileKind::PtyMaster { index, .. } | FileKind::PtySlave { index } => {
-                if !ptys.iter().any(|p| p.old_index == *index) {
-                    let master = descs
-                        .iter()
-                        .map(|d| d.1)
-                        .find(|d| matches!(d.file, FileKind::PtyMaster { index: i, .. } if i == *index))
-                        .ok_or_else(|| format!("fd {}: the master of pty {index} is not in the image", f.fd))?;
-                    let mut made = pty::create(master)?;
-                    made.master = own::move_above(made.master, spare).map_err(err)?;
-                    ptys.push(made);
-                }
-                let p = ptys
-                    .iter()
-                    .find(|p| p.old_index == *index)
-                    .expect("created above");
-                if matches!(f.file, FileKind::PtyMaster { .. }) {
-                    own::dup_to(p.master, at, true).map_err(err)?;
-                    own::set_status_flags(at, flags & (libc::O_NONBLOCK | libc::O_ASYNC))
-                        .map_err(err)?;
-                } else {
-                    let tmp = pty::open_slave(p, f, flags)?;
-                    own::move_fd(tmp, at, true).map_err(err)?;
-                }
-            }
-            FileKind::Fifo { path, inode } => {
-                if !fifos.iter().any(|x| x.0 == *inode) {
-                    let rw = own::open(
-                        std::path::Path::new(path),
-                        libc::O_RDWR | libc::O_NONBLOCK,
-                        0,
-                    )
-                    .map_err(err)?;
-                    let rw = own::move_above(rw, spare).map_err(err)?;
-                    if let Some(d) = pipe_data.iter().find(|d| d.inode == *inode) {
-                        own::write_all(rw, &d.data).map_err(err)?;
-                    }
-                    fifos.push((*inode, rw));
-                }
-                let tmp = path::reopen_fifo(f, flags, path)?;
-                own::move_fd(tmp, at, true).map_err(err)?;
-            }
-            FileKind::UnixSocket { inode, peer, .. } => {
-                if !sockets.iter().any(|s| s.inode == *inode) {
-                    let peer_file = peer.and_then(|p| {
-                        descs.iter().map(|d| d.1).find(
-                            |d| matches!(d.file, FileKind::UnixSocket { inode, .. } if inode == p),
-                        )
-                    });
-                    for mut made in unix::create(f, peer_file)? {
-                        made.fd = own::move_above(made.fd, spare).map_err(err)?;
-                        sockets.push(made);
-                    }
-                }
-                let s = sockets
-                    .iter()
-                    .find(|s| s.inode == *inode)
-                    .expect("created above");
-                own::dup_to(s.fd, at, true).map_err(err)?;
-                own::set_status_flags(at, flags & (libc::O_NONBLOCK | libc::O_ASYNC))
-                    .map_err(err)?;
-            }
-            FileKind::Pipe {
-                inode, read_end, ..
-            } => {
-                if !pipes.iter().any(|p| p.inode == *inode) {
-                    let data = pipe_data
-                        .iter()
-                        .find(|d| d.inode == *inode)
-                        .map_or(&[][..], |d| &d.data[..]);
-                    let mut p = pipe::create(f, data)?;
-                    p.read = own::move_above(p.read, spare).map_err(err)?;
-                    p.write = own::move_above(p.write, spare).map_err(err)?;
-                    pipes.push(p);
-                }
-                let p = pipes
-                    .iter()
-                    .find(|p| p.inode == *inode)
-                    .expect("created above");
-                let end = if *read_end { p.read } else { p.write };
-                own::dup_to(end, at, true).map_err(err)?;
-                own::set_status_flags(at, flags & (libc::O_NONBLOCK | libc::O_ASYNC))
-                    .map_err(err)?;
-            }
-        }
+        let kind = kind_of(me, f).map_err(|e| e.to_string())?;
+        (kind.open)(f, slot(desc), &reopen, &mut state)?;
     }
-    pty::finish(&ptys)?;
-    for p in &ptys {
-        own::close(p.master);
-    }
-    unix::finish(
-        &sockets,
-        |inode| socket_queues.iter().find(|q| q.inode == inode).copied(),
-        &slot,
-    )?;
-    for p in pipes {
-        own::close(p.read);
-        own::close(p.write);
-    }
-    for s in sockets {
-        own::close(s.fd);
-    }
-    for (_, fd) in fifos {
-        own::close(fd);
+    for kind in KINDS {
+        (kind.finish)(&reopen, &mut state)?;
     }
     Ok(())
 }
@@ -876,4 +786,121 @@ pub fn take_controlling_terminal<'a>(
         return Ok(());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One file of every kind the image knows. The match below has no wildcard, so a new
+    /// variant of `FileKind` does not compile until it is listed here.
+    fn one_of_each() -> Vec<FileKind> {
+        let path = || "/x".to_string();
+        let all = vec![
+            FileKind::Regular {
+                path: path(),
+                size: 0,
+                dev: 0,
+                ino: 0,
+                mode: 0,
+            },
+            FileKind::Directory { path: path() },
+            FileKind::Path { path: path() },
+            FileKind::CharDevice {
+                path: path(),
+                rdev: 0,
+            },
+            FileKind::Terminal { path: path() },
+            FileKind::EventFd {
+                count: 0,
+                semaphore: false,
+            },
+            FileKind::SignalFd { mask: 0 },
+            FileKind::TimerFd {
+                clockid: 0,
+                value_ns: 0,
+                interval_ns: 0,
+                ticks: 0,
+            },
+            FileKind::Epoll { targets: vec![] },
+            FileKind::UnixSocket {
+                inode: 1,
+                kind: 1,
+                name: None,
+                peer: None,
+                peer_name: None,
+                listen_backlog: None,
+                waiting: vec![],
+                peer_gone: false,
+                shutdown: 0,
+                options: Default::default(),
+            },
+            FileKind::PtyMaster {
+                index: 0,
+                termios: vec![],
+                winsize: [0; 4],
+                locked: false,
+                packet: false,
+                output: vec![],
+                input: vec![],
+                session: None,
+                foreground: 0,
+            },
+            FileKind::PtySlave { index: 0 },
+            FileKind::Inotify { watches: vec![] },
+            FileKind::Fifo {
+                path: path(),
+                inode: 1,
+                unlinked: false,
+            },
+            FileKind::Pipe {
+                inode: 1,
+                read_end: true,
+                capacity: 4096,
+            },
+            FileKind::Object { object: 1 },
+            FileKind::PidFd { pid: 1 },
+            FileKind::Mqueue(stasis_image::ipc::MqueueImage {
+                name: "/q".into(),
+                unlinked: false,
+                uid: 0,
+                gid: 0,
+                mode: 0,
+                maxmsg: 1,
+                msgsize: 1,
+                messages: vec![],
+            }),
+        ];
+        for f in &all {
+            match f {
+                FileKind::Regular { .. }
+                | FileKind::Directory { .. }
+                | FileKind::Path { .. }
+                | FileKind::CharDevice { .. }
+                | FileKind::Terminal { .. }
+                | FileKind::EventFd { .. }
+                | FileKind::SignalFd { .. }
+                | FileKind::TimerFd { .. }
+                | FileKind::Epoll { .. }
+                | FileKind::UnixSocket { .. }
+                | FileKind::PtyMaster { .. }
+                | FileKind::PtySlave { .. }
+                | FileKind::Inotify { .. }
+                | FileKind::Fifo { .. }
+                | FileKind::Pipe { .. }
+                | FileKind::Object { .. }
+                | FileKind::PidFd { .. }
+                | FileKind::Mqueue(_) => {}
+            }
+        }
+        all
+    }
+
+    #[test]
+    fn every_kind_of_file_is_restored_by_exactly_one_kind() {
+        for file in one_of_each() {
+            let n = KINDS.iter().filter(|k| (k.restores)(&file)).count();
+            assert_eq!(n, 1, "{file:?} is restored by {n} kinds");
+        }
+    }
 }

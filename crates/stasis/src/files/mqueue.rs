@@ -23,10 +23,22 @@ use stasis_image::ipc::{MqMessage, MqueueImage};
 use stasis_image::{FdImage, FileKind, TaskImage};
 use stasis_sys::mqueue::{self as sys, Mq};
 
-use super::FdProbe;
+/// The queues themselves are made before the tree (`prepare`); a descriptor opens its
+/// queue by name.
+pub const KIND: Kind = Kind {
+    dump,
+    restores: |f| matches!(f, FileKind::Mqueue(_)),
+    open: |f, at, _, _| match &f.file {
+        FileKind::Mqueue(q) => place(reopen(f, q, open_flags(f))?, at, f),
+        _ => Err(format!("fd {}: not a message queue", f.fd)),
+    },
+    ..Kind::NONE
+};
+
+use super::{open_flags, place, FdProbe, Kind};
 use crate::error::{Error, Result, SysContext};
 
-pub fn dump(p: &FdProbe) -> Result<Option<FileKind>> {
+fn dump(p: &FdProbe) -> Result<Option<FileKind>> {
     let t = p.target;
     let (name, unlinked) = match t.strip_suffix(" (deleted)") {
         Some(n) => (n, true),
@@ -118,7 +130,7 @@ fn take_and_give_back(p: &FdProbe, q: &Mq, msgsize: usize) -> Result<Vec<MqMessa
 }
 
 /// Opens the queue of `f` by name in the calling restore child; returns its descriptor.
-pub fn reopen(f: &FdImage, q: &MqueueImage, flags: i32) -> std::result::Result<i32, String> {
+fn reopen(f: &FdImage, q: &MqueueImage, flags: i32) -> std::result::Result<i32, String> {
     let keep = flags & (libc::O_ACCMODE | libc::O_NONBLOCK);
     Mq::open(&q.name, keep)
         .map(Mq::into_raw)

@@ -13,7 +13,29 @@ use stasis_image::{
 };
 use stasis_sys::own;
 
+use super::{open_flags, place, Kind};
 use crate::error::{Error, Result, SysContext};
+
+/// A descriptor of a file object opens a description of its own on the object, which the
+/// root made first (`create_all`).
+pub const KIND: Kind = Kind {
+    restores: |f| matches!(f, stasis_image::FileKind::Object { .. }),
+    open: |f, at, r, _| {
+        let stasis_image::FileKind::Object { object } = f.file else {
+            return Err(format!("fd {}: not a file object", f.fd));
+        };
+        let &(_, object_fd) = r
+            .ctx
+            .object_slots
+            .iter()
+            .find(|o| o.0 == object)
+            .ok_or_else(|| format!("fd {}: file object {object} was not made", f.fd))?;
+        let fd = reopen(object_fd, open_flags(f), f.pos)
+            .map_err(|e| format!("fd {} (file object {object}): {e}", f.fd))?;
+        place(fd, at, f)
+    },
+    ..Kind::NONE
+};
 
 /// What an object is, as far as dump knows before reading it.
 #[derive(Debug, Clone)]

@@ -1,4 +1,4 @@
-//! Files opened by path: regular files, directories, O_PATH descriptors and FIFOs.
+//! Files opened by path: regular files, directories and O_PATH descriptors.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
@@ -6,10 +6,23 @@ use std::path::Path;
 use stasis_image::{FdImage, FileKind};
 use stasis_sys::own;
 
-use super::FdProbe;
-use crate::error::Result;
+use super::{open_flags, place, FdProbe, Kind};
+use crate::error::{Error, Result};
 
-pub fn dump(p: &FdProbe) -> Result<Option<FileKind>> {
+pub const KIND: Kind = Kind {
+    dump,
+    restores: |f| {
+        matches!(
+            f,
+            FileKind::Regular { .. } | FileKind::Directory { .. } | FileKind::Path { .. }
+        )
+    },
+    check,
+    open: |f, at, _, _| place(reopen(f, open_flags(f))?, at, f),
+    ..Kind::NONE
+};
+
+fn dump(p: &FdProbe) -> Result<Option<FileKind>> {
     if !p.target.starts_with('/') {
         return Ok(None);
     }
@@ -22,12 +35,6 @@ pub fn dump(p: &FdProbe) -> Result<Option<FileKind>> {
     }
     if p.is_dir() {
         return Ok(Some(FileKind::Directory { path }));
-    }
-    if std::os::unix::fs::FileTypeExt::is_fifo(&p.meta.file_type()) {
-        return Ok(Some(FileKind::Fifo {
-            path,
-            inode: p.meta.ino(),
-        }));
     }
     if p.is_file() {
         let (dev, ino) = super::meta_ino(p.meta);
@@ -42,7 +49,37 @@ pub fn dump(p: &FdProbe) -> Result<Option<FileKind>> {
     Ok(None)
 }
 
-pub fn reopen(f: &FdImage, flags: i32) -> std::result::Result<i32, String> {
+/// The file must still be there; a regular file must have kept its size.
+fn check(pid: i32, f: &FdImage) -> Result<()> {
+    let unavailable = |path: &str, e: std::io::Error| Error::Restore {
+        pid,
+        reason: format!("fd {}: {path} is not available: {e}", f.fd),
+    };
+    match &f.file {
+        // A process's own /proc files exist only once it does.
+        FileKind::Regular { path, .. } if path.starts_with("/proc/") => Ok(()),
+        FileKind::Regular { path, size, .. } => {
+            let meta = std::fs::metadata(path).map_err(|e| unavailable(path, e))?;
+            if meta.len() != *size {
+                return Err(Error::Restore {
+                    pid,
+                    reason: format!(
+                        "fd {}: file {path} changed since the dump (size {}, was {size})",
+                        f.fd,
+                        meta.len()
+                    ),
+                });
+            }
+            Ok(())
+        }
+        FileKind::Directory { path } | FileKind::Path { path } => std::fs::symlink_metadata(path)
+            .map(drop)
+            .map_err(|e| unavailable(path, e)),
+        _ => Ok(()),
+    }
+}
+
+fn reopen(f: &FdImage, flags: i32) -> std::result::Result<i32, String> {
     let (path, extra) = match &f.file {
         FileKind::Regular { path, .. } => (path, 0),
         FileKind::Directory { path } => (path, libc::O_DIRECTORY),
@@ -54,18 +91,5 @@ pub fn reopen(f: &FdImage, flags: i32) -> std::result::Result<i32, String> {
     if !matches!(f.file, FileKind::Path { .. }) && f.pos > 0 {
         own::seek(fd, f.pos).map_err(|e| format!("fd {}: {e}", f.fd))?;
     }
-    Ok(fd)
-}
-
-/// Opens a FIFO end without blocking: `keep` is a read-write descriptor of the same FIFO
-/// (so a reader and a writer exist); the final flags are set afterwards.
-pub fn reopen_fifo(f: &FdImage, flags: i32, path: &str) -> std::result::Result<i32, String> {
-    let err = |e: stasis_sys::SysError| format!("fd {}: {e}", f.fd);
-    let fd = own::open(Path::new(path), flags | libc::O_NONBLOCK, 0).map_err(err)?;
-    own::set_status_flags(
-        fd,
-        flags & (libc::O_NONBLOCK | libc::O_APPEND | libc::O_ASYNC),
-    )
-    .map_err(err)?;
     Ok(fd)
 }

@@ -7,13 +7,26 @@
 
 use stasis_image::{FdImage, FileKind};
 
-use super::FdProbe;
+use super::{place, FdProbe, Kind};
 use crate::error::{Error, Result};
 use crate::inject::Session;
 
+/// The root holds a placeholder at a pidfd's slot until the process it names exists and
+/// the task that holds it opens the pidfd (`restore`).
+pub const KIND: Kind = Kind {
+    dump,
+    restores: |f| matches!(f, FileKind::PidFd { .. }),
+    open: |f, at, _, _| {
+        let fd = stasis_sys::own::open(std::path::Path::new("/dev/null"), libc::O_RDONLY, 0)
+            .map_err(|e| format!("fd {}: {e}", f.fd))?;
+        place(fd, at, f)
+    },
+    ..Kind::NONE
+};
+
 const SYS_PIDFD_OPEN: i64 = 434;
 
-pub fn dump(p: &FdProbe) -> Result<Option<FileKind>> {
+fn dump(p: &FdProbe) -> Result<Option<FileKind>> {
     if p.target != "anon_inode:[pidfd]" {
         return Ok(None);
     }
@@ -110,10 +123,4 @@ pub fn restore(s: &mut Session, fds: &[FdImage], opened: &mut Opened) -> Result<
         opened.entry(f.desc).or_insert((me, f.fd));
     }
     Ok(())
-}
-
-/// The placeholder the root holds at a pidfd's slot until the process opens the pidfd.
-pub fn placeholder() -> std::result::Result<i32, String> {
-    stasis_sys::own::open(std::path::Path::new("/dev/null"), libc::O_RDONLY, 0)
-        .map_err(|e| e.to_string())
 }

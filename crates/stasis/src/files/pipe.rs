@@ -3,10 +3,10 @@
 use stasis_image::{FdImage, FileKind};
 use stasis_sys::{own, process};
 
-use super::FdProbe;
+use super::{place_copy, FdProbe, Kind, KindState, Reopen};
 use crate::error::{Result, SysContext};
 
-pub fn dump(p: &FdProbe) -> Result<Option<FileKind>> {
+fn dump(p: &FdProbe) -> Result<Option<FileKind>> {
     let Some(inode) = p
         .target
         .strip_prefix("pipe:[")
@@ -32,23 +32,65 @@ pub fn peek(pid: i32, fd: i32, capacity: u32) -> Result<Vec<u8>> {
 }
 
 /// A pipe created at restore: its two ends in the calling process.
-pub struct NewPipe {
-    pub inode: u64,
-    pub read: i32,
-    pub write: i32,
+struct NewPipe {
+    inode: u64,
+    read: i32,
+    write: i32,
 }
 
-/// Creates the pipe `f` is an end of and queues `data` in it.
-pub fn create(f: &FdImage, data: &[u8]) -> std::result::Result<NewPipe, String> {
+pub const KIND: Kind = Kind {
+    dump,
+    restores: |f| matches!(f, FileKind::Pipe { .. }),
+    open,
+    finish,
+    ..Kind::NONE
+};
+
+/// Puts an end at `at`; the first end of a pipe to be opened makes the pipe, with what
+/// was queued in it.
+fn open(
+    f: &FdImage,
+    at: i32,
+    r: &Reopen,
+    state: &mut KindState,
+) -> std::result::Result<(), String> {
     let FileKind::Pipe {
-        inode, capacity, ..
+        inode,
+        read_end,
+        capacity,
     } = f.file
     else {
         return Err(format!("fd {}: not a pipe", f.fd));
     };
-    let err = |e: stasis_sys::SysError| format!("fd {} (pipe:[{inode}]): {e}", f.fd);
-    let (read, write) = own::pipe_with(libc::O_CLOEXEC).map_err(err)?;
-    own::set_pipe_capacity(write, capacity).map_err(err)?;
-    own::write_all(write, data).map_err(err)?;
-    Ok(NewPipe { inode, read, write })
+    let pipes = state.of::<Vec<NewPipe>>();
+    if !pipes.iter().any(|p| p.inode == inode) {
+        let data = r
+            .pipe_data
+            .iter()
+            .find(|d| d.inode == inode)
+            .map_or(&[][..], |d| &d.data[..]);
+        let err = |e: stasis_sys::SysError| format!("fd {} (pipe:[{inode}]): {e}", f.fd);
+        let (read, write) = own::pipe_with(libc::O_CLOEXEC).map_err(err)?;
+        let made = NewPipe {
+            inode,
+            read: r.park(read, f)?,
+            write: r.park(write, f)?,
+        };
+        own::set_pipe_capacity(made.write, capacity).map_err(err)?;
+        own::write_all(made.write, data).map_err(err)?;
+        pipes.push(made);
+    }
+    let Some(p) = pipes.iter().find(|p| p.inode == inode) else {
+        return Err(format!("fd {}: pipe:[{inode}] was not made", f.fd));
+    };
+    place_copy(if read_end { p.read } else { p.write }, at, f)
+}
+
+/// Closes the ends the root made (the tasks hold their own copies).
+fn finish(_: &Reopen, state: &mut KindState) -> std::result::Result<(), String> {
+    for p in state.of::<Vec<NewPipe>>().drain(..) {
+        own::close(p.read);
+        own::close(p.write);
+    }
+    Ok(())
 }

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use stasis_image::{FdImage, FileKind};
 use stasis_sys::{own, process, pty};
 
-use super::FdProbe;
+use super::{open_flags, place, place_copy, FdProbe, Kind, KindState, Reopen};
 use crate::error::{Error, Result, SysContext};
 
 const PTMX_MAJOR: u32 = 5;
@@ -234,15 +234,62 @@ fn put_back_input(m: i32, slave: i32, termios: &[u8], data: &[u8]) -> stasis_sys
 }
 
 /// A pty made at restore: its master (above the slots) and the index it got.
-pub struct NewPty<'a> {
-    pub old_index: u32,
-    pub new_index: u32,
-    pub master: i32,
-    file: &'a FdImage,
+struct NewPty {
+    old_index: u32,
+    new_index: u32,
+    master: i32,
+    file: FdImage,
+}
+
+pub const KIND: Kind = Kind {
+    dump,
+    restores: |f| matches!(f, FileKind::PtyMaster { .. } | FileKind::PtySlave { .. }),
+    open,
+    finish: finish_all,
+    ..Kind::NONE
+};
+
+/// Puts a master or slave at `at`; the first side of a pty to be opened makes the pty.
+fn open(
+    f: &FdImage,
+    at: i32,
+    r: &Reopen,
+    state: &mut KindState,
+) -> std::result::Result<(), String> {
+    let (FileKind::PtyMaster { index, .. } | FileKind::PtySlave { index }) = f.file else {
+        return Err(format!("fd {}: not a pty", f.fd));
+    };
+    let ptys = state.of::<Vec<NewPty>>();
+    if !ptys.iter().any(|p| p.old_index == index) {
+        let master = r
+            .find(|k| matches!(*k, FileKind::PtyMaster { index: i, .. } if i == index))
+            .ok_or_else(|| format!("fd {}: the master of pty {index} is not in the image", f.fd))?;
+        let mut made = create(master)?;
+        made.master = r.park(made.master, f)?;
+        ptys.push(made);
+    }
+    let Some(p) = ptys.iter().find(|p| p.old_index == index) else {
+        return Err(format!("fd {}: pty {index} was not made", f.fd));
+    };
+    if matches!(f.file, FileKind::PtyMaster { .. }) {
+        place_copy(p.master, at, f)
+    } else {
+        place(open_slave(p, f, open_flags(f))?, at, f)
+    }
+}
+
+/// Gives each pty made its state (`finish`), then closes the root's masters.
+fn finish_all(_: &Reopen, state: &mut KindState) -> std::result::Result<(), String> {
+    let ptys = std::mem::take(state.of::<Vec<NewPty>>());
+    let done = finish(&ptys);
+    for p in ptys {
+        own::close(p.master);
+    }
+    done
 }
 
 /// Makes the pty of master `f` (its state comes in `finish`).
-pub fn create(f: &FdImage) -> std::result::Result<NewPty<'_>, String> {
+fn create(f: &FdImage) -> std::result::Result<NewPty, String> {
     let FileKind::PtyMaster { index, .. } = &f.file else {
         return Err(format!("fd {}: not a pty master", f.fd));
     };
@@ -270,19 +317,19 @@ pub fn create(f: &FdImage) -> std::result::Result<NewPty<'_>, String> {
         old_index: *index,
         new_index,
         master,
-        file: f,
+        file: f.clone(),
     })
 }
 
 /// Opens the slave `f` of the pty made as `p`.
-pub fn open_slave(p: &NewPty, f: &FdImage, flags: i32) -> std::result::Result<i32, String> {
+fn open_slave(p: &NewPty, f: &FdImage, flags: i32) -> std::result::Result<i32, String> {
     let path = format!("/dev/pts/{}", p.new_index);
     own::open(Path::new(&path), flags | libc::O_NOCTTY, 0)
         .map_err(|e| format!("fd {} (pty slave, now {path}): {e}", f.fd))
 }
 
 /// Gives each new pty its queued bytes and settings.
-pub fn finish(ptys: &[NewPty]) -> std::result::Result<(), String> {
+fn finish(ptys: &[NewPty]) -> std::result::Result<(), String> {
     for p in ptys {
         let FileKind::PtyMaster {
             termios,

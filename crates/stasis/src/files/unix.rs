@@ -6,7 +6,7 @@
 use stasis_image::{FdImage, FileKind, SocketOptions, SocketQueue};
 use stasis_sys::{own, process};
 
-use super::FdProbe;
+use super::{place_copy, FdProbe, Kind, KindState, Reopen};
 use crate::error::{Result, SysContext};
 
 const TCP_ESTABLISHED: u8 = 1;
@@ -30,7 +30,7 @@ pub fn sent_before_accept(pid: i32, fd: i32) -> Result<bool> {
     Ok(own::socket_outq(local.raw()).ctx(pid, || format!("fd {fd}"))? > 0)
 }
 
-pub fn dump(p: &FdProbe) -> Result<Option<FileKind>> {
+fn dump(p: &FdProbe) -> Result<Option<FileKind>> {
     let Some(inode) = p
         .target
         .strip_prefix("socket:[")
@@ -85,11 +85,60 @@ pub fn peek(pid: i32, fd: i32) -> Result<Vec<own::PeekedMessage>> {
     own::peek_socket(local.raw()).ctx(pid, || format!("read what is queued in socket fd {fd}"))
 }
 
+pub const KIND: Kind = Kind {
+    dump,
+    restores: |f| matches!(f, FileKind::UnixSocket { .. }),
+    open,
+    finish: finish_all,
+    ..Kind::NONE
+};
+
+/// Puts socket `f` at `at`; the first of a connected pair to be opened makes both.
+fn open(
+    f: &FdImage,
+    at: i32,
+    r: &Reopen,
+    state: &mut KindState,
+) -> std::result::Result<(), String> {
+    let FileKind::UnixSocket { inode, peer, .. } = f.file else {
+        return Err(format!("fd {}: not a unix socket", f.fd));
+    };
+    let sockets = state.of::<Vec<NewSocket>>();
+    if !sockets.iter().any(|s| s.inode == inode) {
+        let peer_file = peer.and_then(|p| {
+            r.find(|k| matches!(*k, FileKind::UnixSocket { inode, .. } if inode == p))
+        });
+        for mut made in create(f, peer_file)? {
+            made.fd = r.park(made.fd, f)?;
+            sockets.push(made);
+        }
+    }
+    let Some(s) = sockets.iter().find(|s| s.inode == inode) else {
+        return Err(format!("fd {}: socket:[{inode}] was not made", f.fd));
+    };
+    place_copy(s.fd, at, f)
+}
+
+/// Fills, sets and shuts down every socket made (see `finish`), then closes the root's
+/// copies.
+fn finish_all(r: &Reopen, state: &mut KindState) -> std::result::Result<(), String> {
+    let sockets = std::mem::take(state.of::<Vec<NewSocket>>());
+    let done = finish(
+        &sockets,
+        |inode| r.socket_queues.iter().find(|q| q.inode == inode).copied(),
+        r.slot,
+    );
+    for s in sockets {
+        own::close(s.fd);
+    }
+    done
+}
+
 /// A socket created at restore, by inode.
-pub struct NewSocket<'a> {
-    pub inode: u64,
-    pub fd: i32,
-    file: &'a FdImage,
+struct NewSocket {
+    inode: u64,
+    fd: i32,
+    file: FdImage,
     /// The connected peer (made with it), which sends what this socket must find queued.
     peer: Option<u64>,
     /// A stand-in for a peer outside the tree: it sends what was queued, then is closed.
@@ -98,26 +147,26 @@ pub struct NewSocket<'a> {
 
 /// A connected pair: socket `inode` of `f`, and its peer `(inode, file)`, which is a
 /// stand-in when the real peer is outside the tree.
-fn pair<'a>(
-    f: &'a FdImage,
+fn pair(
+    f: &FdImage,
     inode: u64,
     kind: u8,
-    (peer, peer_file): (u64, &'a FdImage),
+    (peer, peer_file): (u64, &FdImage),
     stand_in: bool,
-) -> stasis_sys::SysResult<[NewSocket<'a>; 2]> {
+) -> stasis_sys::SysResult<[NewSocket; 2]> {
     let (a, b) = own::unix_socketpair(kind as i32)?;
     Ok([
         NewSocket {
             inode,
             fd: a,
-            file: f,
+            file: f.clone(),
             peer: Some(peer),
             stand_in: false,
         },
         NewSocket {
             inode: peer,
             fd: b,
-            file: peer_file,
+            file: peer_file.clone(),
             peer: Some(inode),
             stand_in,
         },
@@ -127,10 +176,7 @@ fn pair<'a>(
 /// Creates the socket `f` describes (and its peer, for a connected pair, with `peer_file`
 /// describing the peer). Their queues, options and shutdown state come later, in
 /// `finish`, once every file a queued message carries is open too.
-pub fn create<'a>(
-    f: &'a FdImage,
-    peer_file: Option<&'a FdImage>,
-) -> std::result::Result<Vec<NewSocket<'a>>, String> {
+fn create(f: &FdImage, peer_file: Option<&FdImage>) -> std::result::Result<Vec<NewSocket>, String> {
     let FileKind::UnixSocket {
         inode,
         kind,
@@ -157,7 +203,7 @@ pub fn create<'a>(
                 made.push(NewSocket {
                     inode: *inode,
                     fd,
-                    file: f,
+                    file: f.clone(),
                     peer: None,
                     stand_in: false,
                 });
@@ -178,14 +224,14 @@ pub fn create<'a>(
             made.push(NewSocket {
                 inode: *inode,
                 fd: a,
-                file: f,
+                file: f.clone(),
                 peer: Some(!*inode),
                 stand_in: false,
             });
             made.push(NewSocket {
                 inode: !*inode,
                 fd: b,
-                file: f,
+                file: f.clone(),
                 peer: Some(*inode),
                 stand_in: true,
             });
@@ -195,7 +241,7 @@ pub fn create<'a>(
             made.push(NewSocket {
                 inode: *inode,
                 fd,
-                file: f,
+                file: f.clone(),
                 peer: None,
                 stand_in: false,
             });
@@ -211,7 +257,7 @@ pub fn create<'a>(
 /// files it carries: `slot(desc)` is where each open file description now is), then sets
 /// their options and shutdown state (after the fill: a shut or smaller buffer would
 /// refuse it).
-pub fn finish<'q>(
+fn finish<'q>(
     sockets: &[NewSocket],
     queue: impl Fn(u64) -> Option<&'q SocketQueue>,
     slot: impl Fn(u32) -> i32,
@@ -286,9 +332,9 @@ pub fn finish<'q>(
     }
     for s in sockets.iter().filter(|s| !s.stand_in) {
         let err = |e: stasis_sys::SysError| format!("fd {} (socket:[{}]): {e}", s.file.fd, s.inode);
-        set_options(s.fd, s.file).map_err(err)?;
-        let peer = made(s.peer).filter(|o| !o.stand_in).map(|o| o.file);
-        shut(s.fd, s.file, peer).map_err(err)?;
+        set_options(s.fd, &s.file).map_err(err)?;
+        let peer = made(s.peer).filter(|o| !o.stand_in).map(|o| &o.file);
+        shut(s.fd, &s.file, peer).map_err(err)?;
     }
     Ok(())
 }

@@ -3,11 +3,19 @@
 
 use stasis_image::FileKind;
 
-use super::FdProbe;
+use super::{FdProbe, Kind};
 use crate::error::Result;
 
-/// Kinds recognised by their link text.
-pub fn dump(p: &FdProbe) -> Result<Option<FileKind>> {
+/// Kinds recognised by their link text, not taken by the kinds before.
+pub const BY_NAME: Kind = Kind { dump, ..Kind::NONE };
+
+/// Whatever no other kind took.
+pub const REST: Kind = Kind {
+    dump: dump_rest,
+    ..Kind::NONE
+};
+
+fn dump(p: &FdProbe) -> Result<Option<FileKind>> {
     let t = p.target;
     let what = if t.starts_with("pipe:") {
         "a pipe (not supported yet)".to_string()
@@ -24,8 +32,7 @@ pub fn dump(p: &FdProbe) -> Result<Option<FileKind>> {
     Err(p.unsupported(&what))
 }
 
-/// Whatever no other kind took.
-pub fn dump_rest(p: &FdProbe) -> Result<Option<FileKind>> {
+fn dump_rest(p: &FdProbe) -> Result<Option<FileKind>> {
     let ft = p.meta.file_type();
     use std::os::unix::fs::FileTypeExt;
     let what = if ft.is_fifo() {

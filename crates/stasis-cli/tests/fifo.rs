@@ -1,4 +1,5 @@
-//! Named pipes: testprogs/fifo_victim.c (three ends of one FIFO with bytes queued).
+//! Named pipes: testprogs/fifo_victim.c (three ends of one FIFO with bytes queued), also
+//! after its path was unlinked.
 
 mod common;
 
@@ -26,4 +27,23 @@ fn fifo_dump_restore_twice() {
 #[test]
 fn fifo_leave_running() {
     run_leave_running(&fifo());
+}
+
+fn unlinked_fifo() -> Victim {
+    Victim::c("fifo_victim").named("fifo_unlinked").arg("unlinked")
+}
+
+#[test]
+fn unlinked_fifo_dump_restore() {
+    run_cycle(&unlinked_fifo());
+}
+
+#[test]
+fn unlinked_fifo_dump_restore_twice() {
+    run_double_cycle(&unlinked_fifo());
+}
+
+#[test]
+fn unlinked_fifo_leave_running() {
+    run_leave_running(&unlinked_fifo());
 }

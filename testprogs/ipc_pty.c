@@ -15,7 +15,11 @@
  * the grandchild's group in the foreground (which the grandchild checks too), takes the
  * foreground back, reads exactly "IN-QUEUED", then answers "ping" with
  * "pong <ttyname>"; the parent checks
- * that the name is its master's slave (ptsname). A restore makes a new pty, with the
+ * that the name is its master's slave (ptsname). The child also holds /dev/tty (opened
+ * O_NONBLOCK once the slave is its controlling terminal, and shared with the
+ * grandchild): after restore it is still /dev/tty (link text, device 5,0, flags), stands
+ * for the new slave (TIOCGDEV), shows the same foreground group, and the "pong" answer
+ * is written through it. A restore makes a new pty, with the
  * same index if it is free then (else another, e.g. after dump --leave-running, when the
  * original still holds it): the victim checks that the pair is consistent, and prints
  * "pty-before:"/"pty-after:" lines.
@@ -30,6 +34,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/ioctl.h>
+#include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <termios.h>
 
@@ -94,6 +99,9 @@ static void child_main(const char *slave_path)
 	int s = open(slave_path, O_RDWR | O_NOCTTY);
 	if (s < 0 || ioctl(s, TIOCSCTTY, 0) != 0)
 		v_die("child: slave %s as controlling terminal: %s", slave_path, strerror(errno));
+	int tty = open("/dev/tty", O_RDWR | O_NONBLOCK);
+	if (tty < 0)
+		v_die("child: open /dev/tty: %s", strerror(errno));
 	struct termios t;
 	if (tcgetattr(s, &t) != 0)
 		v_die("tcgetattr: %s", strerror(errno));
@@ -146,6 +154,22 @@ static void child_main(const char *slave_path)
 		(long)st.st_rdev);
 	V_CHECK(tcgetpgrp(s) == g, "child: foreground group %d, expected the grandchild's %d", (int)tcgetpgrp(s),
 		(int)g);
+	char link[64], target[64] = "";
+	snprintf(link, sizeof link, "/proc/self/fd/%d", tty);
+	ssize_t len = readlink(link, target, sizeof target - 1);
+	if (len > 0)
+		target[len] = 0;
+	struct stat tst;
+	unsigned int real = 0;
+	V_CHECK(strcmp(target, "/dev/tty") == 0, "child: the /dev/tty fd is %s", target);
+	V_CHECK(fstat(tty, &tst) == 0 && tst.st_rdev == makedev(5, 0), "child: the /dev/tty fd is device %#lx",
+		(unsigned long)tst.st_rdev);
+	V_CHECK((fcntl(tty, F_GETFL) & (O_ACCMODE | O_NONBLOCK)) == (O_RDWR | O_NONBLOCK),
+		"child: /dev/tty flags %#x", fcntl(tty, F_GETFL));
+	V_CHECK(ioctl(tty, TIOCGDEV, &real) == 0 && makedev((real >> 8) & 0xfff, (real & 0xff) | ((real >> 12) & 0xfff00)) == st.st_rdev,
+		"child: /dev/tty stands for device %#x, not the slave %#lx", real, (unsigned long)st.st_rdev);
+	V_CHECK(tcgetpgrp(tty) == g, "child: foreground group through /dev/tty %d, expected %d", (int)tcgetpgrp(tty),
+		(int)g);
 	int status = -1;
 	V_CHECK(waitpid(g, &status, 0) == g && WIFEXITED(status) && WEXITSTATUS(status) == 0,
 		"grandchild ended with 0x%x", status);
@@ -161,7 +185,7 @@ static void child_main(const char *slave_path)
 	}
 	char line[128];
 	int n = snprintf(line, sizeof(line), "pong %s", ttyname(s) ? ttyname(s) : "?");
-	v_write_all(s, line, (size_t)n);
+	v_write_all(tty, line, (size_t)n);
 	_exit(v_failures ? 1 : 0);
 }
 

@@ -30,7 +30,9 @@ fn fifo_leave_running() {
 }
 
 fn unlinked_fifo() -> Victim {
-    Victim::c("fifo_victim").named("fifo_unlinked").arg("unlinked")
+    Victim::c("fifo_victim")
+        .named("fifo_unlinked")
+        .arg("unlinked")
 }
 
 #[test]

@@ -836,7 +836,10 @@ fn write_fds(out: &mut String, fds: &[FdImage]) -> fmt::Result {
                     .map(|s| format!(", terminal of session {s} (foreground {foreground})"))
                     .unwrap_or_default()
             ),
-            FileKind::PtySlave { index } => format!("pty slave /dev/pts/{index}"),
+            FileKind::PtySlave { index, dev_tty } => format!(
+                "pty slave /dev/pts/{index}{}",
+                if *dev_tty { " (as /dev/tty)" } else { "" }
+            ),
             FileKind::UnixSocket {
                 inode,
                 kind,

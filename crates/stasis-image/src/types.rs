@@ -554,6 +554,10 @@ pub enum FileKind {
     PtySlave {
         /// The pty's index at dump.
         index: u32,
+        /// Opened as /dev/tty (the opener's controlling terminal then): it comes back as
+        /// a /dev/tty description of the new pty.
+        #[serde(default)]
+        dev_tty: bool,
     },
     /// An inotify instance and its watches (queued events are not kept).
     Inotify {

@@ -410,7 +410,8 @@ fn file_kind() -> impl Strategy<Value = FileKind> {
                     }
                 }
             ),
-        any::<u32>().prop_map(|index| FileKind::PtySlave { index }),
+        (any::<u32>(), any::<bool>())
+            .prop_map(|(index, dev_tty)| FileKind::PtySlave { index, dev_tty }),
         (text(), any::<u64>(), any::<bool>()).prop_map(|(path, inode, unlinked)| {
             FileKind::Fifo {
                 path,

@@ -199,6 +199,86 @@ pub fn open_master(flags: i32) -> SysResult<i32> {
     Ok(fd)
 }
 
+/// TIOCGDEV: the device of the terminal behind `fd` (for /dev/tty, the terminal it
+/// stands for).
+pub fn real_device(fd: i32) -> SysResult<u64> {
+    let mut dev: libc::c_uint = 0;
+    // SAFETY: TIOCGDEV writes one unsigned int into `dev`, which outlives the call.
+    let r = unsafe { libc::ioctl(fd, libc::TIOCGDEV, &mut dev as *mut libc::c_uint) };
+    if r < 0 {
+        return Err(SysError::last("ioctl(TIOCGDEV)", format!("fd {fd}")));
+    }
+    // The kernel's "new" encoding: minor in bits 0-7 and 20-31, major in bits 8-19.
+    let major = (dev >> 8) & 0xfff;
+    let minor = (dev & 0xff) | ((dev >> 12) & 0xfff00);
+    Ok(libc::makedev(major, minor))
+}
+
+/// Opens /dev/tty as the pty slave at `slave` with `flags` and puts the new description
+/// at descriptor `at` (close-on-exec). Only a process whose controlling terminal it is
+/// can open /dev/tty for a terminal, so a short-lived child that shares our descriptor
+/// table makes a session of its own, takes the slave as its controlling terminal, opens
+/// /dev/tty at `at` and ends; ending lets the terminal go again for the session that
+/// takes it later.
+pub fn open_dev_tty_at(slave: &std::path::Path, flags: i32, at: i32) -> SysResult<()> {
+    let what = || format!("/dev/tty of {} at fd {at}", slave.display());
+    let slave_c = std::ffi::CString::new(slave.as_os_str().as_encoded_bytes())
+        .map_err(|_| SysError::new("open", what(), Errno(libc::EINVAL)))?;
+    let flags = flags & !libc::O_CREAT;
+    // SAFETY: a fork-like clone (no CLONE_VM, no new stack): the child runs on its own
+    // copy of our memory and sees our descriptor table (CLONE_FILES). It makes only raw
+    // system calls on data prepared before the clone, and leaves with _exit.
+    let pid = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            (libc::CLONE_FILES | libc::SIGCHLD) as libc::c_ulong,
+            0usize,
+            0usize,
+            0usize,
+            0usize,
+        )
+    };
+    if pid == 0 {
+        // SAFETY: raw system calls on NUL-terminated strings made before the clone; every
+        // path ends in _exit with errno (or 0) as the status.
+        unsafe {
+            let fail = || libc::_exit(*libc::__errno_location() & 0xff);
+            libc::signal(libc::SIGHUP, libc::SIG_IGN);
+            if libc::setsid() < 0 {
+                fail();
+            }
+            let s = libc::open(
+                slave_c.as_ptr(),
+                libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+            );
+            if s < 0 || libc::ioctl(s, libc::TIOCSCTTY, 0) < 0 {
+                fail();
+            }
+            let t = libc::open(c"/dev/tty".as_ptr(), flags | libc::O_CLOEXEC);
+            if t < 0 || libc::dup3(t, at, libc::O_CLOEXEC) < 0 {
+                fail();
+            }
+            libc::close(t);
+            libc::close(s);
+            libc::_exit(0);
+        }
+    }
+    if pid < 0 {
+        return Err(SysError::last("clone(CLONE_FILES)", what()));
+    }
+    let mut status = 0;
+    // SAFETY: waits for the child made above; `status` outlives the call.
+    let r = unsafe { libc::waitpid(pid as i32, &mut status, 0) };
+    if r < 0 {
+        return Err(SysError::last("waitpid", what()));
+    }
+    match (libc::WIFEXITED(status), libc::WEXITSTATUS(status)) {
+        (true, 0) => Ok(()),
+        (true, errno) => Err(SysError::new("open", what(), Errno(errno))),
+        _ => Err(SysError::new("open", what(), Errno(libc::ECHILD))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -846,7 +846,10 @@ mod tests {
                 session: None,
                 foreground: 0,
             },
-            FileKind::PtySlave { index: 0 },
+            FileKind::PtySlave {
+                index: 0,
+                dev_tty: false,
+            },
             FileKind::Inotify { watches: vec![] },
             FileKind::Fifo {
                 path: path(),

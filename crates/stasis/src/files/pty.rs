@@ -21,6 +21,8 @@ use crate::error::{Error, Result, SysContext};
 const PTMX_MAJOR: u32 = 5;
 const PTMX_MINOR: u32 = 2;
 const PTS_MAJOR: u32 = 136;
+const DEV_TTY_MAJOR: u32 = 5;
+const DEV_TTY_MINOR: u32 = 0;
 
 // termios2 field offsets and flags.
 const IFLAG: usize = 0;
@@ -62,12 +64,22 @@ pub fn dump(p: &FdProbe) -> Result<Option<FileKind>> {
     if !p.is_char_device() {
         return Ok(None);
     }
-    let rdev = p.meta.rdev();
+    let mut rdev = p.meta.rdev();
+    let dev_tty = rdev == libc::makedev(DEV_TTY_MAJOR, DEV_TTY_MINOR);
+    if dev_tty {
+        // /dev/tty stands for the terminal that was the opener's controlling terminal.
+        let local = process::pidfd_getfd(p.pid, p.fd)
+            .ctx(p.pid, || format!("fd {} ({})", p.fd, p.target))?;
+        rdev = pty::real_device(local.raw()).ctx(p.pid, || format!("fd {} (/dev/tty)", p.fd))?;
+    }
     if let Some(index) = slave_index(rdev) {
         if p.pty_masters.contains(&index) {
-            return Ok(Some(FileKind::PtySlave { index }));
+            return Ok(Some(FileKind::PtySlave { index, dev_tty }));
         }
         return Ok(None); // the caller's terminal, or another outside the tree
+    }
+    if dev_tty {
+        return Ok(None);
     }
     if !is_master(rdev) {
         return Ok(None);
@@ -256,7 +268,7 @@ fn open(
     r: &Reopen,
     state: &mut KindState,
 ) -> std::result::Result<(), String> {
-    let (FileKind::PtyMaster { index, .. } | FileKind::PtySlave { index }) = f.file else {
+    let (FileKind::PtyMaster { index, .. } | FileKind::PtySlave { index, .. }) = f.file else {
         return Err(format!("fd {}: not a pty", f.fd));
     };
     let ptys = state.of::<Vec<NewPty>>();
@@ -271,10 +283,14 @@ fn open(
     let Some(p) = ptys.iter().find(|p| p.old_index == index) else {
         return Err(format!("fd {}: pty {index} was not made", f.fd));
     };
-    if matches!(f.file, FileKind::PtyMaster { .. }) {
-        place_copy(p.master, at, f)
-    } else {
-        place(open_slave(p, f, open_flags(f))?, at, f)
+    match f.file {
+        FileKind::PtyMaster { .. } => place_copy(p.master, at, f),
+        FileKind::PtySlave { dev_tty: true, .. } => {
+            let path = format!("/dev/pts/{}", p.new_index);
+            pty::open_dev_tty_at(Path::new(&path), open_flags(f), at)
+                .map_err(|e| format!("fd {} (/dev/tty of the pty now at {path}): {e}", f.fd))
+        }
+        _ => place(open_slave(p, f, open_flags(f))?, at, f),
     }
 }
 

@@ -162,6 +162,17 @@ impl Mq {
         Ok(())
     }
 
+    /// Owner and permission bits: (uid, gid, mode & 0o7777).
+    pub fn owner(&self) -> SysResult<(u32, u32, u32)> {
+        // SAFETY: stat is plain data; all-zero is a valid value.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: fstat writes one struct stat to the pointer.
+        if unsafe { libc::fstat(self.raw(), &mut st) } < 0 {
+            return Err(SysError::last("fstat", format!("mqueue fd {}", self.raw())));
+        }
+        Ok((st.st_uid, st.st_gid, st.st_mode & 0o7777))
+    }
+
     /// Owner and permission bits.
     pub fn set_owner(&self, uid: u32, gid: u32, mode: u32) -> SysResult<()> {
         // SAFETY: fchown/fchmod take a descriptor we own and integers.

@@ -17,6 +17,8 @@
  *   the child's write to A and its message to Q arrive, the POSIX queue holds its messages.
  * mq-unheld: in a namespace of its own, POSIX queues whose descriptors it closed (they stay,
  *   and the dump must take them) and one it keeps open (see mq_unheld_mode).
+ * mq-notify: such a queue with a notification registered (the dump must refuse it; see
+ *   mq_notify_mode).
  * split: the process stays in its namespace and its child unshares one of its own (the
  *   dump must refuse the tree).
  */
@@ -404,6 +406,59 @@ static int mq_unheld_mode(void)
 	v_finish();
 }
 
+/* Registers a notification (SIGEV_NONE) on the queue of descriptor *arg, then exits. */
+static int register_notify(void *arg)
+{
+	struct sigevent sev;
+	memset(&sev, 0, sizeof sev);
+	sev.sigev_notify = SIGEV_NONE;
+	return mq_notify(*(mqd_t *)arg, &sev) < 0;
+}
+
+/*
+ * mq-notify: in a namespace of its own, queue N (two messages) with a notification that a
+ * child sharing its descriptor table (CLONE_FILES) registered before it exited; the process
+ * then closes N (the registration is its dead owner's: it stays). The dump must refuse it;
+ * after the go file N holds both messages in order and is still registered (EBUSY).
+ */
+static int mq_notify_mode(void)
+{
+	static char stack[64 * 1024];
+	if (unshare(CLONE_NEWIPC) < 0)
+		v_die("unshare(CLONE_NEWIPC): %s", strerror(errno));
+	struct mq_attr at = { .mq_maxmsg = 4, .mq_msgsize = 16 };
+	mqd_t n = mq_open("/ipcns_notify", O_CREAT | O_EXCL | O_RDWR | O_NONBLOCK, 0600, &at);
+	if (n == (mqd_t)-1 || mq_send(n, "low", 3, 1) < 0 || mq_send(n, "high", 4, 6) < 0)
+		v_die("mq_open/mq_send N: %s", strerror(errno));
+	pid_t child = clone(register_notify, stack + sizeof stack, CLONE_FILES | SIGCHLD, &n);
+	int status = 0;
+	if (child < 0 || waitpid(child, &status, 0) != child || status != 0)
+		v_die("the child registered no notification (status %#x)", status);
+	mq_close(n);
+	v_ready();
+	v_wait_go();
+	n = mq_open("/ipcns_notify", O_RDONLY | O_NONBLOCK);
+	V_CHECK(n != (mqd_t)-1, "N is gone: %s", strerror(errno));
+	if (n == (mqd_t)-1)
+		v_finish();
+	struct sigevent sev;
+	memset(&sev, 0, sizeof sev);
+	sev.sigev_notify = SIGEV_NONE;
+	V_CHECK(mq_notify(n, &sev) < 0 && errno == EBUSY,
+		"N lost its notification registration (mq_notify: %s)", strerror(errno));
+	char text[16];
+	unsigned prio = 0;
+	ssize_t got = mq_receive(n, text, sizeof text, &prio);
+	V_CHECK(got == 4 && prio == 6 && !memcmp(text, "high", 4), "N first: %zd bytes prio %u",
+		got, prio);
+	got = mq_receive(n, text, sizeof text, &prio);
+	V_CHECK(got == 3 && prio == 1 && !memcmp(text, "low", 3), "N second: %zd bytes prio %u",
+		got, prio);
+	V_CHECK(mq_receive(n, text, sizeof text, &prio) < 0 && errno == EAGAIN,
+		"N holds more than its two messages");
+	v_finish();
+}
+
 int main(int argc, char **argv)
 {
 	const char *mode = argc > 1 ? argv[1] : "";
@@ -413,5 +468,7 @@ int main(int argc, char **argv)
 		return split_mode();
 	if (!strcmp(mode, "mq-unheld"))
 		return mq_unheld_mode();
-	v_die("usage: ipcns_victim ns|mq-unheld|split");
+	if (!strcmp(mode, "mq-notify"))
+		return mq_notify_mode();
+	v_die("usage: ipcns_victim ns|mq-unheld|mq-notify|split");
 }

@@ -235,3 +235,27 @@ fn unheld_queues_leave_running() {
     let mut f = run_leave_running(&unheld_victim());
     nothing_leaked(&mut f.session, "dump --leave-running, restore");
 }
+
+/// A queue no descriptor holds, with a notification registered (by a child that shared the
+/// descriptor table and is gone): refused naming it before it is touched; the victim finds
+/// its messages and its registration as they were.
+#[test]
+fn unheld_queue_with_a_notification_is_refused() {
+    let v = Victim::c("ipcns_victim")
+        .named("ipcns_mq_notify")
+        .arg("mq-notify");
+    let mut s = Session::start(&v);
+    let images = s.scratch.images(1);
+    let r = s.dump(&images, &[]);
+    r.assert_no_panic();
+    if r.code() != 1 || !mentions(&r.stderr, &["/ipcns_notify", "notification"]) {
+        s.fail(&format!(
+            "dump of a namespace with a queue with a notification must fail naming it\n{}",
+            r.report()
+        ));
+    }
+    nothing_leaked(&mut s, "after the refused dump");
+    s.assert_running_untraced("after the refused dump");
+    s.go();
+    s.finish_original("the victim after a refused dump");
+}

@@ -19,6 +19,8 @@
  *   and the dump must take them) and one it keeps open (see mq_unheld_mode).
  * mq-notify: such a queue with a notification registered (the dump must refuse it; see
  *   mq_notify_mode).
+ * mq-clash: such a queue under the name of a queue it holds from the host's namespace (the
+ *   dump must refuse it; see mq_clash_mode).
  * split: the process stays in its namespace and its child unshares one of its own (the
  *   dump must refuse the tree).
  */
@@ -459,6 +461,42 @@ static int mq_notify_mode(void)
 	v_finish();
 }
 
+/*
+ * mq-clash: holds queue /ipcns_clash_PID of the namespace it started in (unlinked there at
+ * once, so the host keeps nothing), then in a namespace of its own makes another queue of
+ * that name and closes it. The dump must refuse (restore would make both by name in one
+ * namespace); after the go file both queues are as they were.
+ */
+static int mq_clash_mode(void)
+{
+	char name[64];
+	snprintf(name, sizeof name, "/ipcns_clash_%d", getpid());
+	struct mq_attr at = { .mq_maxmsg = 2, .mq_msgsize = 16 };
+	mqd_t outer = mq_open(name, O_CREAT | O_EXCL | O_RDWR | O_NONBLOCK, 0600, &at);
+	if (outer == (mqd_t)-1 || mq_unlink(name) < 0 || mq_send(outer, "outer", 5, 1) < 0)
+		v_die("the outer queue %s: %s", name, strerror(errno));
+	if (unshare(CLONE_NEWIPC) < 0)
+		v_die("unshare(CLONE_NEWIPC): %s", strerror(errno));
+	mqd_t inner = mq_open(name, O_CREAT | O_EXCL | O_RDWR, 0600, &at);
+	if (inner == (mqd_t)-1 || mq_send(inner, "inner", 5, 2) < 0)
+		v_die("the inner queue %s: %s", name, strerror(errno));
+	mq_close(inner);
+	v_print("QUEUE %s\n", name);
+	v_ready();
+	v_wait_go();
+	char text[16];
+	unsigned prio = 0;
+	ssize_t n = mq_receive(outer, text, sizeof text, &prio);
+	V_CHECK(n == 5 && prio == 1 && !memcmp(text, "outer", 5), "outer queue: %zd bytes prio %u",
+		n, prio);
+	inner = mq_open(name, O_RDONLY | O_NONBLOCK);
+	V_CHECK(inner != (mqd_t)-1, "the inner queue is gone: %s", strerror(errno));
+	n = inner == (mqd_t)-1 ? -1 : mq_receive(inner, text, sizeof text, &prio);
+	V_CHECK(n == 5 && prio == 2 && !memcmp(text, "inner", 5), "inner queue: %zd bytes prio %u",
+		n, prio);
+	v_finish();
+}
+
 int main(int argc, char **argv)
 {
 	const char *mode = argc > 1 ? argv[1] : "";
@@ -470,5 +508,7 @@ int main(int argc, char **argv)
 		return mq_unheld_mode();
 	if (!strcmp(mode, "mq-notify"))
 		return mq_notify_mode();
-	v_die("usage: ipcns_victim ns|mq-unheld|mq-notify|split");
+	if (!strcmp(mode, "mq-clash"))
+		return mq_clash_mode();
+	v_die("usage: ipcns_victim ns|mq-unheld|mq-notify|mq-clash|split");
 }

@@ -259,3 +259,36 @@ fn unheld_queue_with_a_notification_is_refused() {
     s.go();
     s.finish_original("the victim after a refused dump");
 }
+
+/// A queue no descriptor holds under the name of a queue a descriptor holds from the host's
+/// namespace (unlinked there): refused naming it (restore would make both by name in the new
+/// namespace); the victim finds both queues as they were.
+#[test]
+fn unheld_queue_named_like_a_held_one_is_refused() {
+    let v = Victim::c("ipcns_victim")
+        .named("ipcns_mq_clash")
+        .arg("mq-clash");
+    let mut s = Session::start(&v);
+    let out = s.output();
+    let name = out
+        .lines()
+        .find_map(|l| l.strip_prefix("QUEUE "))
+        .unwrap_or_default()
+        .to_string();
+    if !name.starts_with("/ipcns_clash_") {
+        s.fail(&format!("the victim printed no queue name\n{out}"));
+    }
+    let images = s.scratch.images(1);
+    let r = s.dump(&images, &[]);
+    r.assert_no_panic();
+    if r.code() != 1 || !mentions(&r.stderr, &[&name, "clash"]) {
+        s.fail(&format!(
+            "dump of a queue named like a held one must fail naming it\n{}",
+            r.report()
+        ));
+    }
+    nothing_leaked(&mut s, "after the refused dump");
+    s.assert_running_untraced("after the refused dump");
+    s.go();
+    s.finish_original("the victim after a refused dump");
+}

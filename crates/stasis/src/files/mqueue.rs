@@ -22,8 +22,11 @@
 //! A tree with an IPC namespace of its own owns every queue of it, also those no
 //! descriptor holds (`dump_unheld`): the tool lists the namespace's queues, and a thread
 //! of the tool that joins the namespace opens each such queue by name and reads it the same
-//! way (taken and given back). They are kept in the IPC image; `prepare` creates them in the
-//! tree's new namespace and closes them again (they stay, with no descriptor, as they were).
+//! way (taken and given back). Held queues are told apart by their inode, not their name:
+//! a descriptor may hold an unlinked queue, or one of another namespace, under the name of
+//! an unheld one, which is refused (restore makes both by name in the new namespace). The
+//! unheld queues are kept in the IPC image; `prepare` creates them in the tree's new
+//! namespace and closes them again (they stay, with no descriptor, as they were).
 
 use std::collections::BTreeSet;
 
@@ -86,26 +89,40 @@ fn notify_pid(status: &str) -> i32 {
 /// The queues of the tree's own IPC namespace (that of `root`) that no descriptor of
 /// `images` holds, sorted by name (see the module comment).
 pub fn dump_unheld(root: i32, images: &[TaskImage]) -> Result<Vec<MqueueImage>> {
-    let held: BTreeSet<&str> = images
-        .iter()
-        .flat_map(|t| t.fds.iter())
-        .filter_map(|f| match &f.file {
-            FileKind::Mqueue(q) if !q.unlinked => Some(q.name.as_str()),
-            _ => None,
-        })
-        .collect();
-    let mut unheld = sys::names_in_ipc_namespace_of(root).ctx(root, || {
+    use std::os::unix::fs::MetadataExt;
+    // A descriptor may hold a queue of another namespace (opened before the unshare) under
+    // a name the tree's namespace uses too: held queues are known by their inode.
+    let mut held = Held::default();
+    for t in images {
+        for f in &t.fds {
+            let FileKind::Mqueue(q) = &f.file else {
+                continue;
+            };
+            held.names.insert(q.name.as_str());
+            match std::fs::metadata(format!("/proc/{}/fd/{}", t.pid, f.fd)) {
+                Ok(m) => {
+                    held.inodes.insert((m.dev(), m.ino()));
+                }
+                // (A vfork child's descriptors are gone: its parent's name the same queues.)
+                Err(_) if !q.unlinked => {
+                    held.names_only.insert(q.name.as_str());
+                }
+                Err(_) => {}
+            }
+        }
+    }
+    let mut names = sys::names_in_ipc_namespace_of(root).ctx(root, || {
         "list the POSIX message queues of the tree's IPC namespace".into()
     })?;
-    unheld.retain(|n| !held.contains(n.as_str()));
-    unheld.sort();
-    if unheld.is_empty() {
+    names.retain(|n| !held.names_only.contains(n.as_str()));
+    names.sort();
+    if names.is_empty() {
         return Ok(Vec::new());
     }
     let dumped = stasis_sys::sysvipc::in_ipc_namespace_of(root, || -> Result<Vec<_>> {
-        let mut out = Vec::with_capacity(unheld.len());
-        for name in &unheld {
-            out.extend(dump_named(root, name)?);
+        let mut out = Vec::with_capacity(names.len());
+        for name in &names {
+            out.extend(dump_named(root, name, &held)?);
         }
         Ok(out)
     })
@@ -120,8 +137,20 @@ pub fn dump_unheld(root: i32, images: &[TaskImage]) -> Result<Vec<MqueueImage>> 
     Ok(dumped)
 }
 
-/// Queue `name` of the calling thread's IPC namespace; None if it is gone since listed.
-fn dump_named(root: i32, name: &str) -> Result<Option<MqueueImage>> {
+/// The queues the tree's descriptors hold.
+#[derive(Default)]
+struct Held<'a> {
+    /// (st_dev, st_ino) of each.
+    inodes: BTreeSet<(u64, u64)>,
+    /// Their names (restore makes an unlinked one under its name for a while).
+    names: BTreeSet<&'a str>,
+    /// Those whose inode /proc no longer shows.
+    names_only: BTreeSet<&'a str>,
+}
+
+/// Queue `name` of the calling thread's IPC namespace; None if a descriptor of the tree
+/// holds it or it is gone since listed.
+fn dump_named(root: i32, name: &str, held: &Held) -> Result<Option<MqueueImage>> {
     let what = format!("message queue {name}");
     let q = match Mq::open(name, libc::O_RDWR | libc::O_NONBLOCK) {
         Ok(q) => q,
@@ -134,6 +163,21 @@ fn dump_named(root: i32, name: &str) -> Result<Option<MqueueImage>> {
             })
         }
     };
+    let st = q.stat().ctx(root, || format!("stat {what}"))?;
+    if held.inodes.contains(&(st.dev, st.ino)) {
+        return Ok(None);
+    }
+    if held.names.contains(name) {
+        return Err(Error::Unsupported {
+            pid: root,
+            object: format!("POSIX message queue {name}"),
+            detail: "the tree's IPC namespace has a queue that no descriptor holds under the \
+                     name of another queue that a descriptor holds (unlinked, or of another IPC \
+                     namespace): restore makes both by name in the tree's new namespace, where \
+                     they would clash"
+                .into(),
+        });
+    }
     let status = q.status().ctx(root, || format!("status of {what}"))?;
     let notify_pid = notify_pid(&status);
     if notify_pid != 0 {
@@ -147,14 +191,13 @@ fn dump_named(root: i32, name: &str) -> Result<Option<MqueueImage>> {
         });
     }
     let attr = q.attr().ctx(root, || format!("attributes of {what}"))?;
-    let (uid, gid, mode) = q.owner().ctx(root, || format!("owner of {what}"))?;
     let messages = take_and_give_back(root, &what, &q, attr.msgsize as usize)?;
     Ok(Some(MqueueImage {
         name: name.to_string(),
         unlinked: false,
-        uid,
-        gid,
-        mode,
+        uid: st.uid,
+        gid: st.gid,
+        mode: st.mode,
         maxmsg: attr.maxmsg,
         msgsize: attr.msgsize,
         messages,

@@ -103,7 +103,7 @@ pub fn dump_unheld(root: i32, images: &[TaskImage]) -> Result<Vec<MqueueImage>> 
                 Ok(m) => {
                     held.inodes.insert((m.dev(), m.ino()));
                 }
-                // (A vfork child's descriptors are gone: its parent's name the same queues.)
+                // /proc no longer shows it (a vfork child that has ended): known by name.
                 Err(_) if !q.unlinked => {
                     held.names_only.insert(q.name.as_str());
                 }

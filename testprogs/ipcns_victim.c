@@ -15,8 +15,12 @@
  *   from outside that it is not theirs either), every
  *   object is there with its id, key, owner, mode and contents (and no other object is),
  *   the child's write to A and its message to Q arrive, the POSIX queue holds its messages.
- * mq-closed: in a namespace of its own, a POSIX queue whose descriptor it closed (the dump
- *   must refuse it: no descriptor names it); after the go file the queue is still there.
+ * mq-unheld: in a namespace of its own, POSIX queues whose descriptors it closed (they stay,
+ *   and the dump must take them) and one it keeps open (see mq_unheld_mode).
+ * mq-notify: such a queue with a notification registered (the dump must refuse it; see
+ *   mq_notify_mode).
+ * mq-clash: such a queue under the name of a queue it holds from the host's namespace (the
+ *   dump must refuse it; see mq_clash_mode).
  * split: the process stays in its namespace and its child unshares one of its own (the
  *   dump must refuse the tree).
  */
@@ -303,22 +307,193 @@ static int ns_mode(void)
 	v_finish();
 }
 
-static int mq_closed_mode(void)
+static const struct {
+	unsigned prio;
+	const char *text;
+} unheld_sent[] = { { 2, "two, first" }, { 7, "seven, first" }, { 2, "two, second" },
+		    { 0, "zero" }, { 7, "seven, second: the longest message" } };
+/* The order a queue gives them: highest priority first, oldest first within one. */
+static const int unheld_order[] = { 1, 4, 0, 2, 3 };
+#define N_UNHELD (sizeof unheld_sent / sizeof unheld_sent[0])
+
+/* Whether a descriptor of this process names the queue "/NAME". */
+static int holds_queue(const char *name)
+{
+	char path[64], link[256];
+	for (int fd = 0; fd < 1024; fd++) {
+		snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+		ssize_t n = readlink(path, link, sizeof link - 1);
+		if (n < 0)
+			continue;
+		link[n] = 0;
+		if (!strcmp(link, name))
+			return 1;
+	}
+	return 0;
+}
+
+static void check_queue(const char *name, long maxmsg, long msgsize, long curmsgs, mode_t mode,
+			uid_t uid, gid_t gid)
+{
+	V_CHECK(!holds_queue(name), "%s: a descriptor of the process holds it", name);
+	mqd_t mq = mq_open(name, O_RDONLY | O_NONBLOCK);
+	V_CHECK(mq != (mqd_t)-1, "%s is gone: %s", name, strerror(errno));
+	if (mq == (mqd_t)-1)
+		return;
+	struct mq_attr at;
+	struct stat st;
+	V_CHECK(mq_getattr(mq, &at) == 0 && at.mq_maxmsg == maxmsg && at.mq_msgsize == msgsize &&
+			at.mq_curmsgs == curmsgs,
+		"%s: maxmsg %ld msgsize %ld curmsgs %ld, expected %ld %ld %ld", name, at.mq_maxmsg,
+		at.mq_msgsize, at.mq_curmsgs, maxmsg, msgsize, curmsgs);
+	V_CHECK(fstat(mq, &st) == 0 && (st.st_mode & 07777) == mode && st.st_uid == uid &&
+			st.st_gid == gid,
+		"%s: mode %o owner %u:%u, expected %o %u:%u", name, st.st_mode & 07777, st.st_uid,
+		st.st_gid, mode, uid, gid);
+	mq_close(mq);
+}
+
+/*
+ * mq-unheld: in a namespace of its own, queue A (maxmsg 6, msgsize 48, mode 0620, owner
+ * 1234:2345) with five messages of priorities 2 7 2 0 7 and queue E (empty, maxmsg 1,
+ * msgsize 8, mode 0600) whose descriptors it closed, and queue H which it keeps open with
+ * one message. After the go file no descriptor holds A or E, both are there with their
+ * attributes, owner and mode, A gives its messages in priority order, H its message.
+ */
+static int mq_unheld_mode(void)
 {
 	if (unshare(CLONE_NEWIPC) < 0)
 		v_die("unshare(CLONE_NEWIPC): %s", strerror(errno));
-	struct mq_attr at = { .mq_maxmsg = 2, .mq_msgsize = 16 };
-	mqd_t mq = mq_open("/ipcns_closed", O_CREAT | O_EXCL | O_RDWR, 0600, &at);
-	if (mq == (mqd_t)-1 || mq_send(mq, "kept", 4, 1) < 0)
-		v_die("mq_open/mq_send: %s", strerror(errno));
-	mq_close(mq);
+	struct mq_attr at = { .mq_maxmsg = 6, .mq_msgsize = 48 };
+	mqd_t a = mq_open("/ipcns_unheld_a", O_CREAT | O_EXCL | O_WRONLY | O_NONBLOCK, 0620, &at);
+	if (a == (mqd_t)-1)
+		v_die("mq_open A: %s", strerror(errno));
+	for (size_t i = 0; i < N_UNHELD; i++)
+		if (mq_send(a, unheld_sent[i].text, strlen(unheld_sent[i].text),
+			    unheld_sent[i].prio) < 0)
+			v_die("mq_send A: %s", strerror(errno));
+	if (fchown(a, 1234, 2345) < 0 || fchmod(a, 0620) < 0)
+		v_die("owner of A: %s", strerror(errno));
+	mq_close(a);
+	struct mq_attr small = { .mq_maxmsg = 1, .mq_msgsize = 8 };
+	mqd_t e = mq_open("/ipcns_unheld_e", O_CREAT | O_EXCL | O_RDWR, 0600, &small);
+	if (e == (mqd_t)-1)
+		v_die("mq_open E: %s", strerror(errno));
+	mq_close(e);
+	struct mq_attr held_at = { .mq_maxmsg = 2, .mq_msgsize = 16 };
+	mqd_t h = mq_open("/ipcns_held", O_CREAT | O_EXCL | O_RDWR | O_NONBLOCK, 0600, &held_at);
+	if (h == (mqd_t)-1 || mq_send(h, "held", 4, 3) < 0)
+		v_die("mq_open/mq_send H: %s", strerror(errno));
 	v_ready();
 	v_wait_go();
-	mq = mq_open("/ipcns_closed", O_RDONLY | O_NONBLOCK);
-	V_CHECK(mq != (mqd_t)-1, "the queue is gone: %s", strerror(errno));
+
+	check_queue("/ipcns_unheld_a", 6, 48, N_UNHELD, 0620, 1234, 2345);
+	check_queue("/ipcns_unheld_e", 1, 8, 0, 0600, 0, 0);
+	a = mq_open("/ipcns_unheld_a", O_RDONLY | O_NONBLOCK);
+	char text[48];
+	unsigned prio = 0;
+	for (size_t i = 0; a != (mqd_t)-1 && i < N_UNHELD; i++) {
+		int want = unheld_order[i];
+		const char *wtext = unheld_sent[want].text;
+		ssize_t n = mq_receive(a, text, sizeof text, &prio);
+		V_CHECK(n == (ssize_t)strlen(wtext) && prio == unheld_sent[want].prio &&
+				!memcmp(text, wtext, (size_t)n),
+			"A message %zu: %zd bytes prio %u, expected prio %u \"%s\"", i, n, prio,
+			unheld_sent[want].prio, wtext);
+	}
+	V_CHECK(a != (mqd_t)-1 && mq_receive(a, text, sizeof text, &prio) < 0 && errno == EAGAIN,
+		"A holds more messages than were sent");
+	ssize_t n = mq_receive(h, text, 16, &prio);
+	V_CHECK(n == 4 && prio == 3 && !memcmp(text, "held", 4), "H: %zd bytes prio %u", n, prio);
+	v_finish();
+}
+
+/* Registers a notification (SIGEV_NONE) on the queue of descriptor *arg, then exits. */
+static int register_notify(void *arg)
+{
+	struct sigevent sev;
+	memset(&sev, 0, sizeof sev);
+	sev.sigev_notify = SIGEV_NONE;
+	return mq_notify(*(mqd_t *)arg, &sev) < 0;
+}
+
+/*
+ * mq-notify: in a namespace of its own, queue N (two messages) with a notification that a
+ * child sharing its descriptor table (CLONE_FILES) registered before it exited; the process
+ * then closes N (the registration is its dead owner's: it stays). The dump must refuse it;
+ * after the go file N holds both messages in order and is still registered (EBUSY).
+ */
+static int mq_notify_mode(void)
+{
+	static char stack[64 * 1024];
+	if (unshare(CLONE_NEWIPC) < 0)
+		v_die("unshare(CLONE_NEWIPC): %s", strerror(errno));
+	struct mq_attr at = { .mq_maxmsg = 4, .mq_msgsize = 16 };
+	mqd_t n = mq_open("/ipcns_notify", O_CREAT | O_EXCL | O_RDWR | O_NONBLOCK, 0600, &at);
+	if (n == (mqd_t)-1 || mq_send(n, "low", 3, 1) < 0 || mq_send(n, "high", 4, 6) < 0)
+		v_die("mq_open/mq_send N: %s", strerror(errno));
+	pid_t child = clone(register_notify, stack + sizeof stack, CLONE_FILES | SIGCHLD, &n);
+	int status = 0;
+	if (child < 0 || waitpid(child, &status, 0) != child || status != 0)
+		v_die("the child registered no notification (status %#x)", status);
+	mq_close(n);
+	v_ready();
+	v_wait_go();
+	n = mq_open("/ipcns_notify", O_RDONLY | O_NONBLOCK);
+	V_CHECK(n != (mqd_t)-1, "N is gone: %s", strerror(errno));
+	if (n == (mqd_t)-1)
+		v_finish();
+	struct sigevent sev;
+	memset(&sev, 0, sizeof sev);
+	sev.sigev_notify = SIGEV_NONE;
+	V_CHECK(mq_notify(n, &sev) < 0 && errno == EBUSY,
+		"N lost its notification registration (mq_notify: %s)", strerror(errno));
 	char text[16];
-	V_CHECK(mq != (mqd_t)-1 && mq_receive(mq, text, sizeof text, NULL) == 4,
-		"the queue lost its message");
+	unsigned prio = 0;
+	ssize_t got = mq_receive(n, text, sizeof text, &prio);
+	V_CHECK(got == 4 && prio == 6 && !memcmp(text, "high", 4), "N first: %zd bytes prio %u",
+		got, prio);
+	got = mq_receive(n, text, sizeof text, &prio);
+	V_CHECK(got == 3 && prio == 1 && !memcmp(text, "low", 3), "N second: %zd bytes prio %u",
+		got, prio);
+	V_CHECK(mq_receive(n, text, sizeof text, &prio) < 0 && errno == EAGAIN,
+		"N holds more than its two messages");
+	v_finish();
+}
+
+/*
+ * mq-clash: holds queue /ipcns_clash_PID of the namespace it started in (unlinked there at
+ * once, so the host keeps nothing), then in a namespace of its own makes another queue of
+ * that name and closes it. The dump must refuse (restore would make both by name in one
+ * namespace); after the go file both queues are as they were.
+ */
+static int mq_clash_mode(void)
+{
+	char name[64];
+	snprintf(name, sizeof name, "/ipcns_clash_%d", getpid());
+	struct mq_attr at = { .mq_maxmsg = 2, .mq_msgsize = 16 };
+	mqd_t outer = mq_open(name, O_CREAT | O_EXCL | O_RDWR | O_NONBLOCK, 0600, &at);
+	if (outer == (mqd_t)-1 || mq_unlink(name) < 0 || mq_send(outer, "outer", 5, 1) < 0)
+		v_die("the outer queue %s: %s", name, strerror(errno));
+	if (unshare(CLONE_NEWIPC) < 0)
+		v_die("unshare(CLONE_NEWIPC): %s", strerror(errno));
+	mqd_t inner = mq_open(name, O_CREAT | O_EXCL | O_RDWR, 0600, &at);
+	if (inner == (mqd_t)-1 || mq_send(inner, "inner", 5, 2) < 0)
+		v_die("the inner queue %s: %s", name, strerror(errno));
+	mq_close(inner);
+	v_print("QUEUE %s\n", name);
+	v_ready();
+	v_wait_go();
+	char text[16];
+	unsigned prio = 0;
+	ssize_t n = mq_receive(outer, text, sizeof text, &prio);
+	V_CHECK(n == 5 && prio == 1 && !memcmp(text, "outer", 5), "outer queue: %zd bytes prio %u",
+		n, prio);
+	inner = mq_open(name, O_RDONLY | O_NONBLOCK);
+	V_CHECK(inner != (mqd_t)-1, "the inner queue is gone: %s", strerror(errno));
+	n = inner == (mqd_t)-1 ? -1 : mq_receive(inner, text, sizeof text, &prio);
+	V_CHECK(n == 5 && prio == 2 && !memcmp(text, "inner", 5), "inner queue: %zd bytes prio %u",
+		n, prio);
 	v_finish();
 }
 
@@ -329,7 +504,11 @@ int main(int argc, char **argv)
 		return ns_mode();
 	if (!strcmp(mode, "split"))
 		return split_mode();
-	if (!strcmp(mode, "mq-closed"))
-		return mq_closed_mode();
-	v_die("usage: ipcns_victim ns|mq-closed|split");
+	if (!strcmp(mode, "mq-unheld"))
+		return mq_unheld_mode();
+	if (!strcmp(mode, "mq-notify"))
+		return mq_notify_mode();
+	if (!strcmp(mode, "mq-clash"))
+		return mq_clash_mode();
+	v_die("usage: ipcns_victim ns|mq-unheld|mq-notify|mq-clash|split");
 }

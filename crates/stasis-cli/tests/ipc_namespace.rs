@@ -179,27 +179,115 @@ fn tree_spread_over_ipc_namespaces_is_refused() {
     s.finish_original("the victim after a refused dump");
 }
 
-/// A POSIX queue of the namespace that no descriptor holds: refused (it would be lost),
-/// the process goes on with its queue, and the listing left no mount behind.
+fn unheld_victim() -> Victim {
+    Victim::c("ipcns_victim")
+        .named("ipcns_mq_unheld")
+        .arg("mq-unheld")
+}
+
+/// The queue listing of a dump leaves no mount in the tool's (= the test's) mount
+/// namespace, and the host's IPC namespace never gets the victim's queues.
+fn nothing_leaked(s: &mut Session, what: &str) {
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    if mounts.contains("stasis-mqueue-") {
+        s.fail(&format!(
+            "{what}: the queue listing left a mount behind:\n{mounts}"
+        ));
+    }
+    for name in ["/ipcns_unheld_a", "/ipcns_unheld_e", "/ipcns_held"] {
+        match stasis_sys::mqueue::Mq::open(name, libc::O_RDONLY) {
+            Err(e) if e.errno.0 == libc::ENOENT => {}
+            other => s.fail(&format!(
+                "{what}: the host's namespace has POSIX queue {name}: {:?}",
+                other.map(|_| ())
+            )),
+        }
+    }
+}
+
 #[test]
-fn queue_no_descriptor_holds_is_refused() {
+fn unheld_queues_standalone() {
+    run_control(&unheld_victim());
+}
+
+/// POSIX queues of the namespace that no descriptor holds (one with five messages of
+/// three priorities, one empty) next to one held open: the dump takes them, restore makes
+/// them in the new namespace with their attributes, owner, mode and messages in order, and
+/// leaves no descriptor on them (the victim checks all of it).
+#[test]
+fn unheld_queues_dump_restore() {
+    let mut f = run_cycle(&unheld_victim());
+    nothing_leaked(&mut f.session, "dump, kill, restore");
+}
+
+/// Restored unheld queues are found and dumped again by a second dump.
+#[test]
+fn unheld_queues_dump_restore_twice() {
+    let mut f = run_double_cycle(&unheld_victim());
+    nothing_leaked(&mut f.session, "two dump and restore cycles");
+}
+
+/// dump --leave-running reads every message and gives it back: the original, which goes on,
+/// finds its queues as they were (it checks every message and priority); then the image
+/// restores.
+#[test]
+fn unheld_queues_leave_running() {
+    let mut f = run_leave_running(&unheld_victim());
+    nothing_leaked(&mut f.session, "dump --leave-running, restore");
+}
+
+/// A queue no descriptor holds, with a notification registered (by a child that shared the
+/// descriptor table and is gone): refused naming it before it is touched; the victim finds
+/// its messages and its registration as they were.
+#[test]
+fn unheld_queue_with_a_notification_is_refused() {
     let v = Victim::c("ipcns_victim")
-        .named("ipcns_mq_closed")
-        .arg("mq-closed");
+        .named("ipcns_mq_notify")
+        .arg("mq-notify");
     let mut s = Session::start(&v);
     let images = s.scratch.images(1);
     let r = s.dump(&images, &[]);
     r.assert_no_panic();
-    if r.code() != 1 || !mentions(&r.stderr, &["/ipcns_closed", "no descriptor"]) {
+    if r.code() != 1 || !mentions(&r.stderr, &["/ipcns_notify", "notification"]) {
         s.fail(&format!(
-            "dump of a namespace with a queue no descriptor holds must fail naming it\n{}",
+            "dump of a namespace with a queue with a notification must fail naming it\n{}",
             r.report()
         ));
     }
-    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    if mounts.contains("stasis-mqueue-") {
-        s.fail(&format!("the queue listing left a mount behind:\n{mounts}"));
+    nothing_leaked(&mut s, "after the refused dump");
+    s.assert_running_untraced("after the refused dump");
+    s.go();
+    s.finish_original("the victim after a refused dump");
+}
+
+/// A queue no descriptor holds under the name of a queue a descriptor holds from the host's
+/// namespace (unlinked there): refused naming it (restore would make both by name in the new
+/// namespace); the victim finds both queues as they were.
+#[test]
+fn unheld_queue_named_like_a_held_one_is_refused() {
+    let v = Victim::c("ipcns_victim")
+        .named("ipcns_mq_clash")
+        .arg("mq-clash");
+    let mut s = Session::start(&v);
+    let out = s.output();
+    let name = out
+        .lines()
+        .find_map(|l| l.strip_prefix("QUEUE "))
+        .unwrap_or_default()
+        .to_string();
+    if !name.starts_with("/ipcns_clash_") {
+        s.fail(&format!("the victim printed no queue name\n{out}"));
     }
+    let images = s.scratch.images(1);
+    let r = s.dump(&images, &[]);
+    r.assert_no_panic();
+    if r.code() != 1 || !mentions(&r.stderr, &[&name, "clash"]) {
+        s.fail(&format!(
+            "dump of a queue named like a held one must fail naming it\n{}",
+            r.report()
+        ));
+    }
+    nothing_leaked(&mut s, "after the refused dump");
     s.assert_running_untraced("after the refused dump");
     s.go();
     s.finish_original("the victim after a refused dump");

@@ -22,11 +22,17 @@ pub struct IpcImage {
     /// objects, and restore makes a new namespace for the tree and creates them in it.
     #[serde(default)]
     pub own_namespace: bool,
+    /// The POSIX message queues of that own namespace that no descriptor of the tree held
+    /// (those held are in the descriptors' `FileKind::Mqueue`): restore creates them in the
+    /// new namespace, with their messages, and leaves them with no descriptor open. Never
+    /// unlinked; empty unless `own_namespace`.
+    #[serde(default)]
+    pub mqueues: Vec<MqueueImage>,
 }
 
 impl IpcImage {
     pub fn is_empty(&self) -> bool {
-        self.shm.is_empty() && self.msg.is_empty() && self.sem.is_empty()
+        self.shm.is_empty() && self.msg.is_empty() && self.sem.is_empty() && self.mqueues.is_empty()
     }
 }
 
@@ -162,6 +168,40 @@ pub fn validate(img: &IpcImage) -> Result<(), String> {
     for s in &img.sem {
         if s.values.is_empty() {
             return Err(format!("sem {}: no semaphores", s.perm.id));
+        }
+    }
+    if !img.mqueues.is_empty() && !img.own_namespace {
+        return Err("POSIX message queues without an IPC namespace of the tree's own".into());
+    }
+    let mut names: Vec<&str> = Vec::new();
+    for q in &img.mqueues {
+        let plausible = q.name.len() > 1 && q.name.starts_with('/') && !q.name[1..].contains('/');
+        if !plausible || q.unlinked {
+            return Err(format!(
+                "POSIX message queue {:?}: not a queue name",
+                q.name
+            ));
+        }
+        if names.contains(&q.name.as_str()) {
+            return Err(format!("POSIX message queue {} appears twice", q.name));
+        }
+        names.push(&q.name);
+        if q.maxmsg <= 0 || q.msgsize <= 0 || q.messages.len() as i64 > q.maxmsg {
+            return Err(format!(
+                "POSIX message queue {}: {} message(s) with maxmsg {}, msgsize {}",
+                q.name,
+                q.messages.len(),
+                q.maxmsg,
+                q.msgsize
+            ));
+        }
+        if let Some(m) = q.messages.iter().find(|m| m.data.len() as i64 > q.msgsize) {
+            return Err(format!(
+                "POSIX message queue {}: a message of {} bytes, msgsize {}",
+                q.name,
+                m.data.len(),
+                q.msgsize
+            ));
         }
     }
     Ok(())

@@ -387,6 +387,19 @@ fn write_ipc(out: &mut String, ipc: &crate::ipc::IpcImage) -> fmt::Result {
             m.values
         )?;
     }
+    for q in &ipc.mqueues {
+        writeln!(
+            out,
+            "  mqueue {} (no descriptor) maxmsg {} msgsize {} mode {:o} uid {} gid {}: {} message(s)",
+            q.name,
+            q.maxmsg,
+            q.msgsize,
+            q.mode & 0o7777,
+            q.uid,
+            q.gid,
+            q.messages.len()
+        )?;
+    }
     Ok(())
 }
 

@@ -47,6 +47,25 @@ fn sample_ipc() -> IpcImage {
             values: vec![5, 0, 42],
         }],
         own_namespace: true,
+        mqueues: vec![MqueueImage {
+            name: "/kept".into(),
+            unlinked: false,
+            uid: 1234,
+            gid: 2345,
+            mode: 0o640,
+            maxmsg: 4,
+            msgsize: 16,
+            messages: vec![
+                MqMessage {
+                    priority: 7,
+                    data: b"first".to_vec(),
+                },
+                MqMessage {
+                    priority: 0,
+                    data: Vec::new(),
+                },
+            ],
+        }],
     }
 }
 
@@ -77,8 +96,13 @@ fn ipc_file_round_trips_and_is_shown() {
     assert!(text.contains("2 message(s)"), "{text}");
     assert!(text.contains("values [5, 0, 42]"), "{text}");
     assert!(text.contains("own IPC namespace"), "{text}");
+    assert!(
+        text.contains("mqueue /kept (no descriptor) maxmsg 4 msgsize 16 mode 640"),
+        "{text}"
+    );
     let json = render::render_json(&r).unwrap();
     assert_eq!(json["ipc"]["sem"][0]["values"][2], 42);
+    assert_eq!(json["ipc"]["mqueues"][0]["messages"][0]["priority"], 7);
     let file = render::render_file_text(&dir.0.join(ipc::IPC_FILE)).unwrap();
     assert!(file.contains("stasis IPC file"), "{file}");
 }
@@ -105,4 +129,30 @@ fn inconsistent_ipc_file_is_refused() {
     ipc.msg[0].messages[0].mtype = 0;
     write(&dir.0, &ipc);
     assert!(ImageReader::open(&dir.0).unwrap().ipc().is_err());
+}
+
+/// Queues no descriptor holds: only in an own namespace, by plausible unique names, with
+/// messages that fit their attributes.
+#[test]
+fn inconsistent_posix_queues_are_refused() {
+    let dir = TempDir::new("ipc-bad-mq");
+    let refused = |change: &dyn Fn(&mut IpcImage), words: &str| {
+        let mut ipc = sample_ipc();
+        change(&mut ipc);
+        write(&dir.0, &ipc);
+        let err = ImageReader::open(&dir.0).unwrap().ipc().unwrap_err();
+        assert!(err.to_string().contains(words), "{err}");
+    };
+    refused(&|i| i.own_namespace = false, "without an IPC namespace");
+    refused(&|i| i.mqueues[0].name = "/a/b".into(), "not a queue name");
+    refused(&|i| i.mqueues[0].unlinked = true, "not a queue name");
+    refused(
+        &|i| {
+            let again = i.mqueues[0].clone();
+            i.mqueues.push(again)
+        },
+        "twice",
+    );
+    refused(&|i| i.mqueues[0].maxmsg = 1, "2 message(s) with maxmsg 1");
+    refused(&|i| i.mqueues[0].messages[0].data = vec![0; 17], "17 bytes");
 }

@@ -29,6 +29,17 @@ pub struct MqAttr {
     pub curmsgs: i64,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MqStat {
+    /// The mqueue filesystem (one per IPC namespace) and the queue's inode in it.
+    pub dev: u64,
+    pub ino: u64,
+    pub uid: u32,
+    pub gid: u32,
+    /// Permission bits (& 0o7777).
+    pub mode: u32,
+}
+
 /// An open message queue descriptor of the calling process.
 pub struct Mq(OwnedFd);
 
@@ -160,6 +171,23 @@ impl Mq {
             return Err(SysError::last("mq_timedsend", format!("fd {}", self.raw())));
         }
         Ok(())
+    }
+
+    /// The queue's inode: which one it is, its owner and permission bits.
+    pub fn stat(&self) -> SysResult<MqStat> {
+        // SAFETY: stat is plain data; all-zero is a valid value.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: fstat writes one struct stat to the pointer.
+        if unsafe { libc::fstat(self.raw(), &mut st) } < 0 {
+            return Err(SysError::last("fstat", format!("mqueue fd {}", self.raw())));
+        }
+        Ok(MqStat {
+            dev: st.st_dev,
+            ino: st.st_ino,
+            uid: st.st_uid,
+            gid: st.st_gid,
+            mode: st.st_mode & 0o7777,
+        })
     }
 
     /// Owner and permission bits.

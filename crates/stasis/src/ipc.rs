@@ -14,8 +14,9 @@
 //! A tree with an IPC namespace of its own (the root's is not the tool's; every process of
 //! the tree must be in it) owns all of it: every object is dumped, from a thread of the
 //! tool that joins the namespace, and restore makes a new namespace for the tree
-//! (`enter_own_namespace`) where every id is free. Its POSIX message queues must all be
-//! held by descriptors of the tree (those are dumped by `files/mqueue.rs`).
+//! (`enter_own_namespace`) where every id is free. Its POSIX message queues are dumped
+//! by `files/mqueue.rs`: those held by descriptors with them, the others into the image's
+//! `mqueues`.
 //!
 //! At restore each object must come back with its id: if an object with that id still
 //! exists with the same key, owner, permissions and size, it is the same object and is used
@@ -106,7 +107,7 @@ pub fn dump(images: &[TaskImage]) -> Result<IpcImage> {
         let mut all = sys::in_ipc_namespace_of(root, || namespace_objects(root))
             .ctx(root, || "look into the tree's IPC namespace".into())??;
         all.own_namespace = true;
-        queues_all_held(root, images)?;
+        all.mqueues = crate::files::dump_unheld_mqueues(root, images)?;
         all
     };
     // The kernel does not expose SEM_UNDO adjustments. A process has an undo list once it
@@ -178,33 +179,6 @@ fn tree_objects(root: i32, pids: &BTreeSet<i32>, attached: &BTreeSet<i32>) -> Re
         }
     }
     Ok(out)
-}
-
-/// POSIX message queues live in the IPC namespace too, but the image has only those the
-/// tree's descriptors name (restore makes them in the new namespace): a queue of the
-/// namespace that no descriptor holds would be lost, so it is refused.
-fn queues_all_held(root: i32, images: &[TaskImage]) -> Result<()> {
-    let held: BTreeSet<&str> = images
-        .iter()
-        .flat_map(|t| t.fds.iter())
-        .filter_map(|f| match &f.file {
-            stasis_image::FileKind::Mqueue(q) if !q.unlinked => Some(q.name.as_str()),
-            _ => None,
-        })
-        .collect();
-    let names = stasis_sys::mqueue::names_in_ipc_namespace_of(root).ctx(root, || {
-        "list the POSIX message queues of the tree's IPC namespace".into()
-    })?;
-    match names.iter().find(|n| !held.contains(n.as_str())) {
-        None => Ok(()),
-        Some(name) => Err(Error::Unsupported {
-            pid: root,
-            object: format!("POSIX message queue {name}"),
-            detail: "a queue of the tree's own IPC namespace that no descriptor of the tree \
-                     holds open (such queues are not dumped yet)"
-                .into(),
-        }),
-    }
 }
 
 /// Every object of the calling thread's namespace (the tree's own).

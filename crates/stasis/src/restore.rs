@@ -201,7 +201,8 @@ pub fn restore(opts: &RestoreOptions) -> Result<Restored> {
         Some(p) => ipc::create(root.pid, p)?,
         None => ipc::Created::none(root.pid),
     };
-    let mqueues = files::prepare_mqueues(root.pid, &tasks)?;
+    let unheld_mqueues = sysv.as_ref().map_or(&[][..], |i| i.mqueues.as_slice());
+    let mqueues = files::prepare_mqueues(root.pid, &tasks, unheld_mqueues)?;
     if opts.time_ns {
         // Before the first child: the children made from now on are in it.
         timens::enter_for_children(root.pid, manifest.clocks.as_ref())?;

@@ -29,7 +29,9 @@ use stasis_sys::{own, process};
 
 use crate::error::{Error, ProcContext, Result, SysContext};
 
-pub use mqueue::{prepare as prepare_mqueues, Prepared as PreparedMqueues};
+pub use mqueue::{
+    dump_unheld as dump_unheld_mqueues, prepare as prepare_mqueues, Prepared as PreparedMqueues,
+};
 
 /// What dump knows about one descriptor while classifying it.
 pub struct FdProbe<'a> {

@@ -18,6 +18,17 @@
 //! owner, mode and messages. Restore children open it by name. An unlinked queue is
 //! created under its name and unlinked again once every task holds it (`Prepared::finish`).
 //! If the restore fails, the queues it created are unlinked again.
+//!
+//! A tree with an IPC namespace of its own owns every queue of it, also those no
+//! descriptor holds (`dump_unheld`): the tool lists the namespace's queues, and a thread
+//! of the tool that joins the namespace opens each such queue by name and reads it the same
+//! way (taken and given back). Held queues are told apart by their inode, not their name:
+//! a descriptor may hold an unlinked queue, or one of another namespace, under the name of
+//! an unheld one, which is refused (restore makes both by name in the new namespace). The
+//! unheld queues are kept in the IPC image; `prepare` creates them in the tree's new
+//! namespace and closes them again (they stay, with no descriptor, as they were).
+
+use std::collections::BTreeSet;
 
 use stasis_image::ipc::{MqMessage, MqueueImage};
 use stasis_image::{FdImage, FileKind, TaskImage};
@@ -53,11 +64,7 @@ fn dump(p: &FdProbe) -> Result<Option<FileKind>> {
     let status = q
         .status()
         .ctx(p.pid, || format!("message queue status of fd {}", p.fd))?;
-    let notify_pid = status
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("NOTIFY_PID:"))
-        .and_then(|v| v.parse::<i32>().ok())
-        .unwrap_or(0);
+    let notify_pid = notify_pid(&status);
     if notify_pid != 0 {
         return Err(p.unsupported(&format!(
             "a message queue with a notification registered (mq_notify by pid {notify_pid}): \
@@ -67,7 +74,7 @@ fn dump(p: &FdProbe) -> Result<Option<FileKind>> {
     let attr = q.attr().ctx(p.pid, || {
         format!("attributes of the message queue of fd {}", p.fd)
     })?;
-    let messages = take_and_give_back(p, &q, attr.msgsize as usize)?;
+    let messages = take_and_give_back(p.pid, &format!("fd {}", p.fd), &q, attr.msgsize as usize)?;
     use std::os::unix::fs::MetadataExt;
     Ok(Some(FileKind::Mqueue(MqueueImage {
         name: name.to_string(),
@@ -81,9 +88,138 @@ fn dump(p: &FdProbe) -> Result<Option<FileKind>> {
     })))
 }
 
+/// The pid that registered a notification (mq_notify) from the queue's status text; 0
+/// when none.
+fn notify_pid(status: &str) -> i32 {
+    status
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("NOTIFY_PID:"))
+        .and_then(|v| v.parse::<i32>().ok())
+        .unwrap_or(0)
+}
+
+/// The queues of the tree's own IPC namespace (that of `root`) that no descriptor of
+/// `images` holds, sorted by name (see the module comment).
+pub fn dump_unheld(root: i32, images: &[TaskImage]) -> Result<Vec<MqueueImage>> {
+    use std::os::unix::fs::MetadataExt;
+    // A descriptor may hold a queue of another namespace (opened before the unshare) under
+    // a name the tree's namespace uses too: held queues are known by their inode.
+    let mut held = Held::default();
+    for t in images {
+        for f in &t.fds {
+            let FileKind::Mqueue(q) = &f.file else {
+                continue;
+            };
+            held.names.insert(q.name.as_str());
+            match std::fs::metadata(format!("/proc/{}/fd/{}", t.pid, f.fd)) {
+                Ok(m) => {
+                    held.inodes.insert((m.dev(), m.ino()));
+                }
+                // /proc no longer shows it (a vfork child that has ended): known by name.
+                Err(_) if !q.unlinked => {
+                    held.names_only.insert(q.name.as_str());
+                }
+                Err(_) => {}
+            }
+        }
+    }
+    let mut names = sys::names_in_ipc_namespace_of(root).ctx(root, || {
+        "list the POSIX message queues of the tree's IPC namespace".into()
+    })?;
+    names.retain(|n| !held.names_only.contains(n.as_str()));
+    names.sort();
+    if names.is_empty() {
+        return Ok(Vec::new());
+    }
+    let dumped = stasis_sys::sysvipc::in_ipc_namespace_of(root, || -> Result<Vec<_>> {
+        let mut out = Vec::with_capacity(names.len());
+        for name in &names {
+            out.extend(dump_named(root, name, &held)?);
+        }
+        Ok(out)
+    })
+    .ctx(root, || "join the tree's IPC namespace".into())??;
+    for q in &dumped {
+        log::info!(
+            "message queue {} (no descriptor holds it): {} message(s)",
+            q.name,
+            q.messages.len()
+        );
+    }
+    Ok(dumped)
+}
+
+/// The queues the tree's descriptors hold.
+#[derive(Default)]
+struct Held<'a> {
+    /// (st_dev, st_ino) of each.
+    inodes: BTreeSet<(u64, u64)>,
+    /// Their names (restore makes an unlinked one under its name for a while).
+    names: BTreeSet<&'a str>,
+    /// Those whose inode /proc no longer shows.
+    names_only: BTreeSet<&'a str>,
+}
+
+/// Queue `name` of the calling thread's IPC namespace; None if a descriptor of the tree
+/// holds it or it is gone since listed.
+fn dump_named(root: i32, name: &str, held: &Held) -> Result<Option<MqueueImage>> {
+    let what = format!("message queue {name}");
+    let q = match Mq::open(name, libc::O_RDWR | libc::O_NONBLOCK) {
+        Ok(q) => q,
+        Err(e) if e.errno.0 == libc::ENOENT => return Ok(None),
+        Err(e) => {
+            return Err(Error::Sys {
+                pid: root,
+                context: format!("open {what} of the tree's IPC namespace"),
+                source: e,
+            })
+        }
+    };
+    let st = q.stat().ctx(root, || format!("stat {what}"))?;
+    if held.inodes.contains(&(st.dev, st.ino)) {
+        return Ok(None);
+    }
+    if held.names.contains(name) {
+        return Err(Error::Unsupported {
+            pid: root,
+            object: format!("POSIX message queue {name}"),
+            detail: "the tree's IPC namespace has a queue that no descriptor holds under the \
+                     name of another queue that a descriptor holds (unlinked, or of another IPC \
+                     namespace): restore makes both by name in the tree's new namespace, where \
+                     they would clash"
+                .into(),
+        });
+    }
+    let status = q.status().ctx(root, || format!("status of {what}"))?;
+    let notify_pid = notify_pid(&status);
+    if notify_pid != 0 {
+        return Err(Error::Unsupported {
+            pid: root,
+            object: format!("POSIX message queue {name}"),
+            detail: format!(
+                "a queue of the tree's IPC namespace with a notification registered \
+                 (mq_notify by pid {notify_pid}): not supported"
+            ),
+        });
+    }
+    let attr = q.attr().ctx(root, || format!("attributes of {what}"))?;
+    let messages = take_and_give_back(root, &what, &q, attr.msgsize as usize)?;
+    Ok(Some(MqueueImage {
+        name: name.to_string(),
+        unlinked: false,
+        uid: st.uid,
+        gid: st.gid,
+        mode: st.mode,
+        maxmsg: attr.maxmsg,
+        msgsize: attr.msgsize,
+        messages,
+    }))
+}
+
 /// Receives every message, then sends them all again in the same order: the queue is as it
-/// was. Sending back is attempted for every message even if one fails.
-fn take_and_give_back(p: &FdProbe, q: &Mq, msgsize: usize) -> Result<Vec<MqMessage>> {
+/// was. Sending back is attempted for every message even if one fails. `what` names the
+/// queue in errors.
+fn take_and_give_back(pid: i32, what: &str, q: &Mq, msgsize: usize) -> Result<Vec<MqMessage>> {
     let mut messages = Vec::new();
     let mut failed = None;
     loop {
@@ -106,23 +242,20 @@ fn take_and_give_back(p: &FdProbe, q: &Mq, msgsize: usize) -> Result<Vec<MqMessa
     }
     if let Some(e) = send_err {
         log::error!(
-            "pid {} fd {}: {lost} message(s) could not be put back into the queue: {e}",
-            p.pid,
-            p.fd
+            "pid {pid} {what}: {lost} message(s) could not be put back into the queue: {e}"
         );
         return Err(Error::Sys {
-            pid: p.pid,
+            pid,
             context: format!(
-                "put {lost} message(s) back into the message queue of fd {} (something outside the tree filled it meanwhile?)",
-                p.fd
+                "put {lost} message(s) back into the message queue of {what} (something outside the tree filled it meanwhile?)"
             ),
             source: e,
         });
     }
     if let Some(e) = failed {
         return Err(Error::Sys {
-            pid: p.pid,
-            context: format!("read the messages of the queue of fd {}", p.fd),
+            pid,
+            context: format!("read the messages of the queue of {what}"),
             source: e,
         });
     }
@@ -163,8 +296,46 @@ impl Drop for Prepared {
     }
 }
 
-/// Makes every message queue the image's descriptors need (see the module comment).
-pub fn prepare(pid: i32, tasks: &[TaskImage]) -> Result<Prepared> {
+/// Creates queue `q` (which must not exist) with its attributes, messages, owner and mode;
+/// it is unlinked again if the restore fails.
+fn create_filled(pid: i32, q: &MqueueImage, done: &mut Prepared) -> Result<()> {
+    let made = Mq::create(
+        &q.name,
+        libc::O_WRONLY | libc::O_NONBLOCK,
+        0o600,
+        q.maxmsg,
+        q.msgsize,
+    )
+    .map_err(|e| {
+        let reason = match e.errno.0 {
+            libc::EEXIST => "the name is taken by another queue".to_string(),
+            libc::EINVAL | libc::EMFILE | libc::ENOMEM | libc::ENOSPC => format!(
+                "maxmsg {}, msgsize {}: larger than the limits allow \
+                 (/proc/sys/fs/mqueue/*, RLIMIT_MSGQUEUE)? ({e})",
+                q.maxmsg, q.msgsize
+            ),
+            _ => e.to_string(),
+        };
+        Error::Restore {
+            pid,
+            reason: format!("create message queue {}: {reason}", q.name),
+        }
+    })?;
+    done.created.push(q.name.clone());
+    for m in &q.messages {
+        made.send(m.priority, &m.data)
+            .ctx(pid, || format!("refill message queue {}", q.name))?;
+    }
+    made.set_owner(q.uid, q.gid, q.mode).ctx(pid, || {
+        format!("owner and mode of message queue {}", q.name)
+    })?;
+    Ok(())
+}
+
+/// Makes every message queue the image's descriptors need, then the queues of the tree's
+/// own IPC namespace that no descriptor held (`unheld`, from the IPC image; the calling
+/// thread is in the tree's new namespace already). See the module comment.
+pub fn prepare(pid: i32, tasks: &[TaskImage], unheld: &[MqueueImage]) -> Result<Prepared> {
     let mut done = Prepared {
         pid,
         created: Vec::new(),
@@ -206,22 +377,7 @@ pub fn prepare(pid: i32, tasks: &[TaskImage]) -> Result<Prepared> {
                 log::info!("message queue {}: still there, used as it is", q.name);
             }
             Err(e) if e.errno.0 == libc::ENOENT => {
-                let made = Mq::create(
-                    &q.name,
-                    libc::O_WRONLY | libc::O_NONBLOCK,
-                    0o600,
-                    q.maxmsg,
-                    q.msgsize,
-                )
-                .ctx(pid, || format!("create message queue {}", q.name))?;
-                done.created.push(q.name.clone());
-                for m in &q.messages {
-                    made.send(m.priority, &m.data)
-                        .ctx(pid, || format!("refill message queue {}", q.name))?;
-                }
-                made.set_owner(q.uid, q.gid, q.mode).ctx(pid, || {
-                    format!("owner and mode of message queue {}", q.name)
-                })?;
+                create_filled(pid, q, &mut done)?;
                 if q.unlinked {
                     done.unlink_at_end.push(q.name.clone());
                 }
@@ -239,6 +395,15 @@ pub fn prepare(pid: i32, tasks: &[TaskImage]) -> Result<Prepared> {
                 })
             }
         }
+    }
+    // After the held ones: a name both held and unheld (a broken image) is refused here.
+    for q in unheld {
+        create_filled(pid, q, &mut done)?;
+        log::info!(
+            "message queue {} (no descriptor): created ({} messages)",
+            q.name,
+            q.messages.len()
+        );
     }
     Ok(done)
 }

@@ -21,9 +21,13 @@
 //!   descriptors, the pipe and the socket still connected to the server's ends).
 //! - testprogs/ipc_backlog.c: a listener bound to a path with three connections waiting
 //!   to be accepted (a client socket of the server itself and two forked clients): after
-//!   restore accept() takes them in their order and they talk; with `early-data` one
-//!   client has sent a byte before being accepted, which cannot be read at dump: the dump
-//!   is refused and the tree goes on unharmed (the byte arrives).
+//!   restore accept() takes them in their order and they talk; stream and seqpacket. With
+//!   `early-data` the 2nd and 3rd clients sent data before READY (bytes, records), which
+//!   waits in their connections: the dump accepts them last (through a duplicate of the
+//!   listener) to read it, and restore sends it again from each client once connected:
+//!   each connection accepted after restore holds exactly its data, in order, then the
+//!   name its client sends. With --leave-running/--leave-stopped that dump is refused (the
+//!   program would miss the connections) and the tree goes on unharmed.
 //! - testprogs/ipc_extsk.c with `dump --ext-unix-sk`: a stream socket whose peer (in a
 //!   helper outside the tree) had queued bytes for it, and a datagram socket connected to
 //!   the helper's socket bound to a path. After restore the stream socket reads the
@@ -88,24 +92,57 @@ tree_cycle_tests!(backlog_victim(), Outside::Compare;
     leave_running backlog_leave_running,
 );
 
-#[test]
-fn waiting_connection_with_data_is_refused() {
-    let v = Victim::c("ipc_backlog")
+fn backlog_seqpacket() -> Victim {
+    Victim::c("ipc_backlog")
+        .named("ipc_backlog_seqpacket")
+        .arg("seqpacket")
+}
+
+tree_cycle_tests!(backlog_seqpacket(), Outside::Compare;
+    standalone backlog_seqpacket_standalone,
+    dump_restore backlog_seqpacket_dump_restore,
+);
+
+/// The 2nd and 3rd waiting connections hold what their clients sent before READY: the
+/// dump accepts them, last, to read it, and restore sends it again after connecting.
+fn backlog_early_data() -> Victim {
+    Victim::c("ipc_backlog")
         .named("ipc_backlog_early_data")
-        .arg("early-data");
-    let mut s = Session::start(&v);
-    let images = s.scratch.images(1);
-    let run = s.dump(&images, &[]);
-    run.assert_no_panic();
-    if run.code() != 1 || !mentions(&run.stderr, &["waiting to be accepted"]) {
-        let rep = run.report();
-        s.fail(&format!(
-            "expected the dump to fail (exit 1) naming the waiting connection\n{rep}"
-        ));
-    }
-    s.assert_running_untraced("after the refused dump");
-    s.go();
-    s.finish_original("after a refused dump");
+        .arg("early-data")
+}
+
+tree_cycle_tests!(backlog_early_data(), Outside::Compare;
+    standalone backlog_early_data_standalone,
+    dump_restore backlog_early_data_dump_restore,
+    dump_restore_twice backlog_early_data_dump_restore_twice,
+);
+
+fn backlog_seqpacket_early_data() -> Victim {
+    Victim::c("ipc_backlog")
+        .named("ipc_backlog_seqpacket_early_data")
+        .arg("seqpacket")
+        .arg("early-data")
+}
+
+tree_cycle_tests!(backlog_seqpacket_early_data(), Outside::Compare;
+    standalone backlog_seqpacket_early_data_standalone,
+    dump_restore backlog_seqpacket_early_data_dump_restore,
+    dump_restore_twice backlog_seqpacket_early_data_dump_restore_twice,
+);
+
+/// With --leave-running what a waiting connection holds cannot be read (only accepting it
+/// would, and the program that goes on would miss it): refused, the tree goes on unharmed
+/// and every connection then holds its data.
+#[test]
+fn backlog_early_data_leave_running_is_refused() {
+    Tree::start(&backlog_early_data())
+        .expect_refused_dump(&["--leave-running"], "waiting to be accepted by socket:");
+}
+
+#[test]
+fn backlog_seqpacket_early_data_leave_stopped_is_refused() {
+    Tree::start(&backlog_seqpacket_early_data())
+        .expect_refused_dump(&["--leave-stopped"], "waiting to be accepted by socket:");
 }
 
 #[test]

@@ -22,11 +22,12 @@
 //! - testprogs/ipc_backlog.c: a listener bound to a path with three connections waiting
 //!   to be accepted (a client socket of the server itself and two forked clients): after
 //!   restore accept() takes them in their order and they talk; stream and seqpacket. With
-//!   `early-data` the 2nd and 3rd clients sent data before READY (bytes, records), which
-//!   waits in their connections: the dump accepts them last (through a duplicate of the
+//!   `early-data` the 2nd and 3rd clients sent data before READY (bytes, records; the last
+//!   with a file descriptor whose only reference is in flight), which waits in their
+//!   connections: the dump accepts them last (through a duplicate of the
 //!   listener) to read it, and restore sends it again from each client once connected:
 //!   each connection accepted after restore holds exactly its data, in order, then the
-//!   name its client sends. With --leave-running/--leave-stopped that dump is refused (the
+//!   name its client sends, and the file comes with its data at its offset. With --leave-running/--leave-stopped that dump is refused (the
 //!   program would miss the connections) and the tree goes on unharmed.
 //! - testprogs/ipc_extsk.c with `dump --ext-unix-sk`: a stream socket whose peer (in a
 //!   helper outside the tree) had queued bytes for it, and a datagram socket connected to

@@ -436,32 +436,73 @@ impl DescTable {
     /// (`sent_before_accept`) keyed by the pid of the task that records each client.
     pub fn accept_waiting(&mut self) -> Result<Vec<(i32, SocketQueue)>> {
         let mut out = Vec::new();
-        for w in &self.waiting_data {
+        let waiting = std::mem::take(&mut self.waiting_data);
+        for w in &waiting {
             let clients: Vec<u64> = w.clients.iter().map(|c| c.0).collect();
             let held = unix::accept_waiting(w.pid, w.fd, w.listener, &clients)?;
             for (&(client, owner, _), messages) in w.clients.iter().zip(held) {
-                if messages.iter().any(|m| !m.fds.is_empty()) {
-                    return Err(Error::Unsupported {
-                        pid: owner,
-                        object: format!("socket:[{client}] waiting to be accepted by socket:[{}]", w.listener),
-                        detail: "it sent open files (SCM_RIGHTS) before being accepted (not supported; the dump had to accept the connection to see them, so it is lost to the tree)".into(),
-                    });
-                }
                 if messages.is_empty() {
                     continue;
                 }
-                out.push((
-                    owner,
-                    SocketQueue {
-                        inode: client,
-                        messages: messages.into_iter().map(|m| m.data).collect(),
-                        in_flight: Vec::new(),
-                        sent_before_accept: true,
-                    },
-                ));
+                let mut queue = SocketQueue {
+                    inode: client,
+                    messages: Vec::new(),
+                    in_flight: Vec::new(),
+                    sent_before_accept: true,
+                };
+                for (index, message) in messages.into_iter().enumerate() {
+                    if !message.fds.is_empty() {
+                        let files = self
+                            .late_in_flight(owner, message.fds)
+                            .map_err(|e| in_flight_error(e, client, owner))?;
+                        queue.in_flight.push(InFlightFiles {
+                            message: index as u32,
+                            files,
+                        });
+                    }
+                    queue.messages.push(message.data);
+                }
+                out.push((owner, queue));
             }
         }
         Ok(out)
+    }
+
+    /// Describes the files in flight in a connection `accept_waiting` read, like those of
+    /// any queue, as long as that needs nothing the dump has read already: a pipe, FIFO,
+    /// socket or file object met for the first time would need its data or queue, which
+    /// were read before, so it is refused.
+    fn late_in_flight(
+        &mut self,
+        owner: i32,
+        fds: Vec<std::os::fd::OwnedFd>,
+    ) -> Result<Vec<FdImage>> {
+        let mut files = Vec::with_capacity(fds.len());
+        for (position, local) in fds.into_iter().enumerate() {
+            let before = (
+                self.pipes.len(),
+                self.fifos.len(),
+                self.sockets.len(),
+                self.objects.borrow().count(),
+            );
+            let file = self.in_flight_file(owner, &local, position as i32)?;
+            self.in_flight.push(local);
+            let after = (
+                self.pipes.len(),
+                self.fifos.len(),
+                self.sockets.len(),
+                self.objects.borrow().count(),
+            );
+            if after != before {
+                return Err(Error::Unsupported {
+                    pid: owner,
+                    object: format!("fd {position} of the message"),
+                    detail: "a pipe, FIFO, socket or file object held nowhere else in the tree, sent before the connection was accepted (not supported; the dump had to accept the connection to find it, so the connection is lost to the tree)".into(),
+                });
+            }
+            files.push(file);
+        }
+        Ok(files)
     }
 
     /// Whether restore can queue messages again for socket `inode`, which has no peer: a

@@ -1,5 +1,5 @@
 /*
- * ipc_backlog [seqpacket] [early-data]: a listening unix socket (SOCK_STREAM, or
+ * ipc_backlog [seqpacket] [early-data | pass-pipe]: a listening unix socket (SOCK_STREAM, or
  * SOCK_SEQPACKET with "seqpacket", bound to a path in $STASIS_TMP) with three connections
  * waiting to be accepted at READY, in a known order: a client socket of the server process
  * itself, then forked children A and B. Nothing has been accepted.
@@ -16,6 +16,11 @@
  * client's early data then its name, in order (a stream's bytes; a seqpacket's records one
  * by one, lengths and contents), then nothing more (EAGAIN); the descriptor comes with B's
  * data (with its record), at its offset, reading the rest of the file.
+ *
+ * "pass-pipe" is early-data where B passes the read end of a pipe instead, with bytes in
+ * it, and closes both ends: nothing but the waiting connection holds that pipe, which a
+ * dump refuses once it has accepted the connection (too late for the tree). Without a
+ * dump the server gets the pipe and reads the bytes.
  */
 #include "victim.h"
 
@@ -29,6 +34,8 @@ static struct sockaddr_un addr;
 static socklen_t addr_len;
 static int early;
 static int kind = SOCK_STREAM;
+static int pass_pipe;
+static const char pipe_text[] = "in the pipe";
 
 /* What each client sends before READY with early-data (S, A, B), a write each. */
 static const char *const early_sent[3][4] = {
@@ -113,9 +120,16 @@ static void child_main(char me, int sync)
 	for (const char *const *m = early_sent[me == 'A' ? 1 : 2]; early && *m; m++) {
 		ssize_t n;
 		if (me == 'B' && !m[1]) {
-			int f = open(passed_path, O_RDONLY);
+			int f = open(passed_path, O_RDONLY), p[2];
 			if (f < 0 || lseek(f, PASSED_AT, SEEK_SET) != PASSED_AT)
 				v_die("open %s: %s", passed_path, strerror(errno));
+			if (pass_pipe) {
+				if (pipe(p) != 0 || write(p[1], pipe_text, strlen(pipe_text)) != (ssize_t)strlen(pipe_text))
+					v_die("pipe: %s", strerror(errno));
+				close(p[1]);
+				close(f);
+				f = p[0];
+			}
 			n = send_with_fd(c, *m, f);
 			close(f);
 		} else {
@@ -178,7 +192,13 @@ static char read_connection(int c, int k, char me)
 		V_CHECK((passed >= 0) == (fd_record >= 0), "accept %d (client %c): %s", k, me,
 			passed >= 0 ? "a descriptor came with the bytes" : "no descriptor came with the bytes");
 	}
-	if (passed >= 0) {
+	if (passed >= 0 && pass_pipe) {
+		char text[32] = { 0 };
+		ssize_t n = read(passed, text, sizeof(text) - 1);
+		V_CHECK(n == (ssize_t)strlen(pipe_text) && strcmp(text, pipe_text) == 0,
+			"the pipe B sent: read %zd bytes \"%s\"", n, text);
+		close(passed);
+	} else if (passed >= 0) {
 		char text[16] = { 0 };
 		off_t at = lseek(passed, 0, SEEK_CUR);
 		ssize_t n = read(passed, text, sizeof(text) - 1);
@@ -201,6 +221,8 @@ int main(int argc, char **argv)
 			early = 1;
 		else if (strcmp(argv[i], "seqpacket") == 0)
 			kind = SOCK_SEQPACKET;
+		else if (strcmp(argv[i], "pass-pipe") == 0)
+			early = pass_pipe = 1;
 		else
 			v_die("unknown argument %s", argv[i]);
 	}

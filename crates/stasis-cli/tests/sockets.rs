@@ -28,7 +28,9 @@
 //!   listener) to read it, and restore sends it again from each client once connected:
 //!   each connection accepted after restore holds exactly its data, in order, then the
 //!   name its client sends, and the file comes with its data at its offset. With --leave-running/--leave-stopped that dump is refused (the
-//!   program would miss the connections) and the tree goes on unharmed.
+//!   program would miss the connections) and the tree goes on unharmed. With `pass-pipe`
+//!   the file in flight is a pipe that only the connection holds: the dump is refused,
+//!   leaving no image (too late for the tree, which is then killed).
 //! - testprogs/ipc_extsk.c with `dump --ext-unix-sk`: a stream socket whose peer (in a
 //!   helper outside the tree) had queued bytes for it, and a datagram socket connected to
 //!   the helper's socket bound to a path. After restore the stream socket reads the
@@ -144,6 +146,48 @@ fn backlog_early_data_leave_running_is_refused() {
 fn backlog_seqpacket_early_data_leave_stopped_is_refused() {
     Tree::start(&backlog_seqpacket_early_data())
         .expect_refused_dump(&["--leave-stopped"], "waiting to be accepted by socket:");
+}
+
+/// B's early data carries the read end of a pipe that nothing else holds: describing it
+/// would need the pipe's bytes, read before the connections could be accepted, so the
+/// dump is refused once it has accepted them (which the tree cannot get back). The refusal
+/// must be clear, leave no image (no manifest) and the tree untraced; the tree, which lost
+/// its waiting connections, is then killed.
+#[test]
+fn backlog_pipe_in_flight_is_refused() {
+    let v = Victim::c("ipc_backlog")
+        .named("ipc_backlog_pass_pipe")
+        .arg("pass-pipe");
+    let mut t = Tree::start(&v);
+    let images = t.images(1);
+    let run = t.s().dump(&images, &[]);
+    run.assert_no_panic();
+    let clear = [
+        "before its connection to socket:",
+        "held nowhere else in the tree",
+    ]
+    .iter()
+    .all(|w| run.stderr.contains(w));
+    if run.code() != 1 || !clear {
+        let rep = run.report();
+        t.fail(&format!(
+            "expected the dump to fail (exit 1) naming the pipe in flight\n{rep}"
+        ));
+    }
+    if images.join(stasis_image::MANIFEST_FILE).exists() {
+        t.fail("a refused dump left a manifest");
+    }
+    t.check_untraced("after the refused dump");
+}
+
+#[test]
+fn backlog_pass_pipe_leave_running_is_refused() {
+    Tree::start(
+        &Victim::c("ipc_backlog")
+            .named("ipc_backlog_pass_pipe")
+            .arg("pass-pipe"),
+    )
+    .expect_refused_dump(&["--leave-running"], "waiting to be accepted by socket:");
 }
 
 #[test]

@@ -452,9 +452,21 @@ impl DescTable {
                 };
                 for (index, message) in messages.into_iter().enumerate() {
                     if !message.fds.is_empty() {
-                        let files = self
-                            .late_in_flight(owner, message.fds)
-                            .map_err(|e| in_flight_error(e, client, owner))?;
+                        let files =
+                            self.late_in_flight(owner, message.fds)
+                                .map_err(|e| match e {
+                                    Error::Unsupported { object, detail, .. } => {
+                                        Error::Unsupported {
+                                            pid: owner,
+                                            object: format!(
+                                        "a file in flight (SCM_RIGHTS) sent by socket:[{client}] before its connection to socket:[{}] was accepted",
+                                        w.listener
+                                    ),
+                                            detail: format!("{object}: {detail}"),
+                                        }
+                                    }
+                                    other => other,
+                                })?;
                         queue.in_flight.push(InFlightFiles {
                             message: index as u32,
                             files,
@@ -496,8 +508,8 @@ impl DescTable {
             if after != before {
                 return Err(Error::Unsupported {
                     pid: owner,
-                    object: format!("fd {position} of the message"),
-                    detail: "a pipe, FIFO, socket or file object held nowhere else in the tree, sent before the connection was accepted (not supported; the dump had to accept the connection to find it, so the connection is lost to the tree)".into(),
+                    object: format!("descriptor {position} of the message"),
+                    detail: "a pipe, FIFO, socket or file object held nowhere else in the tree (not supported: its data would be needed, and was read before; the dump had to accept the connection to find it, so the connection is lost to the tree)".into(),
                 });
             }
             files.push(file);

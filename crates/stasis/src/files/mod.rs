@@ -440,6 +440,12 @@ impl DescTable {
         for w in &waiting {
             let clients: Vec<u64> = w.clients.iter().map(|c| c.0).collect();
             let held = unix::accept_waiting(w.pid, w.fd, w.listener, &clients)?;
+            log::info!(
+                "pid {}: accepted {} waiting connection(s) of socket:[{}] to read what they hold",
+                w.pid,
+                clients.len(),
+                w.listener
+            );
             for (&(client, owner, _), messages) in w.clients.iter().zip(held) {
                 if messages.is_empty() {
                     continue;

@@ -21,9 +21,16 @@
 //!   descriptors, the pipe and the socket still connected to the server's ends).
 //! - testprogs/ipc_backlog.c: a listener bound to a path with three connections waiting
 //!   to be accepted (a client socket of the server itself and two forked clients): after
-//!   restore accept() takes them in their order and they talk; with `early-data` one
-//!   client has sent a byte before being accepted, which cannot be read at dump: the dump
-//!   is refused and the tree goes on unharmed (the byte arrives).
+//!   restore accept() takes them in their order and they talk; stream and seqpacket. With
+//!   `early-data` the 2nd and 3rd clients sent data before READY (bytes, records; the last
+//!   with a file descriptor whose only reference is in flight), which waits in their
+//!   connections: the dump accepts them last (through a duplicate of the
+//!   listener) to read it, and restore sends it again from each client once connected:
+//!   each connection accepted after restore holds exactly its data, in order, then the
+//!   name its client sends, and the file comes with its data at its offset. With --leave-running/--leave-stopped that dump is refused (the
+//!   program would miss the connections) and the tree goes on unharmed. With `pass-pipe`
+//!   the file in flight is a pipe that only the connection holds: the dump is refused,
+//!   leaving no image (too late for the tree, which is then killed).
 //! - testprogs/ipc_extsk.c with `dump --ext-unix-sk`: a stream socket whose peer (in a
 //!   helper outside the tree) had queued bytes for it, and a datagram socket connected to
 //!   the helper's socket bound to a path. After restore the stream socket reads the
@@ -88,24 +95,99 @@ tree_cycle_tests!(backlog_victim(), Outside::Compare;
     leave_running backlog_leave_running,
 );
 
-#[test]
-fn waiting_connection_with_data_is_refused() {
-    let v = Victim::c("ipc_backlog")
+fn backlog_seqpacket() -> Victim {
+    Victim::c("ipc_backlog")
+        .named("ipc_backlog_seqpacket")
+        .arg("seqpacket")
+}
+
+tree_cycle_tests!(backlog_seqpacket(), Outside::Compare;
+    standalone backlog_seqpacket_standalone,
+    dump_restore backlog_seqpacket_dump_restore,
+);
+
+/// The 2nd and 3rd waiting connections hold what their clients sent before READY: the
+/// dump accepts them, last, to read it, and restore sends it again after connecting.
+fn backlog_early_data() -> Victim {
+    Victim::c("ipc_backlog")
         .named("ipc_backlog_early_data")
-        .arg("early-data");
-    let mut s = Session::start(&v);
-    let images = s.scratch.images(1);
-    let run = s.dump(&images, &[]);
+        .arg("early-data")
+}
+
+tree_cycle_tests!(backlog_early_data(), Outside::Compare;
+    standalone backlog_early_data_standalone,
+    dump_restore backlog_early_data_dump_restore,
+    dump_restore_twice backlog_early_data_dump_restore_twice,
+);
+
+fn backlog_seqpacket_early_data() -> Victim {
+    Victim::c("ipc_backlog")
+        .named("ipc_backlog_seqpacket_early_data")
+        .arg("seqpacket")
+        .arg("early-data")
+}
+
+tree_cycle_tests!(backlog_seqpacket_early_data(), Outside::Compare;
+    standalone backlog_seqpacket_early_data_standalone,
+    dump_restore backlog_seqpacket_early_data_dump_restore,
+    dump_restore_twice backlog_seqpacket_early_data_dump_restore_twice,
+);
+
+/// With --leave-running what a waiting connection holds cannot be read (only accepting it
+/// would, and the program that goes on would miss it): refused, the tree goes on unharmed
+/// and every connection then holds its data.
+#[test]
+fn backlog_early_data_leave_running_is_refused() {
+    Tree::start(&backlog_early_data())
+        .expect_refused_dump(&["--leave-running"], "waiting to be accepted by socket:");
+}
+
+#[test]
+fn backlog_seqpacket_early_data_leave_stopped_is_refused() {
+    Tree::start(&backlog_seqpacket_early_data())
+        .expect_refused_dump(&["--leave-stopped"], "waiting to be accepted by socket:");
+}
+
+/// B's early data carries the read end of a pipe that nothing else holds: describing it
+/// would need the pipe's bytes, read before the connections could be accepted, so the
+/// dump is refused once it has accepted them (which the tree cannot get back). The refusal
+/// must be clear, leave no image (no manifest) and the tree untraced; the tree, which lost
+/// its waiting connections, is then killed.
+#[test]
+fn backlog_pipe_in_flight_is_refused() {
+    let v = Victim::c("ipc_backlog")
+        .named("ipc_backlog_pass_pipe")
+        .arg("pass-pipe");
+    let mut t = Tree::start(&v);
+    let images = t.images(1);
+    let run = t.s().dump(&images, &[]);
     run.assert_no_panic();
-    if run.code() != 1 || !mentions(&run.stderr, &["waiting to be accepted"]) {
+    let clear = [
+        "before its connection to socket:",
+        "held nowhere else in the tree",
+    ]
+    .iter()
+    .all(|w| run.stderr.contains(w));
+    if run.code() != 1 || !clear {
         let rep = run.report();
-        s.fail(&format!(
-            "expected the dump to fail (exit 1) naming the waiting connection\n{rep}"
+        t.fail(&format!(
+            "expected the dump to fail (exit 1) naming the pipe in flight\n{rep}"
         ));
     }
-    s.assert_running_untraced("after the refused dump");
-    s.go();
-    s.finish_original("after a refused dump");
+    if images.join(stasis_image::MANIFEST_FILE).exists() {
+        t.fail("a refused dump left a manifest");
+    }
+    t.check_untraced("after the refused dump");
+}
+
+#[test]
+fn backlog_pass_pipe_leave_running_is_refused() {
+    Tree::start(
+        &Victim::c("ipc_backlog")
+            .named("ipc_backlog_pass_pipe")
+            .arg("pass-pipe"),
+    )
+    .expect_refused_dump(&["--leave-running"], "waiting to be accepted by socket:");
 }
 
 #[test]

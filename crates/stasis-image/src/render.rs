@@ -519,9 +519,14 @@ fn write_timers(out: &mut String, t: &TaskImage) -> fmt::Result {
 fn write_socket_queues(out: &mut String, queues: &[crate::types::SocketQueue]) -> fmt::Result {
     for q in queues {
         let bytes: usize = q.messages.iter().map(|m| m.len()).sum();
+        let what = if q.sent_before_accept {
+            "sent before its connection was accepted"
+        } else {
+            "queue"
+        };
         writeln!(
             out,
-            "  socket:[{}] queue: {} message(s), {bytes} byte(s)",
+            "  socket:[{}] {what}: {} message(s), {bytes} byte(s)",
             q.inode,
             q.messages.len()
         )?;

@@ -703,6 +703,12 @@ pub struct SocketQueue {
     /// Files in flight: the descriptors some of the messages carry (SCM_RIGHTS).
     #[serde(default)]
     pub in_flight: Vec<InFlightFiles>,
+    /// Not queued for `inode` to read but sent by it: `inode` is a client whose
+    /// connection waits in a listener's backlog (that listener's `waiting`), and these
+    /// messages wait in that connection for whoever accepts it. Restore sends them from
+    /// the client once it has connected again.
+    #[serde(default)]
+    pub sent_before_accept: bool,
 }
 
 /// The open files one queued message carries (SCM_RIGHTS), in the order they were sent.

@@ -496,6 +496,22 @@ fn fd() -> impl Strategy<Value = FdImage> {
         })
 }
 
+/// A socket queue: what is queued for the socket to read, or what a client sent before
+/// its connection was accepted.
+fn socket_queue() -> impl Strategy<Value = SocketQueue> {
+    (
+        any::<u64>(),
+        vec(vec(any::<u8>(), 0..16), 0..4),
+        any::<bool>(),
+    )
+        .prop_map(|(inode, messages, sent_before_accept)| SocketQueue {
+            inode,
+            messages,
+            in_flight: Vec::new(),
+            sent_before_accept,
+        })
+}
+
 fn task() -> impl Strategy<Value = TaskImage> {
     (
         (any::<i32>(), any::<i32>(), any::<i32>(), any::<i32>()),
@@ -507,6 +523,7 @@ fn task() -> impl Strategy<Value = TaskImage> {
         creds(),
         mm(),
         vec(fd(), 0..10),
+        vec(socket_queue(), 0..3),
     )
         .prop_map(
             |(
@@ -519,6 +536,7 @@ fn task() -> impl Strategy<Value = TaskImage> {
                 creds,
                 mm,
                 fds,
+                socket_queues,
             )| {
                 TaskImage {
                     pid,
@@ -538,7 +556,7 @@ fn task() -> impl Strategy<Value = TaskImage> {
                     itimers: Vec::new(),
                     posix_timers: Vec::new(),
                     shared_pending: Vec::new(),
-                    socket_queues: Vec::new(),
+                    socket_queues,
                     pipe_data: Vec::new(),
                     shared_with_parent: SharedWithParent {
                         fd_table: job_stopped,

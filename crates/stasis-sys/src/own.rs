@@ -682,6 +682,40 @@ pub fn socket_outq(fd: i32) -> SysResult<i32> {
     Ok(v)
 }
 
+/// Accepts the first connection waiting on listening socket `fd`, without blocking even
+/// when the listener's file is blocking (EAGAIN when none waits). The new socket is
+/// non-blocking and close-on-exec.
+pub fn accept_waiting(fd: i32) -> SysResult<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    let mut p = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one pollfd, valid for the call; a zero timeout.
+    let r = unsafe { libc::poll(&mut p, 1, 0) };
+    check(r as _, "poll", || format!("listener fd {fd}"))?;
+    if r == 0 || p.revents & libc::POLLIN == 0 {
+        return Err(SysError::new(
+            "accept4",
+            format!("listener fd {fd}: no connection waiting"),
+            Errno(libc::EAGAIN),
+        ));
+    }
+    // SAFETY: no address is asked for (null pointers are allowed).
+    let r = unsafe {
+        libc::accept4(
+            fd,
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+        )
+    };
+    let r = check(r as _, "accept4", || format!("listener fd {fd}"))?;
+    // SAFETY: accept4 just made this descriptor; nothing else owns it.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(r as i32) })
+}
+
 pub fn listen(fd: i32, backlog: i32) -> SysResult<()> {
     // SAFETY: integers only.
     let r = unsafe { libc::listen(fd, backlog) };

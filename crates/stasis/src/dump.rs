@@ -150,7 +150,8 @@ fn dump_tree(
 ) -> Result<u64> {
     let mut writer = ImageWriter::create(&opts.images_dir)?;
     let mut entries = Vec::new();
-    let mut descs = files::DescTable::new(opts.ext_unix_sk);
+    let mut descs =
+        files::DescTable::new(opts.ext_unix_sk, opts.leave_running || opts.leave_stopped);
     descs.note_tree(&tree.live.iter().map(|f| f.pid).collect::<Vec<_>>())?;
     descs.objects().borrow_mut().link_remap = opts.link_remap;
     let mut stored = 0;
@@ -204,9 +205,12 @@ fn dump_tree(
     if !sysv.is_empty() || sysv.own_namespace {
         writer.write_meta(stasis_image::ipc::IPC_FILE, MetaKind::Ipc, &sysv)?;
     }
-    for image in &images {
-        entries.push(write_task(&mut writer, image)?);
+    // The images that will record what waiting connections hold are written last.
+    let late = descs.waiting_data_owners();
+    for image in images.iter().filter(|i| !late.contains(&i.pid)) {
+        write_task(&mut writer, image)?;
     }
+    let mut zombie_entries = Vec::new();
     for z in &tree.zombies {
         let image = TaskImage {
             pid: z.pid,
@@ -235,8 +239,19 @@ fn dump_tree(
         };
         let pages = writer.pages(&format!("pages-{}.img", z.pid))?;
         writer.add_pages(pages)?;
-        entries.push(write_task(&mut writer, &image)?);
+        zombie_entries.push(write_task(&mut writer, &image)?);
     }
+    // Last, as it cannot be undone: accept the waiting connections that hold data.
+    for (pid, queue) in descs.accept_waiting()? {
+        if let Some(image) = images.iter_mut().find(|i| i.pid == pid) {
+            image.socket_queues.push(queue);
+        }
+    }
+    for image in images.iter().filter(|i| late.contains(&i.pid)) {
+        write_task(&mut writer, image)?;
+    }
+    entries.extend(images.iter().map(task_entry));
+    entries.extend(zombie_entries);
     let mut dump_options = Vec::new();
     if opts.shell_job {
         dump_options.push("--shell-job".to_string());
@@ -262,14 +277,18 @@ fn dump_tree(
 }
 
 fn write_task(writer: &mut ImageWriter, image: &TaskImage) -> Result<TaskEntry> {
-    let core_file = format!("task-{}.img", image.pid);
-    writer.write_meta(&core_file, MetaKind::Task, image)?;
-    Ok(TaskEntry {
+    let entry = task_entry(image);
+    writer.write_meta(&entry.core_file, MetaKind::Task, image)?;
+    Ok(entry)
+}
+
+fn task_entry(image: &TaskImage) -> TaskEntry {
+    TaskEntry {
         pid: image.pid,
         ppid: image.ppid,
-        core_file,
+        core_file: format!("task-{}.img", image.pid),
         pages_file: format!("pages-{}.img", image.pid),
-    })
+    }
 }
 
 /// Everything about one frozen process; its pages go to its page file.

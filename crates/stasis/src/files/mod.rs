@@ -148,6 +148,10 @@ pub struct DescTable {
     in_flight: Vec<std::os::fd::OwnedFd>,
     /// Unix sockets may have their peer outside the tree (--ext-unix-sk).
     ext_unix_sk: bool,
+    /// The tree goes on after the dump (--leave-running, --leave-stopped).
+    tree_goes_on: bool,
+    /// Listeners whose waiting connections hold data, read last (`accept_waiting`).
+    waiting_data: Vec<WaitingData>,
     /// Indices of the pty masters the tree holds (`note_tree`).
     pty_masters: std::collections::BTreeSet<u32>,
     objects: std::cell::RefCell<object::ObjectTable>,
@@ -164,6 +168,18 @@ struct SocketSeen {
     fd: i32,
     peer: Option<u64>,
     listening: bool,
+}
+
+/// A listener of the tree with connections waiting in its backlog that hold data: the
+/// clients of its waiting connections in backlog order, up to the last one that sent
+/// something.
+struct WaitingData {
+    listener: u64,
+    /// A process and descriptor to reach the listener through.
+    pid: i32,
+    fd: i32,
+    /// (client inode, the task whose image records the client, whether it sent data).
+    clients: Vec<(u64, i32, bool)>,
 }
 
 /// What sock_diag says of socket `inode`, if it is listed.
@@ -197,9 +213,10 @@ impl DescTable {
         self.objects.borrow().save(writer)
     }
 
-    pub fn new(ext_unix_sk: bool) -> DescTable {
+    pub fn new(ext_unix_sk: bool, tree_goes_on: bool) -> DescTable {
         DescTable {
             ext_unix_sk,
+            tree_goes_on,
             ..Default::default()
         }
     }
@@ -291,12 +308,13 @@ impl DescTable {
         {
             read.insert(inode);
             if seen.listening {
-                continue; // nothing to read; waiting connections are refused at dump
+                continue; // nothing to read; what waiting connections hold comes last
             }
             let mut queue = SocketQueue {
                 inode,
                 messages: Vec::new(),
                 in_flight: Vec::new(),
+                sent_before_accept: false,
             };
             for (index, message) in unix::peek(seen.pid, seen.fd)?.into_iter().enumerate() {
                 if !message.fds.is_empty() {
@@ -326,9 +344,11 @@ impl DescTable {
                 out.push((seen.owner, queue));
             }
         }
-        // Connections waiting to be accepted: client and listener both in the tree, and
-        // nothing sent yet (what the listener's side holds cannot be read before accept).
+        // Connections waiting to be accepted: client and listener both in the tree. What a
+        // client sent waits in its connection, which only accept() can read: that is left
+        // for the very end of a dump that kills the tree (`accept_waiting`).
         // Every listener of the namespace is looked at, in the tree or not.
+        let mut sent: std::collections::BTreeSet<u64> = Default::default();
         let mut waiting: BTreeMap<u64, u64> = BTreeMap::new();
         for l in self.unix.get().map_or(&[][..], |v| &v[..]) {
             for &client in &l.pending {
@@ -347,13 +367,16 @@ impl DescTable {
                     });
                 }
                 if unix::sent_before_accept(seen.pid, seen.fd)? {
-                    return Err(Error::Unsupported {
-                        pid: seen.owner,
-                        object: format!("fd {} (socket:[{inode}])", seen.fd),
-                        detail: format!(
-                            "a connection waiting to be accepted by socket:[{listener}] with data sent on it already (what a connection not yet accepted holds cannot be read; not supported yet)"
-                        ),
-                    });
+                    if self.tree_goes_on {
+                        return Err(Error::Unsupported {
+                            pid: seen.owner,
+                            object: format!("fd {} (socket:[{inode}])", seen.fd),
+                            detail: format!(
+                                "a connection waiting to be accepted by socket:[{listener}] with data sent on it already: what it holds can only be read by accepting it, which the program that goes on (--leave-running/--leave-stopped) would then miss (supported only by a dump that kills the tree)"
+                            ),
+                        });
+                    }
+                    sent.insert(inode);
                 }
             }
         }
@@ -368,6 +391,23 @@ impl DescTable {
                     ),
                 });
             }
+        }
+        self.waiting_data.clear();
+        for (&inode, seen) in self.sockets.iter().filter(|(_, s)| s.listening) {
+            let pending = diag(&self.unix, inode).map_or(&[][..], |l| &l.pending[..]);
+            let Some(last) = pending.iter().rposition(|c| sent.contains(c)) else {
+                continue;
+            };
+            let clients = pending[..=last]
+                .iter()
+                .filter_map(|c| Some((*c, self.sockets.get(c)?.owner, sent.contains(c))))
+                .collect();
+            self.waiting_data.push(WaitingData {
+                listener: inode,
+                pid: seen.pid,
+                fd: seen.fd,
+                clients,
+            });
         }
         for (&inode, seen) in &self.sockets {
             if let Some(peer) = seen.peer {
@@ -405,6 +445,114 @@ impl DescTable {
             }
         }
         Ok(out)
+    }
+
+    /// The tasks whose images record what waiting connections hold (`accept_waiting`):
+    /// their images can only be written after it.
+    pub fn waiting_data_owners(&self) -> Vec<i32> {
+        let mut out: Vec<i32> = self
+            .waiting_data
+            .iter()
+            .flat_map(|w| w.clients.iter().filter(|c| c.2).map(|c| c.1))
+            .collect();
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
+    /// Reads what the clients of connections waiting to be accepted sent on them, by
+    /// accepting them (with the tree frozen, through a duplicate of the listener): every
+    /// waiting connection up to the last one that holds data, in backlog order. This
+    /// cannot be undone, so a dump does it last, just before the manifest and the kill;
+    /// `socket_queues` has refused it already when the tree goes on. Returns the queues
+    /// (`sent_before_accept`) keyed by the pid of the task that records each client.
+    pub fn accept_waiting(&mut self) -> Result<Vec<(i32, SocketQueue)>> {
+        let mut out = Vec::new();
+        let waiting = std::mem::take(&mut self.waiting_data);
+        for w in &waiting {
+            let clients: Vec<u64> = w.clients.iter().map(|c| c.0).collect();
+            let held = unix::accept_waiting(w.pid, w.fd, w.listener, &clients)?;
+            log::info!(
+                "pid {}: accepted {} waiting connection(s) of socket:[{}] to read what they hold",
+                w.pid,
+                clients.len(),
+                w.listener
+            );
+            for (&(client, owner, _), messages) in w.clients.iter().zip(held) {
+                if messages.is_empty() {
+                    continue;
+                }
+                let mut queue = SocketQueue {
+                    inode: client,
+                    messages: Vec::new(),
+                    in_flight: Vec::new(),
+                    sent_before_accept: true,
+                };
+                for (index, message) in messages.into_iter().enumerate() {
+                    if !message.fds.is_empty() {
+                        let files =
+                            self.late_in_flight(owner, message.fds)
+                                .map_err(|e| match e {
+                                    Error::Unsupported { object, detail, .. } => {
+                                        Error::Unsupported {
+                                            pid: owner,
+                                            object: format!(
+                                        "a file in flight (SCM_RIGHTS) sent by socket:[{client}] before its connection to socket:[{}] was accepted",
+                                        w.listener
+                                    ),
+                                            detail: format!("{object}: {detail}"),
+                                        }
+                                    }
+                                    other => other,
+                                })?;
+                        queue.in_flight.push(InFlightFiles {
+                            message: index as u32,
+                            files,
+                        });
+                    }
+                    queue.messages.push(message.data);
+                }
+                out.push((owner, queue));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Describes the files in flight in a connection `accept_waiting` read, like those of
+    /// any queue, as long as that needs nothing the dump has read already: a pipe, FIFO,
+    /// socket or file object met for the first time would need its data or queue, which
+    /// were read before, so it is refused.
+    fn late_in_flight(
+        &mut self,
+        owner: i32,
+        fds: Vec<std::os::fd::OwnedFd>,
+    ) -> Result<Vec<FdImage>> {
+        let mut files = Vec::with_capacity(fds.len());
+        for (position, local) in fds.into_iter().enumerate() {
+            let before = (
+                self.pipes.len(),
+                self.fifos.len(),
+                self.sockets.len(),
+                self.objects.borrow().count(),
+            );
+            let file = self.in_flight_file(owner, &local, position as i32)?;
+            self.in_flight.push(local);
+            let after = (
+                self.pipes.len(),
+                self.fifos.len(),
+                self.sockets.len(),
+                self.objects.borrow().count(),
+            );
+            if after != before {
+                return Err(Error::Unsupported {
+                    pid: owner,
+                    object: format!("descriptor {position} of the message"),
+                    detail: "a pipe, FIFO, socket or file object held nowhere else in the tree (not supported: its data would be needed, and was read before; the dump had to accept the connection to find it, so the connection is lost to the tree)".into(),
+                });
+            }
+            files.push(file);
+        }
+        Ok(files)
     }
 
     /// Whether restore can queue messages again for socket `inode`, which has no peer: a

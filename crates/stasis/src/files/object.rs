@@ -92,6 +92,11 @@ pub struct ObjectTable {
 pub const STILL_LINKED: &str = "the file was unlinked here but still has another name (dump with --link-remap to keep it one file)";
 
 impl ObjectTable {
+    /// How many objects are known.
+    pub fn count(&self) -> usize {
+        self.entries.len()
+    }
+
     /// The id of the object with inode `key` (dev, ino), recorded on first sight.
     pub fn note(&mut self, pid: i32, key: (u64, u64), source: String, what: Found) -> u32 {
         if let Some(e) = self.entries.iter().find(|e| e.key == key) {

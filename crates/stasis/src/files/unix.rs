@@ -30,6 +30,65 @@ pub fn sent_before_accept(pid: i32, fd: i32) -> Result<bool> {
     Ok(own::socket_outq(local.raw()).ctx(pid, || format!("fd {fd}"))? > 0)
 }
 
+/// What waits in the connections of a listener's backlog, read by accepting them: the
+/// only way, and one that cannot be undone (the connections are then the tool's, and are
+/// lost to the tree). So only a dump that kills the tree does it, last of all.
+///
+/// The listener is `pid`'s `fd`, socket `listener`; `clients` are the clients of its first
+/// waiting connections, in backlog order, which is the order accept() takes them in. Each
+/// connection accepted is checked to be the expected client's (sock_diag: its peer), then
+/// what it holds is peeked like any queue. Returns the messages of each, in order.
+pub fn accept_waiting(
+    pid: i32,
+    fd: i32,
+    listener: u64,
+    clients: &[u64],
+) -> Result<Vec<Vec<own::PeekedMessage>>> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::MetadataExt;
+    let what = || format!("fd {fd} (listener socket:[{listener}])");
+    let local = process::pidfd_getfd(pid, fd).ctx(pid, what)?;
+    let mut accepted = Vec::with_capacity(clients.len());
+    for &client in clients {
+        let conn = own::accept_waiting(local.raw()).ctx(pid, || {
+            format!(
+                "{}: accept the connection of socket:[{client}] to read what it holds",
+                what()
+            )
+        })?;
+        let ino = std::fs::metadata(format!("/proc/self/fd/{}", conn.as_raw_fd()))
+            .map_err(|e| crate::error::Error::Unsupported {
+                pid,
+                object: what(),
+                detail: format!("cannot stat the connection accepted for socket:[{client}]: {e}"),
+            })?
+            .ino();
+        accepted.push((client, ino, conn));
+    }
+    let all = stasis_sys::sockdiag::unix_sockets().ctx(pid, || "list unix sockets".into())?;
+    let mut out = Vec::with_capacity(accepted.len());
+    for (client, ino, conn) in &accepted {
+        let peer = all.iter().find(|s| s.ino == *ino).and_then(|s| s.peer);
+        if peer != Some(*client) {
+            return Err(crate::error::Error::Unsupported {
+                pid,
+                object: what(),
+                detail: format!(
+                    "the connection accepted in the place of socket:[{client}]'s is socket:[{}]'s (the backlog changed during the dump)",
+                    peer.unwrap_or(0)
+                ),
+            });
+        }
+        out.push(own::peek_socket(conn.as_raw_fd()).ctx(pid, || {
+            format!(
+                "{}: read what the connection of socket:[{client}] holds",
+                what()
+            )
+        })?);
+    }
+    Ok(out)
+}
+
 fn dump(p: &FdProbe) -> Result<Option<FileKind>> {
     let Some(inode) = p
         .target
@@ -125,7 +184,12 @@ fn finish_all(r: &Reopen, state: &mut KindState) -> std::result::Result<(), Stri
     let sockets = std::mem::take(state.of::<Vec<NewSocket>>());
     let done = finish(
         &sockets,
-        |inode| r.socket_queues.iter().find(|q| q.inode == inode).copied(),
+        |inode, sent| {
+            r.socket_queues
+                .iter()
+                .find(|q| q.inode == inode && q.sent_before_accept == sent)
+                .copied()
+        },
         r.slot,
     );
     for s in sockets {
@@ -259,7 +323,7 @@ fn create(f: &FdImage, peer_file: Option<&FdImage>) -> std::result::Result<Vec<N
 /// refuse it).
 fn finish<'q>(
     sockets: &[NewSocket],
-    queue: impl Fn(u64) -> Option<&'q SocketQueue>,
+    queue: impl Fn(u64, bool) -> Option<&'q SocketQueue>,
     slot: impl Fn(u32) -> i32,
 ) -> std::result::Result<(), String> {
     let made = |inode: Option<u64>| inode.and_then(|i| sockets.iter().find(|o| o.inode == i));
@@ -286,6 +350,11 @@ fn finish<'q>(
                 .as_deref()
                 .ok_or_else(|| format!("listener socket:[{}] has no name", l.inode))?;
             own::unix_connect(c.fd, name).map_err(err)?;
+            // What it had sent before being accepted waits in the new connection.
+            if let Some(q) = queue(client, true) {
+                send_queue(q, &slot, |m, fds| own::send_message_with_fds(c.fd, m, fds))
+                    .map_err(err)?;
+            }
         }
     }
     for s in sockets {
@@ -298,36 +367,21 @@ fn finish<'q>(
             FileKind::UnixSocket {
                 name: Some(name), ..
             },
-        ) = (s.peer, queue(s.inode), &s.file.file)
+        ) = (s.peer, queue(s.inode, false), &s.file.file)
         {
             let sender = own::unix_socket(libc::SOCK_DGRAM, None).map_err(err)?;
-            let mut r = Ok(());
-            for (index, m) in q.messages.iter().enumerate() {
-                let fds: Vec<i32> = q
-                    .in_flight
-                    .iter()
-                    .filter(|f| f.message as usize == index)
-                    .flat_map(|f| f.files.iter().map(|file| slot(file.desc)))
-                    .collect();
-                r = own::send_datagram_to(sender, name, m, &fds);
-                if r.is_err() {
-                    break;
-                }
-            }
+            let r = send_queue(q, &slot, |m, fds| {
+                own::send_datagram_to(sender, name, m, fds)
+            });
             own::close(sender);
             r.map_err(err)?;
             continue;
         }
-        if let (Some(sender), Some(q)) = (made(s.peer), queue(s.inode)) {
-            for (index, m) in q.messages.iter().enumerate() {
-                let fds: Vec<i32> = q
-                    .in_flight
-                    .iter()
-                    .filter(|f| f.message as usize == index)
-                    .flat_map(|f| f.files.iter().map(|file| slot(file.desc)))
-                    .collect();
-                own::send_message_with_fds(sender.fd, m, &fds).map_err(err)?;
-            }
+        if let (Some(sender), Some(q)) = (made(s.peer), queue(s.inode, false)) {
+            send_queue(q, &slot, |m, fds| {
+                own::send_message_with_fds(sender.fd, m, fds)
+            })
+            .map_err(err)?;
         }
     }
     for s in sockets.iter().filter(|s| !s.stand_in) {
@@ -338,6 +392,25 @@ fn finish<'q>(
     }
     Ok(())
 }
+/// Sends every message of `q` again with `send`, each with the descriptors of the files
+/// it carried (`slot(desc)` is where each open file description now is).
+fn send_queue(
+    q: &SocketQueue,
+    slot: impl Fn(u32) -> i32,
+    send: impl Fn(&[u8], &[i32]) -> stasis_sys::SysResult<()>,
+) -> stasis_sys::SysResult<()> {
+    for (index, m) in q.messages.iter().enumerate() {
+        let fds: Vec<i32> = q
+            .in_flight
+            .iter()
+            .filter(|f| f.message as usize == index)
+            .flat_map(|f| f.files.iter().map(|file| slot(file.desc)))
+            .collect();
+        send(m, &fds)?;
+    }
+    Ok(())
+}
+
 fn set_options(fd: i32, f: &FdImage) -> stasis_sys::SysResult<()> {
     let FileKind::UnixSocket { options: o, .. } = &f.file else {
         return Ok(());

@@ -47,6 +47,11 @@ fn sample_ipc() -> IpcImage {
             values: vec![5, 0, 42],
         }],
         own_namespace: true,
+        sem_undo: vec![SemUndo {
+            pid: 100,
+            semid: 5,
+            adj: vec![1, 0, -3],
+        }],
     }
 }
 
@@ -77,6 +82,10 @@ fn ipc_file_round_trips_and_is_shown() {
     assert!(text.contains("2 message(s)"), "{text}");
     assert!(text.contains("values [5, 0, 42]"), "{text}");
     assert!(text.contains("own IPC namespace"), "{text}");
+    assert!(
+        text.contains("sem 5 undo of pid 100: adjustments [1, 0, -3]"),
+        "{text}"
+    );
     let json = render::render_json(&r).unwrap();
     assert_eq!(json["ipc"]["sem"][0]["values"][2], 42);
     let file = render::render_file_text(&dir.0.join(ipc::IPC_FILE)).unwrap();
@@ -105,4 +114,10 @@ fn inconsistent_ipc_file_is_refused() {
     ipc.msg[0].messages[0].mtype = 0;
     write(&dir.0, &ipc);
     assert!(ImageReader::open(&dir.0).unwrap().ipc().is_err());
+    // An undo entry for a set the image does not have.
+    let mut ipc = sample_ipc();
+    ipc.sem_undo[0].semid = 6;
+    write(&dir.0, &ipc);
+    let err = ImageReader::open(&dir.0).unwrap().ipc().unwrap_err();
+    assert!(err.to_string().contains("does not have"), "{err}");
 }

@@ -1,0 +1,446 @@
+//! System V semaphore undo lists (SEM_UNDO): the adjustment (`semadj`) the kernel applies
+//! to each semaphore when a process exits.
+//!
+//! The kernel does not expose the adjustments, but it applies them when a process whose
+//! list is not shared calls unshare(CLONE_SYSVSEM) (as exit does, clamping each value to
+//! [0, SEMVMX]). So at dump, one process at a time, in the frozen tree: read the values of
+//! every set, make the process unshare remotely, read them again: the difference is its
+//! adjustment. It then gets the adjustment straight back with a remote
+//! semop(-adj, SEM_UNDO): the values and its undo entries are as before, whether the dump
+//! goes on, fails, or leaves the tree running.
+//!
+//! A value clamped at exit hides part of the adjustment: before unsharing, the process
+//! raises (semop without SEM_UNDO) each semaphore of the tree's sets below `MEASURE_AT`
+//! to that value, and lowers it again afterwards, so any adjustment within ±16383 is seen
+//! whole. A value that ends at 0 or SEMVMX anyway is ambiguous: put back as well as
+//! possible (the value exactly, the adjustment as seen) and refused. While a process is
+//! measured, its semaphores hold other values for a few system calls: a process outside
+//! the tree operating on them just then could see them, so sets with waiters outside the
+//! tree are refused before anything is touched (frozen tasks of the tree are not
+//! waiting), and values that differ after the measurement are reported.
+//!
+//! Not supported (refused when the tree uses semaphore sets, as before): a process with
+//! threads (they share one list, CLONE_SYSVSEM: unsharing would split it for good), a list
+//! shared with another process, a CLONE_VM child with a list.
+//!
+//! At restore, a created set starts at its dumped values plus every adjustment on it
+//! (`start_values`); each restored process then makes semop(-adj, SEM_UNDO) (`restore`),
+//! which gives it its adjustment and brings the value to the dumped one. A set still
+//! there (reused) is at its dumped values plus the adjustments when the dump killed the
+//! tree (exit applied them): the same operations bring it back.
+
+use std::collections::BTreeSet;
+
+use stasis_image::ipc::{IpcImage, SemSet, SemUndo};
+use stasis_image::TaskImage;
+use stasis_sys::sysvipc::{self as sys, Kind, SEMVMX};
+
+use crate::dump::DumpSession;
+use crate::error::{Error, Result, SysContext};
+use crate::freeze::Frozen;
+use crate::inject::Session;
+
+/// Semaphores are raised to this value while measured (see the module comment).
+const MEASURE_AT: u16 = 16384;
+const SEM_UNDO: u64 = 0x1000;
+const IPC_NOWAIT: u64 = libc::IPC_NOWAIT as u64;
+
+/// One set as read by the tool: values and, per semaphore, the last process to operate.
+#[derive(Debug, Clone)]
+struct SetState {
+    id: i32,
+    values: Vec<u16>,
+    pids: Vec<i32>,
+}
+
+/// Every set of the calling thread's IPC namespace.
+fn snapshot(pid: i32) -> Result<Vec<SetState>> {
+    let mut out = Vec::new();
+    for row in sys::list(Kind::Sem).ctx(pid, || "list SysV semaphore sets".into())? {
+        let Some(id) = row.get("semid").map(|i| i as i32) else {
+            continue;
+        };
+        let gone = |e: &stasis_sys::SysError| e.errno.0 == libc::EINVAL || e.errno.0 == libc::EIDRM;
+        let st = match sys::sem_stat(id) {
+            Ok(st) => st,
+            Err(e) if gone(&e) => continue,
+            Err(e) => return Err(e).ctx(pid, || format!("SysV semaphore set {id}")),
+        };
+        let values = match sys::sem_values(id, st.nsems as usize) {
+            Ok(v) => v,
+            Err(e) if gone(&e) => continue,
+            Err(e) => return Err(e).ctx(pid, || format!("values of SysV semaphore set {id}")),
+        };
+        let mut pids = Vec::with_capacity(values.len());
+        for n in 0..values.len() as i32 {
+            pids.push(sys::sem_pid(id, n).unwrap_or(0));
+        }
+        out.push(SetState { id, values, pids });
+    }
+    Ok(out)
+}
+
+/// Runs `f` where the tree's sets are seen: the tool's thread, or one that joined the
+/// tree's own IPC namespace.
+fn in_tree_ns<T: Send>(root: i32, own: bool, f: impl FnOnce() -> Result<T> + Send) -> Result<T> {
+    if own {
+        sys::in_ipc_namespace_of(root, f)
+            .ctx(root, || "look into the tree's IPC namespace".into())?
+    } else {
+        f()
+    }
+}
+
+fn refuse(pid: i32, detail: String) -> Error {
+    Error::Unsupported {
+        pid,
+        object: "System V semaphore undo list".into(),
+        detail,
+    }
+}
+
+/// Measures the undo adjustments of the tree's processes (frozen; `images` are dumped) and
+/// stores them in `out`; sets a process has adjustments on join the image.
+pub fn dump(out: &mut IpcImage, images: &[TaskImage], frozen: &[Frozen]) -> Result<()> {
+    let Some(root) = images.first().map(|t| t.pid) else {
+        return Ok(());
+    };
+    let own = out.own_namespace;
+    if in_tree_ns(root, own, || snapshot(root))?.is_empty() {
+        return Ok(());
+    }
+    // A vfork child has ended by now (dumped, then killed).
+    let live: Vec<&TaskImage> = images.iter().filter(|t| !t.vfork_child).collect();
+    let pids: Vec<i32> = live.iter().map(|t| t.pid).collect();
+    let with_list =
+        sys::pids_with_sem_undo(&pids).ctx(root, || "compare semaphore undo lists".into())?;
+    if with_list.is_empty() {
+        return Ok(());
+    }
+    let threads_of = |pid: i32| {
+        frozen
+            .iter()
+            .find(|f| f.pid == pid)
+            .map_or(0, |f| f.threads.len())
+    };
+    let (threaded, single): (Vec<i32>, Vec<i32>) =
+        with_list.iter().partition(|&&p| threads_of(p) > 1);
+    // Everything that would refuse, before anything is touched.
+    for &pid in &single {
+        let t = live.iter().find(|t| t.pid == pid).expect("a tree process");
+        if t.shared_with_parent.memory {
+            return Err(refuse(
+                pid,
+                "a child sharing its parent's memory (CLONE_VM) with an undo list (made a \
+                 semop with SEM_UNDO): not supported"
+                    .into(),
+            ));
+        }
+        let mut others: Vec<i32> = with_list.iter().copied().filter(|&p| p != pid).collect();
+        // A list shared with a process outside the tree goes through the root's parent.
+        if pid == root {
+            others.push(t.ppid);
+        }
+        for other in others {
+            if other > 0 && sys::same_sem_undo(pid, other).unwrap_or(false) {
+                return Err(refuse(
+                    pid,
+                    format!(
+                        "its undo list is shared with process {other} (CLONE_SYSVSEM): the \
+                         adjustments cannot be measured without splitting it"
+                    ),
+                ));
+            }
+        }
+    }
+    if single.is_empty() && (out.sem.is_empty() || threaded.is_empty()) {
+        return Ok(());
+    }
+    let tree_sets: BTreeSet<i32> = out.sem.iter().map(|s| s.perm.id).collect();
+    if !single.is_empty() {
+        let sets: Vec<SemSet> = out.sem.clone();
+        in_tree_ns(root, own, || {
+            for set in &sets {
+                for n in 0..set.values.len() as i32 {
+                    let w = sys::sem_waiters(set.perm.id, n).ctx(root, || {
+                        format!("waiters of SysV semaphore set {}", set.perm.id)
+                    })?;
+                    if w > 0 {
+                        return Err(refuse(
+                            root,
+                            format!(
+                                "semaphore {n} of set {} has {w} waiting process(es) outside \
+                                 the tree, which could take a value while the adjustments \
+                                 are measured",
+                                set.perm.id
+                            ),
+                        ));
+                    }
+                }
+            }
+            Ok(())
+        })?;
+    }
+    for &pid in &single {
+        let t = live.iter().find(|t| t.pid == pid).expect("a tree process");
+        let f = frozen
+            .iter()
+            .find(|f| f.pid == pid)
+            .expect("a frozen process");
+        let found = measure(root, own, t, f, &tree_sets)?;
+        for u in &found {
+            log::info!(
+                "pid {pid}: SysV semaphore set {} undo adjustments {:?}",
+                u.semid,
+                u.adj
+            );
+        }
+        out.sem_undo.extend(found);
+    }
+    // Sets the tree has adjustments on are the tree's, whoever used them last.
+    let missing: BTreeSet<i32> = out
+        .sem_undo
+        .iter()
+        .map(|u| u.semid)
+        .filter(|id| !tree_sets.contains(id))
+        .collect();
+    for id in missing {
+        let set = in_tree_ns(root, own, || crate::ipc::dump_sem(root, id, None))?;
+        match set {
+            Some(set) => out.sem.push(set),
+            None => {
+                return Err(refuse(
+                    root,
+                    format!("semaphore set {id} was removed while the dump read it"),
+                ))
+            }
+        }
+    }
+    if !out.sem.is_empty() {
+        if let Some(&pid) = threaded.first() {
+            return Err(refuse(
+                pid,
+                format!(
+                    "the tree uses semaphore set(s) {:?} and this process has threads, which \
+                     share one undo list (CLONE_SYSVSEM): measuring its adjustments would \
+                     split the list for good, so threaded processes with semaphore sets are \
+                     not supported",
+                    out.sem.iter().map(|s| s.perm.id).collect::<Vec<_>>()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A semop of one operation made by the process of `s`; the raw result.
+fn remote_semop(s: &mut Session, id: i32, num: usize, op: i32, flags: u64) -> Result<i64> {
+    let mut buf = Vec::with_capacity(6);
+    buf.extend_from_slice(&(num as u16).to_ne_bytes());
+    buf.extend_from_slice(&(op as i16).to_ne_bytes());
+    buf.extend_from_slice(&(flags as i16).to_ne_bytes());
+    let addr = s.put(0, &buf)?;
+    s.call_raw(libc::SYS_semop, [id as u64, addr, 1, 0, 0, 0])
+}
+
+/// One process's adjustments (see the module comment), put back before returning.
+fn measure(
+    root: i32,
+    own: bool,
+    t: &TaskImage,
+    f: &Frozen,
+    tree_sets: &BTreeSet<i32>,
+) -> Result<Vec<SemUndo>> {
+    let pid = t.pid;
+    let before = in_tree_ns(root, own, || snapshot(pid))?;
+    let mut session = DumpSession::open(pid, f.leader(), &t.mm.vmas)?;
+    let s = session.session();
+    // raised[set][num]: how much the process added before unsharing.
+    let mut raised: Vec<Vec<u16>> = before.iter().map(|b| vec![0; b.values.len()]).collect();
+    for (b, r) in before.iter().zip(raised.iter_mut()) {
+        if !tree_sets.contains(&b.id) {
+            continue;
+        }
+        for (n, &v) in b.values.iter().enumerate() {
+            if v < MEASURE_AT {
+                let by = MEASURE_AT - v;
+                if remote_semop(s, b.id, n, by as i32, IPC_NOWAIT)? == 0 {
+                    r[n] = by;
+                }
+            }
+        }
+    }
+    let unshared = s.call_raw(
+        libc::SYS_unshare,
+        [libc::CLONE_SYSVSEM as u64, 0, 0, 0, 0, 0],
+    )?;
+    let after = in_tree_ns(root, own, || snapshot(pid));
+    // Put back what can be, whatever happened.
+    let mut problems = Vec::new();
+    let mut undo = Vec::new();
+    if unshared < 0 {
+        problems.push(format!(
+            "unshare(CLONE_SYSVSEM) failed: {}",
+            std::io::Error::from_raw_os_error(-unshared as i32)
+        ));
+    }
+    let after = match &after {
+        Ok(a) => a.as_slice(),
+        Err(e) => {
+            problems.push(format!("reading the values after unshare: {e}"));
+            &[]
+        }
+    };
+    for (b, r) in before.iter().zip(&raised) {
+        let Some(a) = after
+            .iter()
+            .find(|a| a.id == b.id && a.values.len() == b.values.len())
+        else {
+            if r.iter().any(|&by| by > 0) {
+                problems.push(format!("set {} was removed or replaced meanwhile", b.id));
+            }
+            continue;
+        };
+        let mut adj = vec![0i16; b.values.len()];
+        for n in 0..b.values.len() {
+            let start = i32::from(b.values[n]) + i32::from(r[n]);
+            let end = i32::from(a.values[n]);
+            let d = end - start;
+            let clamped = end == 0 || end == i32::from(SEMVMX);
+            // An unchanged value whose last user stayed another process: no adjustment.
+            let untouched = d == 0 && a.pids[n] == b.pids[n] && b.pids[n] != pid;
+            if clamped && !untouched {
+                problems.push(format!(
+                    "semaphore {n} of set {}: its value {} after the undo may be clamped, so \
+                     the adjustment ({d} or more) cannot be told",
+                    b.id, end
+                ));
+            }
+            if d != 0 {
+                let back = remote_semop(s, b.id, n, -d, SEM_UNDO | IPC_NOWAIT)?;
+                if back < 0 {
+                    problems.push(format!(
+                        "semaphore {n} of set {}: giving adjustment {d} back failed: {}",
+                        b.id,
+                        std::io::Error::from_raw_os_error(-back as i32)
+                    ));
+                    continue;
+                }
+                adj[n] = d as i16;
+            }
+        }
+        for (n, &by) in r.iter().enumerate() {
+            if by > 0 {
+                let lowered = remote_semop(s, b.id, n, -i32::from(by), IPC_NOWAIT)?;
+                if lowered < 0 {
+                    problems.push(format!(
+                        "semaphore {n} of set {}: lowering it back by {by} failed: {}",
+                        b.id,
+                        std::io::Error::from_raw_os_error(-lowered as i32)
+                    ));
+                }
+            }
+        }
+        if adj.iter().any(|&d| d != 0) {
+            undo.push(SemUndo {
+                pid,
+                semid: b.id,
+                adj,
+            });
+        }
+    }
+    session.close()?;
+    let now = in_tree_ns(root, own, || snapshot(pid))?;
+    for b in &before {
+        if let Some(n) = now.iter().find(|n| n.id == b.id) {
+            if n.values != b.values {
+                problems.push(format!(
+                    "set {} holds {:?} after the measurement, {:?} before (another process \
+                     used it meanwhile?)",
+                    b.id, n.values, b.values
+                ));
+            }
+        }
+    }
+    if !problems.is_empty() {
+        return Err(refuse(
+            pid,
+            format!(
+                "measuring the process's SEM_UNDO adjustments: {}",
+                problems.join("; ")
+            ),
+        ));
+    }
+    Ok(undo)
+}
+
+// ---- restore ---------------------------------------------------------------------------
+
+/// The values a created set starts with: the dumped ones plus every process's adjustment,
+/// which the processes' own semop(-adj, SEM_UNDO) takes back (`restore`).
+pub fn start_values(pid: i32, img: &IpcImage, set: &SemSet) -> Result<Vec<u16>> {
+    let id = set.perm.id;
+    let mut out = Vec::with_capacity(set.values.len());
+    for (n, &v) in set.values.iter().enumerate() {
+        let sum: i32 = img
+            .sem_undo
+            .iter()
+            .filter(|u| u.semid == id)
+            .filter_map(|u| u.adj.get(n))
+            .map(|&a| i32::from(a))
+            .sum();
+        let start = i32::from(v) + sum;
+        if !(0..=i32::from(SEMVMX)).contains(&start) {
+            return Err(Error::Restore {
+                pid,
+                reason: format!(
+                    "SysV semaphore set {id}, semaphore {n}: value {v} plus the processes' \
+                     undo adjustments ({sum}) is out of range"
+                ),
+            });
+        }
+        out.push(start as u16);
+    }
+    Ok(out)
+}
+
+/// Gives the restored process of `s` (image pid `pid`) its undo adjustments: a semop
+/// (-adj, SEM_UNDO) per semaphore, without waiting. After its sets exist with their start
+/// values, in the order the processes are restored.
+pub fn restore(s: &mut Session, pid: i32, img: &IpcImage) -> Result<()> {
+    for u in img.sem_undo.iter().filter(|u| u.pid == pid) {
+        for (n, &adj) in u.adj.iter().enumerate() {
+            if adj == 0 {
+                continue;
+            }
+            let r = remote_semop(s, u.semid, n, -i32::from(adj), SEM_UNDO | IPC_NOWAIT)?;
+            if r < 0 {
+                let errno = -r as i32;
+                let why = match errno {
+                    libc::EAGAIN => {
+                        "the value is too low for it (the set was reused as it is: is the \
+                         dumped process still running, holding it?)"
+                    }
+                    libc::ERANGE => "the value would go past SEMVMX",
+                    _ => "",
+                };
+                return Err(Error::Restore {
+                    pid,
+                    reason: format!(
+                        "SysV semaphore set {}, semaphore {n}: the undo adjustment {adj} \
+                         cannot be given back: semop({}): {} {why}",
+                        u.semid,
+                        -i32::from(adj),
+                        std::io::Error::from_raw_os_error(errno)
+                    ),
+                });
+            }
+        }
+        log::info!(
+            "pid {pid}: SysV semaphore set {} undo adjustments {:?} restored",
+            u.semid,
+            u.adj
+        );
+    }
+    Ok(())
+}

@@ -20,7 +20,8 @@
  *   without waiting.
  *
  * sem-undo: a semop with SEM_UNDO; after restore the process's unshare(CLONE_SYSVSEM)
- *   applies exactly its adjustment. sem-undo-threads: the same with a second thread
+ *   applies exactly its adjustment. sem-undo-big: an adjustment of -20000 (a dump refuses:
+ *   the undo clamps at 0). sem-undo-threads: the same with a second thread
  *   (refused by the dump). sem-undo-tree: a parent and a child with adjustments on one
  *   set, each applied exactly at the child's exit and at the parent's unshare.
  *
@@ -323,6 +324,29 @@ static int sem_undo_mode(void)
 	v_finish();
 }
 
+/* A semop of +20000 with SEM_UNDO (adjustment -20000): the undo takes the value to 0,
+ * where exit clamps, so a dump cannot tell the adjustment and refuses; the process keeps
+ * its value and its adjustment (checked with its own unshare). */
+static int sem_undo_big_mode(void)
+{
+	int s = semget(IPC_PRIVATE, 1, IPC_CREAT | 0600);
+	struct sembuf op = { 0, 20000, SEM_UNDO };
+	if (s < 0 || semop(s, &op, 1) < 0)
+		v_die("semget/semop: %s", strerror(errno));
+	v_print("IDS sem=%d\n", s);
+	v_ready();
+	v_wait_go();
+	V_CHECK(semctl(s, 0, GETVAL) == 20000, "value %d, expected 20000", semctl(s, 0, GETVAL));
+	/* Raised first, so that the undo does not clamp and shows the whole adjustment. */
+	struct sembuf raise = { 0, 5000, IPC_NOWAIT };
+	V_CHECK(semop(s, &raise, 1) == 0, "semop +5000: %s", strerror(errno));
+	V_CHECK(unshare(CLONE_SYSVSEM) == 0, "unshare: %s", strerror(errno));
+	V_CHECK(semctl(s, 0, GETVAL) == 5000,
+		"value %d after the undo, expected 5000 (adjustment -20000)", semctl(s, 0, GETVAL));
+	semctl(s, 0, IPC_RMID);
+	v_finish();
+}
+
 static void *idle_thread(void *arg)
 {
 	(void)arg;
@@ -439,9 +463,11 @@ int main(int argc, char **argv)
 		return sem_mode();
 	if (!strcmp(mode, "sem-undo"))
 		return sem_undo_mode();
+	if (!strcmp(mode, "sem-undo-big"))
+		return sem_undo_big_mode();
 	if (!strcmp(mode, "sem-undo-threads"))
 		return sem_undo_threads_mode();
 	if (!strcmp(mode, "sem-undo-tree"))
 		return sem_undo_tree_mode();
-	v_die("usage: sysv_victim shm|shm-fork|msg|sem|sem-undo|sem-undo-threads|sem-undo-tree");
+	v_die("usage: sysv_victim shm|shm-fork|msg|sem|sem-undo|sem-undo-big|sem-undo-threads|sem-undo-tree");
 }

@@ -355,6 +355,49 @@ fn sem_undo_lock_taken_meanwhile_is_refused_at_restore() {
     t.finish();
 }
 
+/// An adjustment the undo clamps (-20000 on a value of 20000): the dump cannot tell it
+/// and refuses; the process keeps its value and its whole adjustment (it checks both).
+#[test]
+fn sem_undo_clamped_is_refused_and_the_process_goes_on() {
+    let mut s = Session::start(&sysv("sem-undo-big"));
+    let images = s.scratch.images(1);
+    let r = s.dump(&images, &[]);
+    r.assert_no_panic();
+    if r.code() != 1 || !mentions(&r.stderr, &["clamped"]) {
+        s.fail(&format!(
+            "dump of a process whose undo clamps must fail naming it\n{}",
+            r.report()
+        ));
+    }
+    s.assert_running_untraced("after the refused dump");
+    s.go();
+    s.finish_original("the victim after a refused dump");
+}
+
+/// A process outside the tree waits on a semaphore of the set: it could take a value
+/// while the adjustments are measured, so the dump refuses before touching anything; the
+/// tree goes on unharmed.
+#[test]
+fn sem_undo_with_a_waiter_outside_is_refused() {
+    let mut t = Tree::start(&sysv("sem-undo-tree"));
+    let id = ids(t.s(), "sem")[0];
+    // Waits for semaphore 1 (13) to be zero: until the victim removes the set.
+    let waiter = std::thread::spawn(move || sysvipc::sem_op(id, 1, 0, 0));
+    let start = std::time::Instant::now();
+    while sysvipc::sem_waiters(id, 1).unwrap_or(0) == 0 {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(5),
+            "the waiter does not wait"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    // Refused naming the waiters; the tree goes on and passes (it removes the set at the
+    // end, which ends the wait).
+    t.expect_refused_dump(&[], "waiting");
+    let waited = waiter.join().expect("the waiter thread");
+    assert!(waited.is_err(), "the waiter saw semaphore 1 reach zero");
+}
+
 /// Threads share one undo list: measuring it would split it. The dump is refused and the
 /// process goes on with its list (its check: unshare in one thread applies nothing).
 #[test]

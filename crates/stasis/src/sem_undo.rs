@@ -312,7 +312,8 @@ fn measure(
             if clamped && !untouched {
                 problems.push(format!(
                     "semaphore {n} of set {}: its value {} after the undo may be clamped, so \
-                     the adjustment ({d} or more) cannot be told",
+                     the adjustment ({d}, or more in size) cannot be told (the value is put \
+                     back, with adjustment {d})",
                     b.id, end
                 ));
             }

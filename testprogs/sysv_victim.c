@@ -19,8 +19,8 @@
  *   semop calls. After restore: IPC_STAT, GETALL, and a semop that takes 5 from the first
  *   without waiting.
  *
- * sem-undo: a semop with SEM_UNDO; after restore the process's unshare(CLONE_SYSVSEM)
- *   applies exactly its adjustment. sem-undo-big: an adjustment of -20000 (a dump refuses:
+ * sem-undo: a semaphore at 1, a semop +1 with SEM_UNDO; after restore the process's
+ *   unshare(CLONE_SYSVSEM) applies exactly its adjustment. sem-undo-big: an adjustment of -20000 (a dump refuses:
  *   the undo clamps at 0). sem-undo-threads: the same with a second thread
  *   (refused by the dump). sem-undo-tree: a parent and a child with adjustments on one
  *   set, each applied exactly at the child's exit and at the parent's unshare.
@@ -305,20 +305,20 @@ static int sem_mode(void)
 	v_finish();
 }
 
-/* A semop with SEM_UNDO (adjustment -1): after restore the value is the same and the
- * process's own unshare(CLONE_SYSVSEM) applies exactly its adjustment. */
+/* A semaphore at 1, then a semop +1 with SEM_UNDO (adjustment -1): after restore the
+ * value is 2 and the process's own unshare(CLONE_SYSVSEM) applies exactly its adjustment. */
 static int sem_undo_mode(void)
 {
 	int s = semget(IPC_PRIVATE, 1, IPC_CREAT | 0600);
 	struct sembuf op = { 0, 1, SEM_UNDO };
-	if (s < 0 || semop(s, &op, 1) < 0)
+	if (s < 0 || semctl(s, 0, SETVAL, 1) < 0 || semop(s, &op, 1) < 0)
 		v_die("semget/semop: %s", strerror(errno));
 	v_print("IDS sem=%d\n", s);
 	v_ready();
 	v_wait_go();
-	V_CHECK(semctl(s, 0, GETVAL) == 1, "value %d, expected 1", semctl(s, 0, GETVAL));
+	V_CHECK(semctl(s, 0, GETVAL) == 2, "value %d, expected 2", semctl(s, 0, GETVAL));
 	V_CHECK(unshare(CLONE_SYSVSEM) == 0, "unshare: %s", strerror(errno));
-	V_CHECK(semctl(s, 0, GETVAL) == 0, "value %d after the undo, expected 0 (adjustment -1)",
+	V_CHECK(semctl(s, 0, GETVAL) == 1, "value %d after the undo, expected 1 (adjustment -1)",
 		semctl(s, 0, GETVAL));
 	semctl(s, 0, IPC_RMID);
 	v_finish();

@@ -322,6 +322,25 @@ fn sem_undo_tree_restored_from_the_image_alone() {
     t.finish();
 }
 
+/// The last operation on the set is made by a process outside the tree (this test): the
+/// set is not found by its last user, but the tree's adjustment on it brings it into the
+/// image; restored, the process's own undo applies exactly its adjustment.
+#[test]
+fn sem_undo_set_last_used_outside_the_tree() {
+    let mut s = Session::start(&sysv("sem-undo"));
+    let id = ids(&s, "sem")[0];
+    sysvipc::sem_op(id, 0, 1, libc::IPC_NOWAIT as i16).expect("semop +1");
+    sysvipc::sem_op(id, 0, -1, libc::IPC_NOWAIT as i16).expect("semop -1");
+    assert_eq!(
+        sysvipc::sem_pid(id, 0).expect("GETPID"),
+        std::process::id() as i32
+    );
+    let images = s.scratch.images(1);
+    s.dump_ok(&images, &[]);
+    s.reap_killed();
+    s.restore_and_finish(&images, "restore of a set the tree did not use last");
+}
+
 /// The original goes on after the measurement with its adjustments intact (it checks them
 /// itself), and removes the set: restore creates it.
 #[test]

@@ -17,7 +17,14 @@
 //! measured, its semaphores hold other values for a few system calls: a process outside
 //! the tree operating on them just then could see them, so sets with waiters outside the
 //! tree are refused before anything is touched (frozen tasks of the tree are not
-//! waiting), and values that differ after the measurement are reported.
+//! waiting), and values that differ after the measurement are reported. Applying a
+//! nonzero adjustment makes the process the semaphore's last user (GETPID): a change on
+//! a semaphore whose last user is another process is not this process's; a set of the
+//! namespace that is not the tree's joins the image when the process has adjustments on
+//! it (it is not raised: a clamp there is refused). Side effect:
+//! GETPID of the tree's semaphores names the measured process afterwards (its raise).
+//!
+//! A vfork child is not measured: it has ended by then (dumped, then killed).
 //!
 //! Not supported (refused when the tree uses semaphore sets, as before): a process with
 //! threads (they share one list, CLONE_SYSVSEM: unsharing would split it for good), a list
@@ -301,15 +308,26 @@ fn measure(
             }
             continue;
         };
+        let tree_set = tree_sets.contains(&b.id);
         let mut adj = vec![0i16; b.values.len()];
         for n in 0..b.values.len() {
             let start = i32::from(b.values[n]) + i32::from(r[n]);
             let end = i32::from(a.values[n]);
             let d = end - start;
-            let clamped = end == 0 || end == i32::from(SEMVMX);
-            // An unchanged value whose last user stayed another process: no adjustment.
-            let untouched = d == 0 && a.pids[n] == b.pids[n] && b.pids[n] != pid;
-            if clamped && !untouched {
+            // Applying a nonzero adjustment makes the process the semaphore's last user;
+            // a raised one is the process's already. Another last user means no
+            // adjustment of this process (and, if the value moved, another process's
+            // operation: reported for the tree's sets, whose values are checked).
+            if a.pids[n] != pid {
+                if d != 0 && tree_set {
+                    problems.push(format!(
+                        "semaphore {n} of set {}: process {} operated on it meanwhile",
+                        b.id, a.pids[n]
+                    ));
+                }
+                continue;
+            }
+            if end == 0 || end == i32::from(SEMVMX) {
                 problems.push(format!(
                     "semaphore {n} of set {}: its value {} after the undo may be clamped, so \
                      the adjustment ({d}, or more in size) cannot be told (the value is put \
@@ -351,8 +369,10 @@ fn measure(
         }
     }
     session.close()?;
+    // The sets this process changed: the tree's (raised) and those it had adjustments on.
     let now = in_tree_ns(root, own, || snapshot(pid))?;
-    for b in &before {
+    let touched = |id: i32| tree_sets.contains(&id) || undo.iter().any(|u| u.semid == id);
+    for b in before.iter().filter(|b| touched(b.id)) {
         if let Some(n) = now.iter().find(|n| n.id == b.id) {
             if n.values != b.values {
                 problems.push(format!(

@@ -124,17 +124,32 @@ pub fn dump(out: &mut IpcImage, images: &[TaskImage], frozen: &[Frozen]) -> Resu
     if with_list.is_empty() {
         return Ok(());
     }
-    let threads_of = |pid: i32| {
-        frozen
+    // (image, frozen process) of the single-threaded processes with a list; the pids of
+    // the threaded ones.
+    let mut single: Vec<(&TaskImage, &Frozen)> = Vec::new();
+    let mut threaded: Vec<i32> = Vec::new();
+    for t in live.iter().filter(|t| with_list.contains(&t.pid)) {
+        let f = frozen
             .iter()
-            .find(|f| f.pid == pid)
-            .map_or(0, |f| f.threads.len())
-    };
-    let (threaded, single): (Vec<i32>, Vec<i32>) =
-        with_list.iter().partition(|&&p| threads_of(p) > 1);
+            .find(|f| f.pid == t.pid)
+            .ok_or_else(|| Error::BadTarget {
+                pid: t.pid,
+                reason: "a dumped process is not among the frozen ones".into(),
+            })?;
+        if f.threads.len() > 1 {
+            threaded.push(t.pid);
+        } else {
+            single.push((t, f));
+        }
+    }
     // Everything that would refuse, before anything is touched.
-    for &pid in &single {
-        let t = live.iter().find(|t| t.pid == pid).expect("a tree process");
+    if !out.sem.is_empty() {
+        if let Some(&pid) = threaded.first() {
+            return Err(refuse_threads(pid, out));
+        }
+    }
+    for &(t, _) in &single {
+        let pid = t.pid;
         if t.shared_with_parent.memory {
             return Err(refuse(
                 pid,
@@ -160,11 +175,11 @@ pub fn dump(out: &mut IpcImage, images: &[TaskImage], frozen: &[Frozen]) -> Resu
             }
         }
     }
-    if single.is_empty() && (out.sem.is_empty() || threaded.is_empty()) {
+    if single.is_empty() {
         return Ok(());
     }
     let tree_sets: BTreeSet<i32> = out.sem.iter().map(|s| s.perm.id).collect();
-    if !single.is_empty() {
+    {
         let sets: Vec<SemSet> = out.sem.clone();
         in_tree_ns(root, own, || {
             for set in &sets {
@@ -188,12 +203,8 @@ pub fn dump(out: &mut IpcImage, images: &[TaskImage], frozen: &[Frozen]) -> Resu
             Ok(())
         })?;
     }
-    for &pid in &single {
-        let t = live.iter().find(|t| t.pid == pid).expect("a tree process");
-        let f = frozen
-            .iter()
-            .find(|f| f.pid == pid)
-            .expect("a frozen process");
+    for &(t, f) in &single {
+        let pid = t.pid;
         let found = measure(root, own, t, f, &tree_sets)?;
         for u in &found {
             log::info!(
@@ -223,21 +234,25 @@ pub fn dump(out: &mut IpcImage, images: &[TaskImage], frozen: &[Frozen]) -> Resu
             }
         }
     }
+    // The sets joined: a threaded process (not measured) is refused after all.
     if !out.sem.is_empty() {
         if let Some(&pid) = threaded.first() {
-            return Err(refuse(
-                pid,
-                format!(
-                    "the tree uses semaphore set(s) {:?} and this process has threads, which \
-                     share one undo list (CLONE_SYSVSEM): measuring its adjustments would \
-                     split the list for good, so threaded processes with semaphore sets are \
-                     not supported",
-                    out.sem.iter().map(|s| s.perm.id).collect::<Vec<_>>()
-                ),
-            ));
+            return Err(refuse_threads(pid, out));
         }
     }
     Ok(())
+}
+
+fn refuse_threads(pid: i32, out: &IpcImage) -> Error {
+    refuse(
+        pid,
+        format!(
+            "the tree uses semaphore set(s) {:?} and this process has threads, which share \
+             one undo list (CLONE_SYSVSEM): measuring its adjustments would split the list \
+             for good, so threaded processes with semaphore sets are not supported",
+            out.sem.iter().map(|s| s.perm.id).collect::<Vec<_>>()
+        ),
+    )
 }
 
 /// A semop of one operation made by the process of `s`; the raw result.

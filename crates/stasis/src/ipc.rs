@@ -52,7 +52,7 @@ fn perm_image(id: i32, p: &Perm) -> IpcPerm {
     }
 }
 
-pub(crate) fn ipc_ns(pid: i32) -> Option<std::path::PathBuf> {
+fn ipc_ns(pid: i32) -> Option<std::path::PathBuf> {
     std::fs::read_link(format!("/proc/{pid}/ns/ipc")).ok()
 }
 

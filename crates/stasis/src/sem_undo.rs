@@ -435,6 +435,23 @@ pub fn start_values(pid: i32, img: &IpcImage, set: &SemSet) -> Result<Vec<u16>> 
                 ),
             });
         }
+        // The processes take their adjustments back one after the other, in the order
+        // they are restored (the image's): no step may leave [0, SEMVMX] (it would fail).
+        let mut value = start;
+        for u in img.sem_undo.iter().filter(|u| u.semid == id) {
+            value -= u.adj.get(n).map_or(0, |&a| i32::from(a));
+            if !(0..=i32::from(SEMVMX)).contains(&value) {
+                return Err(Error::Restore {
+                    pid,
+                    reason: format!(
+                        "SysV semaphore set {id}, semaphore {n}: the processes' undo \
+                         adjustments cannot be given back in the order they are restored \
+                         (process {} would take it to {value})",
+                        u.pid
+                    ),
+                });
+            }
+        }
         out.push(start as u16);
     }
     Ok(out)
@@ -479,4 +496,52 @@ pub fn restore(s: &mut Session, pid: i32, img: &IpcImage) -> Result<()> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use stasis_image::ipc::IpcPerm;
+
+    fn image(values: Vec<u16>, undo: &[(i32, Vec<i16>)]) -> IpcImage {
+        IpcImage {
+            sem: vec![SemSet {
+                perm: IpcPerm {
+                    id: 3,
+                    ..Default::default()
+                },
+                values,
+            }],
+            sem_undo: undo
+                .iter()
+                .map(|(pid, adj)| SemUndo {
+                    pid: *pid,
+                    semid: 3,
+                    adj: adj.clone(),
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn start_values_add_every_adjustment() {
+        // A lock held by 10 (+1) and a post by 11 (-3) on the other semaphore.
+        let img = image(vec![0, 13], &[(10, vec![1, 0]), (11, vec![0, -3])]);
+        assert_eq!(start_values(1, &img, &img.sem[0]).unwrap(), vec![1, 10]);
+    }
+
+    #[test]
+    fn start_values_refuse_an_order_that_would_block() {
+        // 10 takes back +1 first: from 0 it would go below zero.
+        let img = image(vec![0], &[(10, vec![1]), (11, vec![-1])]);
+        let err = start_values(1, &img, &img.sem[0]).unwrap_err();
+        assert!(err.to_string().contains("process 10"), "{err}");
+        // The other way round works.
+        let img = image(vec![0], &[(11, vec![-1]), (10, vec![1])]);
+        assert_eq!(start_values(1, &img, &img.sem[0]).unwrap(), vec![0]);
+        // Out of range altogether.
+        let img = image(vec![32000], &[(10, vec![1000])]);
+        assert!(start_values(1, &img, &img.sem[0]).is_err());
+    }
 }

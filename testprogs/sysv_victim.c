@@ -19,11 +19,19 @@
  *   semop calls. After restore: IPC_STAT, GETALL, and a semop that takes 5 from the first
  *   without waiting.
  *
+ * sem-undo: a semaphore at 1, a semop +1 with SEM_UNDO; after restore the process's
+ *   unshare(CLONE_SYSVSEM) applies exactly its adjustment. sem-undo-big: an adjustment of -20000 (a dump refuses:
+ *   the undo clamps at 0). sem-undo-threads: the same with a second thread
+ *   (refused by the dump). sem-undo-tree: a parent and a child with adjustments on one
+ *   set, each applied exactly at the child's exit and at the parent's unshare.
+ *
  * The objects are removed at the end, so an image taken with --leave-running finds
  * them gone and restore creates them.
  */
 #include "victim.h"
 
+#include <pthread.h>
+#include <sched.h>
 #include <sys/ipc.h>
 #include <sys/mman.h>
 #include <sys/msg.h>
@@ -297,17 +305,147 @@ static int sem_mode(void)
 	v_finish();
 }
 
-/* A semop with SEM_UNDO: the kernel does not expose the adjustment, the dump must refuse. */
+/* A semaphore at 1, then a semop +1 with SEM_UNDO (adjustment -1): after restore the
+ * value is 2 and the process's own unshare(CLONE_SYSVSEM) applies exactly its adjustment. */
 static int sem_undo_mode(void)
 {
 	int s = semget(IPC_PRIVATE, 1, IPC_CREAT | 0600);
 	struct sembuf op = { 0, 1, SEM_UNDO };
+	if (s < 0 || semctl(s, 0, SETVAL, 1) < 0 || semop(s, &op, 1) < 0)
+		v_die("semget/semop: %s", strerror(errno));
+	v_print("IDS sem=%d\n", s);
+	v_ready();
+	v_wait_go();
+	V_CHECK(semctl(s, 0, GETVAL) == 2, "value %d, expected 2", semctl(s, 0, GETVAL));
+	V_CHECK(unshare(CLONE_SYSVSEM) == 0, "unshare: %s", strerror(errno));
+	V_CHECK(semctl(s, 0, GETVAL) == 1, "value %d after the undo, expected 1 (adjustment -1)",
+		semctl(s, 0, GETVAL));
+	semctl(s, 0, IPC_RMID);
+	v_finish();
+}
+
+/* A semop of +20000 with SEM_UNDO (adjustment -20000): the undo takes the value to 0,
+ * where exit clamps, so a dump cannot tell the adjustment and refuses; the process keeps
+ * its value and its adjustment (checked with its own unshare). */
+static int sem_undo_big_mode(void)
+{
+	int s = semget(IPC_PRIVATE, 1, IPC_CREAT | 0600);
+	struct sembuf op = { 0, 20000, SEM_UNDO };
 	if (s < 0 || semop(s, &op, 1) < 0)
 		v_die("semget/semop: %s", strerror(errno));
 	v_print("IDS sem=%d\n", s);
 	v_ready();
 	v_wait_go();
+	V_CHECK(semctl(s, 0, GETVAL) == 20000, "value %d, expected 20000", semctl(s, 0, GETVAL));
+	/* Raised first, so that the undo does not clamp and shows the whole adjustment. */
+	struct sembuf raise = { 0, 5000, IPC_NOWAIT };
+	V_CHECK(semop(s, &raise, 1) == 0, "semop +5000: %s", strerror(errno));
+	V_CHECK(unshare(CLONE_SYSVSEM) == 0, "unshare: %s", strerror(errno));
+	V_CHECK(semctl(s, 0, GETVAL) == 5000,
+		"value %d after the undo, expected 5000 (adjustment -20000)", semctl(s, 0, GETVAL));
+	semctl(s, 0, IPC_RMID);
+	v_finish();
+}
+
+static void *idle_thread(void *arg)
+{
+	(void)arg;
+	for (;;)
+		pause();
+	return NULL;
+}
+
+/* As sem-undo, with a second thread: the threads share the undo list, which a dump
+ * cannot measure without splitting it: refused, and the process goes on unharmed. */
+static int sem_undo_threads_mode(void)
+{
+	int s = semget(IPC_PRIVATE, 1, IPC_CREAT | 0600);
+	struct sembuf op = { 0, 1, SEM_UNDO };
+	if (s < 0 || semop(s, &op, 1) < 0)
+		v_die("semget/semop: %s", strerror(errno));
+	pthread_t t;
+	if (pthread_create(&t, NULL, idle_thread, NULL) != 0)
+		v_die("pthread_create");
+	v_print("IDS sem=%d\n", s);
+	v_ready();
+	v_wait_go();
 	V_CHECK(semctl(s, 0, GETVAL) == 1, "value %d, expected 1", semctl(s, 0, GETVAL));
+	/* The list is the threads': a fork child has none, the process's unshare only drops
+	 * its reference (the thread still holds the list), so the value stays. */
+	V_CHECK(unshare(CLONE_SYSVSEM) == 0, "unshare: %s", strerror(errno));
+	V_CHECK(semctl(s, 0, GETVAL) == 1, "value %d after unshare, expected 1 (list shared)",
+		semctl(s, 0, GETVAL));
+	semctl(s, 0, IPC_RMID);
+	v_finish();
+}
+
+/* A parent and a child with undo adjustments on one set of 2 (values 1 and 10 at first):
+ * the parent holds semaphore 0 as a lock (semop -1: adjustment +1), the child posted 3 on
+ * semaphore 1 (adjustment -3). After restore: the values are 0 and 13; the child exits and
+ * semaphore 1 is 10 again (its adjustment applied at exit, exactly); the parent's unshare
+ * (CLONE_SYSVSEM) releases the lock: semaphore 0 is 1. */
+static int sem_undo_tree_mode(void)
+{
+	int s = semget(unique_key(4), 2, IPC_CREAT | IPC_EXCL | 0600);
+	unsigned short init[2] = { 1, 10 };
+	if (s < 0 || semctl(s, 0, SETALL, init) < 0)
+		v_die("semget/SETALL: %s", strerror(errno));
+	struct sembuf lock = { 0, -1, SEM_UNDO | IPC_NOWAIT };
+	if (semop(s, &lock, 1) < 0)
+		v_die("semop lock: %s", strerror(errno));
+	/* p: the child has posted; q: the parent has checked (the child's exit applies its
+	 * adjustment, so it waits for that). */
+	int p[2], q[2];
+	if (pipe(p) < 0 || pipe(q) < 0)
+		v_die("pipe: %s", strerror(errno));
+	pid_t child = fork();
+	if (child < 0)
+		v_die("fork: %s", strerror(errno));
+	if (child == 0) {
+		struct sembuf post = { 1, 3, SEM_UNDO };
+		int posted = semop(s, &post, 1) == 0;
+		close(p[0]);
+		if (write(p[1], "x", 1) != 1)
+			_exit(4);
+		close(p[1]);
+		close(q[1]);
+		if (!posted)
+			_exit(5);
+		v_wait_go();
+		int ok = semctl(s, 0, GETVAL) == 0 && semctl(s, 1, GETVAL) == 13;
+		char done;
+		if (read(q[0], &done, 1) != 1)
+			_exit(6);
+		_exit(ok ? 0 : 3);
+	}
+	close(p[1]);
+	close(q[0]);
+	char c;
+	if (read(p[0], &c, 1) != 1)
+		v_die("the child did not post");
+	close(p[0]);
+	v_print("IDS sem=%d\n", s);
+	v_ready();
+	v_wait_go();
+	V_CHECK(semctl(s, 0, GETVAL) == 0 && semctl(s, 1, GETVAL) == 13,
+		"values %d %d, expected 0 13", semctl(s, 0, GETVAL), semctl(s, 1, GETVAL));
+	V_CHECK(write(q[1], "x", 1) == 1, "tell the child: %s", strerror(errno));
+	close(q[1]);
+	int status = 0;
+	V_CHECK(waitpid(child, &status, 0) == child, "waitpid: %s", strerror(errno));
+	V_CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+		"the child saw the wrong values (status %#x)", status);
+	V_CHECK(semctl(s, 1, GETVAL) == 10,
+		"semaphore 1 is %d after the child exited, expected 10 (its adjustment -3)",
+		semctl(s, 1, GETVAL));
+	V_CHECK(semctl(s, 0, GETVAL) == 0, "semaphore 0 is %d, the lock is not held",
+		semctl(s, 0, GETVAL));
+	V_CHECK(unshare(CLONE_SYSVSEM) == 0, "unshare: %s", strerror(errno));
+	V_CHECK(semctl(s, 0, GETVAL) == 1,
+		"semaphore 0 is %d after the parent's undo, expected 1 (its adjustment +1)",
+		semctl(s, 0, GETVAL));
+	V_CHECK(semctl(s, 1, GETVAL) == 10, "semaphore 1 is %d after the parent's undo",
+		semctl(s, 1, GETVAL));
 	semctl(s, 0, IPC_RMID);
 	v_finish();
 }
@@ -325,5 +463,11 @@ int main(int argc, char **argv)
 		return sem_mode();
 	if (!strcmp(mode, "sem-undo"))
 		return sem_undo_mode();
-	v_die("usage: sysv_victim shm|shm-fork|msg|sem|sem-undo");
+	if (!strcmp(mode, "sem-undo-big"))
+		return sem_undo_big_mode();
+	if (!strcmp(mode, "sem-undo-threads"))
+		return sem_undo_threads_mode();
+	if (!strcmp(mode, "sem-undo-tree"))
+		return sem_undo_tree_mode();
+	v_die("usage: sysv_victim shm|shm-fork|msg|sem|sem-undo|sem-undo-big|sem-undo-threads|sem-undo-tree");
 }

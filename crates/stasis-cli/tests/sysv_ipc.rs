@@ -282,23 +282,172 @@ fn sem_id_taken_by_another_set_is_refused() {
     });
 }
 
-/// SEM_UNDO adjustments cannot be read: the dump is refused and the process goes on.
+/// SEM_UNDO adjustments are measured at dump (and given back) and restored: the
+/// process's own undo applies exactly its adjustment after restore.
 #[test]
-fn sem_undo_is_refused_and_the_process_goes_on() {
-    let v = sysv("sem-undo");
-    let mut s = Session::start(&v);
+fn sem_undo_dump_restore() {
+    run_cycle(&sysv("sem-undo"));
+}
+
+/// A parent holding a lock (adjustment +1) and a child that posted (adjustment -3): each
+/// adjustment is applied exactly, at the child's exit and at the parent's unshare. The set
+/// is still there at restore (reused): the kernel applied the adjustments when the dump
+/// killed the tree, and the restored processes take them back.
+#[test]
+fn sem_undo_tree_dump_restore() {
+    tree_cycle(&sysv("sem-undo-tree"), Outside::VictimOnly);
+}
+
+/// Twice: a restored tree's adjustments are measured again.
+#[test]
+fn sem_undo_tree_dump_restore_twice() {
+    tree_double_cycle(&sysv("sem-undo-tree"), Outside::VictimOnly);
+}
+
+/// Dumped (the tree killed), the set removed, restored: the set is created at its values
+/// plus the adjustments, which the restored processes take back.
+#[test]
+fn sem_undo_tree_restored_from_the_image_alone() {
+    let mut t = Tree::start(&sysv("sem-undo-tree"));
+    let made = ids(t.s(), "sem");
+    let images = t.dump_kill(1);
+    for &id in &made {
+        remove(Kind::Sem, id);
+    }
+    let tool = t.s().spawn_restore(&images, &[]);
+    t.s().wait_restored(tool);
+    t.s().go();
+    t.s()
+        .finish_restored(tool, "restore after the set was removed");
+    t.finish();
+}
+
+/// The last operation on the set is made by a process outside the tree (this test): the
+/// set is not found by its last user, but the tree's adjustment on it brings it into the
+/// image; restored, the process's own undo applies exactly its adjustment.
+#[test]
+fn sem_undo_set_last_used_outside_the_tree() {
+    let mut s = Session::start(&sysv("sem-undo"));
+    let id = ids(&s, "sem")[0];
+    sysvipc::sem_op(id, 0, 1, libc::IPC_NOWAIT as i16).expect("semop +1");
+    sysvipc::sem_op(id, 0, -1, libc::IPC_NOWAIT as i16).expect("semop -1");
+    assert_eq!(
+        sysvipc::sem_pid(id, 0).expect("GETPID"),
+        std::process::id() as i32
+    );
+    let images = s.scratch.images(1);
+    s.dump_ok(&images, &[]);
+    s.reap_killed();
+    s.restore_and_finish(&images, "restore of a set the tree did not use last");
+}
+
+/// The original goes on after the measurement with its adjustments intact (it checks them
+/// itself), and removes the set: restore creates it.
+#[test]
+fn sem_undo_tree_leave_running() {
+    run_leave_running(&sysv("sem-undo-tree"));
+}
+
+/// After the dump killed the tree (which released its lock), another process takes the
+/// lock: the restored parent cannot take it back (the set is reused as it is): refused,
+/// naming the undo adjustment, with nothing left behind.
+#[test]
+fn sem_undo_lock_taken_meanwhile_is_refused_at_restore() {
+    let mut t = Tree::start(&sysv("sem-undo-tree"));
+    let id = ids(t.s(), "sem")[0];
+    let images = t.dump_kill(1);
+    sysvipc::sem_op(id, 0, -1, libc::IPC_NOWAIT as i16).expect("take the released lock");
+    t.s().restore_must_fail(
+        &images,
+        &["undo adjustment"],
+        PidRule::NothingLeft,
+        "restore while another process holds the lock",
+    );
+    let values = sysvipc::sem_values(id, 2);
+    remove(Kind::Sem, id);
+    // The killed restored child must not have applied anything.
+    assert_eq!(
+        values.ok(),
+        Some(vec![0, 10]),
+        "the set's values after the refused restore"
+    );
+    t.finish();
+}
+
+/// An adjustment the undo clamps (-20000 on a value of 20000): the dump cannot tell it
+/// and refuses; the process keeps its value and its whole adjustment (it checks both).
+#[test]
+fn sem_undo_clamped_is_refused_and_the_process_goes_on() {
+    let mut s = Session::start(&sysv("sem-undo-big"));
     let images = s.scratch.images(1);
     let r = s.dump(&images, &[]);
     r.assert_no_panic();
-    if r.code() != 1 || !mentions(&r.stderr, &["undo"]) {
+    if r.code() != 1 || !mentions(&r.stderr, &["clamped"]) {
         s.fail(&format!(
-            "dump of a process with a semaphore undo list must fail naming it\n{}",
+            "dump of a process whose undo clamps must fail naming it\n{}",
             r.report()
         ));
     }
     s.assert_running_untraced("after the refused dump");
     s.go();
     s.finish_original("the victim after a refused dump");
+}
+
+/// A process outside the tree waits on a semaphore of the set: it could take a value
+/// while the adjustments are measured, so the dump refuses before touching anything; the
+/// tree goes on unharmed.
+#[test]
+fn sem_undo_with_a_waiter_outside_is_refused() {
+    let mut t = Tree::start(&sysv("sem-undo-tree"));
+    let id = ids(t.s(), "sem")[0];
+    // Waits for semaphore 1 (13) to be zero: until the victim removes the set.
+    let waiter = std::thread::spawn(move || sysvipc::sem_op(id, 1, 0, 0));
+    let start = std::time::Instant::now();
+    while sysvipc::sem_waiters(id, 1).unwrap_or(0) == 0 {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(5),
+            "the waiter does not wait"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    // Refused naming the waiters; the tree goes on and passes (it removes the set at the
+    // end, which ends the wait).
+    t.expect_refused_dump(&[], "waiting");
+    let waited = waiter.join().expect("the waiter thread");
+    assert!(waited.is_err(), "the waiter saw semaphore 1 reach zero");
+}
+
+/// Threads share one undo list: measuring it would split it. The dump is refused and the
+/// process goes on with its list (its check: unshare in one thread applies nothing).
+#[test]
+fn sem_undo_threads_are_refused_and_the_process_goes_on() {
+    let v = sysv("sem-undo-threads");
+    let mut s = Session::start(&v);
+    let images = s.scratch.images(1);
+    let r = s.dump(&images, &[]);
+    r.assert_no_panic();
+    if r.code() != 1 || !mentions(&r.stderr, &["undo", "threads"]) {
+        s.fail(&format!(
+            "dump of a threaded process with a semaphore undo list must fail naming it\n{}",
+            r.report()
+        ));
+    }
+    s.assert_running_untraced("after the refused dump");
+    s.go();
+    s.finish_original("the victim after a refused dump");
+}
+
+/// The parent and child in an IPC namespace of their own: the set is created in the new
+/// namespace at its values plus the adjustments.
+#[test]
+fn sem_undo_tree_own_ipc_namespace() {
+    let program = build_c("sysv_victim", &[]);
+    let v = Victim::program("sysv_ipcns_sem_undo_tree", "/usr/bin/unshare").args_of([
+        std::ffi::OsString::from("--ipc"),
+        program.into_os_string(),
+        "sem-undo-tree".into(),
+    ]);
+    tree_cycle(&v, Outside::VictimOnly);
 }
 
 /// The same victims in an IPC namespace of their own (unshare --ipc): dumped with every

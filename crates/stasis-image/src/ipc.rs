@@ -28,6 +28,10 @@ pub struct IpcImage {
     /// unlinked; empty unless `own_namespace`.
     #[serde(default)]
     pub mqueues: Vec<MqueueImage>,
+    /// The SEM_UNDO adjustments (semadj) of the tree's processes: restore gives each
+    /// process the same ones. Only sets with a nonzero adjustment are listed.
+    #[serde(default)]
+    pub sem_undo: Vec<SemUndo>,
 }
 
 impl IpcImage {
@@ -96,6 +100,18 @@ pub struct SemSet {
     pub perm: IpcPerm,
     /// Every semaphore's value, in order (nsems = values.len()).
     pub values: Vec<u16>,
+}
+
+/// One process's undo entry for one semaphore set: what the kernel adds to each semaphore
+/// when the process exits (`semadj`, the opposite of the process's SEM_UNDO operations).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SemUndo {
+    /// The process (as in its task image).
+    pub pid: i32,
+    /// The set (one of `IpcImage::sem`).
+    pub semid: i32,
+    /// One adjustment per semaphore of the set, in order.
+    pub adj: Vec<i16>,
 }
 
 /// A POSIX message queue as a descriptor sees it (in `FileKind::Mqueue` of each of its
@@ -204,6 +220,39 @@ pub fn validate(img: &IpcImage) -> Result<(), String> {
             ));
         }
     }
+    let mut seen = Vec::new();
+    for u in &img.sem_undo {
+        let Some(set) = img.sem.iter().find(|s| s.perm.id == u.semid) else {
+            return Err(format!(
+                "undo entry of pid {} names sem {}, which the image does not have",
+                u.pid, u.semid
+            ));
+        };
+        if u.adj.len() != set.values.len() {
+            return Err(format!(
+                "undo entry of pid {} for sem {}: {} adjustments for {} semaphores",
+                u.pid,
+                u.semid,
+                u.adj.len(),
+                set.values.len()
+            ));
+        }
+        if u.adj.contains(&i16::MIN) {
+            return Err(format!(
+                "undo entry of pid {} for sem {}: adjustment {} out of range",
+                u.pid,
+                u.semid,
+                i16::MIN
+            ));
+        }
+        if seen.contains(&(u.pid, u.semid)) {
+            return Err(format!(
+                "pid {} has two undo entries for sem {}",
+                u.pid, u.semid
+            ));
+        }
+        seen.push((u.pid, u.semid));
+    }
     Ok(())
 }
 
@@ -235,5 +284,43 @@ mod tests {
         assert!(validate(&img).unwrap_err().contains("twice"));
         img.shm[1] = seg(4, 5000, 8192, 1);
         assert!(validate(&img).unwrap_err().contains("outside"));
+    }
+
+    #[test]
+    fn validate_checks_undo_entries() {
+        let mut img = IpcImage::default();
+        img.sem.push(SemSet {
+            perm: IpcPerm {
+                id: 7,
+                ..Default::default()
+            },
+            values: vec![0, 3],
+        });
+        img.sem_undo.push(SemUndo {
+            pid: 100,
+            semid: 7,
+            adj: vec![1, -2],
+        });
+        assert!(validate(&img).is_ok());
+        img.sem_undo.push(img.sem_undo[0].clone());
+        assert!(validate(&img).unwrap_err().contains("two undo entries"));
+        img.sem_undo[1].semid = 8;
+        assert!(validate(&img).unwrap_err().contains("does not have"));
+        img.sem_undo[1].semid = 7;
+        img.sem_undo[1].pid = 101;
+        img.sem_undo[1].adj = vec![1];
+        assert!(validate(&img).unwrap_err().contains("adjustments for 2"));
+    }
+
+    /// An image written before undo entries existed still reads.
+    #[test]
+    fn undo_entries_default_to_none() {
+        #[derive(Serialize)]
+        struct Old {
+            sem: Vec<SemSet>,
+        }
+        let bytes = serde_json::to_vec(&Old { sem: Vec::new() }).expect("encode");
+        let img: IpcImage = serde_json::from_slice(&bytes).expect("decode");
+        assert!(img.sem_undo.is_empty());
     }
 }

@@ -400,6 +400,13 @@ fn write_ipc(out: &mut String, ipc: &crate::ipc::IpcImage) -> fmt::Result {
             q.messages.len()
         )?;
     }
+    for u in &ipc.sem_undo {
+        writeln!(
+            out,
+            "  sem {} undo of pid {}: adjustments {:?}",
+            u.semid, u.pid, u.adj
+        )?;
+    }
     Ok(())
 }
 

@@ -66,6 +66,11 @@ fn sample_ipc() -> IpcImage {
                 },
             ],
         }],
+        sem_undo: vec![SemUndo {
+            pid: 100,
+            semid: 5,
+            adj: vec![1, 0, -3],
+        }],
     }
 }
 
@@ -100,6 +105,10 @@ fn ipc_file_round_trips_and_is_shown() {
         text.contains("mqueue /kept (no descriptor) maxmsg 4 msgsize 16 mode 640"),
         "{text}"
     );
+    assert!(
+        text.contains("sem 5 undo of pid 100: adjustments [1, 0, -3]"),
+        "{text}"
+    );
     let json = render::render_json(&r).unwrap();
     assert_eq!(json["ipc"]["sem"][0]["values"][2], 42);
     assert_eq!(json["ipc"]["mqueues"][0]["messages"][0]["priority"], 7);
@@ -129,6 +138,12 @@ fn inconsistent_ipc_file_is_refused() {
     ipc.msg[0].messages[0].mtype = 0;
     write(&dir.0, &ipc);
     assert!(ImageReader::open(&dir.0).unwrap().ipc().is_err());
+    // An undo entry for a set the image does not have.
+    let mut ipc = sample_ipc();
+    ipc.sem_undo[0].semid = 6;
+    write(&dir.0, &ipc);
+    let err = ImageReader::open(&dir.0).unwrap().ipc().unwrap_err();
+    assert!(err.to_string().contains("does not have"), "{err}");
 }
 
 /// Queues no descriptor holds: only in an own namespace, by plausible unique names, with

@@ -427,6 +427,33 @@ pub fn sem_pid(id: i32, num: i32) -> SysResult<i32> {
     check(r, "semctl(GETPID)", || format!("semid {id} sem {num}"))
 }
 
+/// The number of processes waiting on semaphore `num`: for it to grow (GETNCNT) plus
+/// for it to become zero (GETZCNT).
+pub fn sem_waiters(id: i32, num: i32) -> SysResult<i32> {
+    // SAFETY: GETNCNT takes no buffer.
+    let n = unsafe { libc::semctl(id, num, libc::GETNCNT) };
+    let n = check(n, "semctl(GETNCNT)", || format!("semid {id} sem {num}"))?;
+    // SAFETY: GETZCNT takes no buffer.
+    let z = unsafe { libc::semctl(id, num, libc::GETZCNT) };
+    let z = check(z, "semctl(GETZCNT)", || format!("semid {id} sem {num}"))?;
+    Ok(n + z)
+}
+
+/// One semop on semaphore `num` by the calling process (flags: SEM_UNDO, IPC_NOWAIT).
+pub fn sem_op(id: i32, num: u16, op: i16, flags: i16) -> SysResult<()> {
+    let mut sb = libc::sembuf {
+        sem_num: num,
+        sem_op: op,
+        sem_flg: flags,
+    };
+    // SAFETY: semop reads one sembuf from the pointer, which is valid for it.
+    let r = unsafe { libc::semop(id, &mut sb, 1) };
+    check(r, "semop", || format!("semid {id} sem {num} op {op}")).map(drop)
+}
+
+/// The largest value of a semaphore (SEMVMX); exit clamps undone values to [0, SEMVMX].
+pub const SEMVMX: u16 = 32767;
+
 /// semget(key, nsems, IPC_CREAT | IPC_EXCL | mode); returns the id.
 pub fn sem_create(key: i32, nsems: usize, mode: u32) -> SysResult<i32> {
     let flags = libc::IPC_CREAT | libc::IPC_EXCL | (mode & 0o777) as i32;
@@ -476,10 +503,15 @@ pub fn same_sem_undo(pid1: i32, pid2: i32) -> SysResult<bool> {
     Ok(r == 0)
 }
 
-/// Whether process `pid` has a semaphore undo list. Compared with a child forked for the
-/// purpose: fork does not share the list (no CLONE_SYSVSEM), so the child has none, while
-/// the caller may have one (every thread it made shares one).
+/// Whether process `pid` has a semaphore undo list (see [`pids_with_sem_undo`]).
 pub fn has_sem_undo(pid: i32) -> SysResult<bool> {
+    Ok(!pids_with_sem_undo(&[pid])?.is_empty())
+}
+
+/// Those of `pids` that have a semaphore undo list. Each is compared with one child
+/// forked for the purpose: fork does not share the list (no CLONE_SYSVSEM), so the child
+/// has none, while a process may have one (every thread it made shares one).
+pub fn pids_with_sem_undo(pids: &[i32]) -> SysResult<Vec<i32>> {
     let mut fds = [0i32; 2];
     // SAFETY: pipe2 writes two descriptors into the array.
     let r = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) };
@@ -504,13 +536,27 @@ pub fn has_sem_undo(pid: i32) -> SysResult<bool> {
         unsafe { libc::close(fds[1]) };
         return Err(e);
     }
-    let same = same_sem_undo(child, pid);
+    let mut with = Vec::new();
+    let mut failed = None;
+    for &pid in pids {
+        match same_sem_undo(child, pid) {
+            Ok(true) => {}
+            Ok(false) => with.push(pid),
+            Err(e) => {
+                failed = Some(e);
+                break;
+            }
+        }
+    }
     // SAFETY: closing the write end lets the child end; waitpid reaps our own child.
     unsafe {
         libc::close(fds[1]);
         libc::waitpid(child, std::ptr::null_mut(), 0);
     }
-    same.map(|same| !same)
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(with),
+    }
 }
 
 // ---- /proc/sysvipc ---------------------------------------------------------------------

@@ -12,7 +12,9 @@ use stasis_sys::remote::{find_syscall_insn, Remote};
 use crate::error::{Error, ProcContext, Result, SysContext};
 use crate::freeze::{Frozen, Release};
 use crate::inject::{Session, DATA_LEN};
-use crate::{cow, creds, files, ipc, mem, seccomp, sharing, signals, task, timens, timers, vfork};
+use crate::{
+    cow, creds, files, ipc, mem, seccomp, sem_undo, sharing, signals, task, timens, timers, vfork,
+};
 
 #[derive(Debug, Clone)]
 pub struct DumpOptions {
@@ -201,7 +203,8 @@ fn dump_tree(
     if opts.file_locks {
         files::locks::check_shared_leases(&images)?;
     }
-    let sysv = ipc::dump(&images)?;
+    let mut sysv = ipc::dump(&images)?;
+    sem_undo::dump(&mut sysv, &images, &tree.live)?;
     if !sysv.is_empty() || sysv.own_namespace {
         writer.write_meta(stasis_image::ipc::IPC_FILE, MetaKind::Ipc, &sysv)?;
     }
@@ -418,14 +421,14 @@ fn dump_process(
 /// A remote-syscall session in a frozen thread, with a data page mapped for the duration.
 /// Dropping it (on an error path) unmaps the page; the registers and mask are put back by
 /// the `Frozen` it came from.
-struct DumpSession {
+pub(crate) struct DumpSession {
     session: Session,
     mapped: bool,
     syscall_insn: u64,
 }
 
 impl DumpSession {
-    fn open(
+    pub(crate) fn open(
         pid: i32,
         thread: &crate::freeze::FrozenThread,
         vmas: &[stasis_image::Vma],
@@ -466,11 +469,11 @@ impl DumpSession {
         })
     }
 
-    fn session(&mut self) -> &mut Session {
+    pub(crate) fn session(&mut self) -> &mut Session {
         &mut self.session
     }
 
-    fn close(mut self) -> Result<()> {
+    pub(crate) fn close(mut self) -> Result<()> {
         self.mapped = false;
         let data = self.session.data_addr();
         self.session.call(

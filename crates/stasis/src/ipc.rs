@@ -110,28 +110,7 @@ pub fn dump(images: &[TaskImage]) -> Result<IpcImage> {
         all.mqueues = crate::files::dump_unheld_mqueues(root, images)?;
         all
     };
-    // The kernel does not expose SEM_UNDO adjustments. A process has an undo list once it
-    // made a semop with SEM_UNDO, but also once it made a thread (CLONE_SYSVSEM shares
-    // one): there is no telling the two apart, so a process with a list is refused only
-    // when the tree uses semaphore sets.
-    if !out.sem.is_empty() {
-        for t in images {
-            let has =
-                sys::has_sem_undo(t.pid).ctx(t.pid, || "compare semaphore undo lists".into())?;
-            if has {
-                return Err(Error::Unsupported {
-                    pid: t.pid,
-                    object: "System V semaphore undo list".into(),
-                    detail: format!(
-                        "the tree uses semaphore set(s) {:?} and this process has an undo list \
-                         (it made a semop with SEM_UNDO, or threads that share one); the \
-                         kernel does not expose the adjustments, so they cannot be dumped",
-                        out.sem.iter().map(|s| s.perm.id).collect::<Vec<_>>()
-                    ),
-                });
-            }
-        }
-    }
+    // The SEM_UNDO adjustments of the tree's processes: `sem_undo::dump`, next.
     let level = if out.is_empty() {
         log::Level::Debug
     } else {
@@ -283,7 +262,7 @@ fn dump_msg(pid: i32, id: i32) -> Result<MsgQueue> {
 
 /// Set `id` if one of `pids` made the last operation on one of its semaphores (every set
 /// when `pids` is None).
-fn dump_sem(pid: i32, id: i32, pids: Option<&BTreeSet<i32>>) -> Result<Option<SemSet>> {
+pub(crate) fn dump_sem(pid: i32, id: i32, pids: Option<&BTreeSet<i32>>) -> Result<Option<SemSet>> {
     let st = match sys::sem_stat(id) {
         Ok(s) => s,
         // Removed since it was listed.
@@ -531,7 +510,12 @@ impl Created {
         }
         for &i in &self.made_sem {
             let set = &img.sem[i];
-            let vals: Vec<u8> = set.values.iter().flat_map(|v| v.to_ne_bytes()).collect();
+            // SETALL clears every undo adjustment of the set: the processes make theirs
+            // after this (`sem_undo::restore`).
+            let vals: Vec<u8> = crate::sem_undo::start_values(s.pid(), img, set)?
+                .iter()
+                .flat_map(|v| v.to_ne_bytes())
+                .collect();
             let addr = s.put(0, &vals)?;
             s.call(
                 "semctl(SETALL)",
@@ -693,7 +677,9 @@ pub fn create(pid: i32, plan: &Plan) -> Result<Created> {
             create_with_id(pid, &mut created, Kind::Sem, id, || {
                 sys::sem_create(set.perm.key, set.values.len(), set.perm.mode)
             })?;
-            sys::sem_set_values(id, &set.values)
+            // Plus the processes' undo adjustments, which their own semop takes back.
+            let values = crate::sem_undo::start_values(pid, plan.img, set)?;
+            sys::sem_set_values(id, &values)
                 .ctx(pid, || format!("values of SysV semaphore set {id}"))?;
             sys::sem_set(id, set.perm.uid, set.perm.gid, set.perm.mode)
                 .ctx(pid, || format!("owner and mode of SysV semaphore set {id}"))?;

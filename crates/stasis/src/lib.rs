@@ -15,6 +15,7 @@ pub mod ipc;
 pub mod mem;
 pub mod restore;
 pub mod seccomp;
+pub mod sem_undo;
 pub mod session;
 pub mod sharing;
 pub mod signals;

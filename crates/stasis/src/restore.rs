@@ -14,7 +14,9 @@ use crate::error::{Error, ProcContext, Result, SysContext};
 use crate::files::{self, ReopenContext};
 use crate::inject::Session;
 use crate::mem::{self, MapFile, PAGE, TASK_TOP};
-use crate::{cow, creds, ipc, seccomp, session, sharing, signals, task, timens, timers, vfork};
+use crate::{
+    cow, creds, ipc, seccomp, sem_undo, session, sharing, signals, task, timens, timers, vfork,
+};
 
 #[derive(Debug, Clone, Default)]
 pub struct RestoreOptions {
@@ -261,14 +263,15 @@ pub fn restore(opts: &RestoreOptions) -> Result<Restored> {
                 .iter()
                 .filter(|c| c.ppid == t.pid && c.shared_with_parent.memory)
                 .collect();
-            let sysv_root = (i == 0).then_some(&sysv_created).zip(sysv.as_ref());
+            // The root touches the objects this restore created.
+            let sysv_root = (i == 0).then_some(&sysv_created);
             ready.extend(take_over(
                 t,
                 &plan.tasks[i],
                 &plan.cow.contents(i),
                 &pids,
                 &mut made,
-                sysv_root,
+                (sysv_root, sysv.as_ref()),
                 &mm_children,
             )?);
             if let Some(child) = tasks.iter().find(|c| c.vfork_child && c.ppid == t.pid) {
@@ -840,7 +843,7 @@ fn take_over(
     contents: &mem::Contents,
     pids: &PidMap,
     made: &mut Made,
-    sysv: Option<(&ipc::Created, &stasis_image::ipc::IpcImage)>,
+    sysv: (Option<&ipc::Created>, Option<&stasis_image::ipc::IpcImage>),
     mm_children: &[&TaskImage],
 ) -> Result<Vec<Ready>> {
     let pid = pids.host(t.pid)?;
@@ -907,8 +910,12 @@ fn take_over(
     // The whole tree exists now: pidfds can be opened on any process of it.
     files::pidfd::restore(&mut s, &t.fds, &mut made.pidfds)?;
     // Objects this restore created get their last use from inside the tree.
-    if let Some((created, img)) = sysv {
+    if let (Some(created), Some(img)) = sysv {
         created.touch(&mut s, img)?;
+    }
+    // After the root's touch (whose SETALL clears the undo adjustments of created sets).
+    if let Some(img) = sysv.1 {
+        sem_undo::restore(&mut s, t.pid, img)?;
     }
     restore_process_state(&mut s, pid, t, true)?;
     // Children in this address space, made before filters and credentials change.

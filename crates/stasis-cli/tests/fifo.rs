@@ -37,7 +37,20 @@ fn unlinked_fifo() -> Victim {
 
 #[test]
 fn unlinked_fifo_dump_restore() {
-    run_cycle(&unlinked_fifo());
+    let done = run_cycle(&unlinked_fifo());
+    // An older stasis would open the old path instead: the image says it needs more.
+    let images = done.scratch().images(1);
+    let r = run_stasis(
+        &done.scratch().dir,
+        "show",
+        &["show", images.to_str().unwrap()],
+        std::time::Duration::from_secs(60),
+    );
+    assert!(
+        r.code() == 0 && r.stdout.contains("requires        fifo-unlinked"),
+        "stasis show does not list the feature the image requires\n{}",
+        r.report()
+    );
 }
 
 #[test]

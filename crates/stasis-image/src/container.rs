@@ -30,7 +30,7 @@ pub const MAGIC: [u8; 8] = *b"STASISIM";
 /// Major version: a reader refuses any other major.
 pub const FORMAT_MAJOR: u16 = 1;
 /// Minor version: a reader accepts any minor of its major (unknown fields are ignored).
-pub const FORMAT_MINOR: u16 = 0;
+pub const FORMAT_MINOR: u16 = 1;
 /// Size of the fixed header.
 pub const HEADER_LEN: usize = 32;
 /// Largest metadata file a reader accepts (a task with 10 000 threads and 65 530 mappings

@@ -10,6 +10,7 @@
 
 pub mod container;
 pub mod dir;
+pub mod features;
 pub mod ipc;
 pub mod objects;
 pub mod render;
@@ -77,6 +78,11 @@ pub enum ImageError {
     /// The manifest, or a file it names, is not in the directory.
     #[error("{file}: missing from the image directory")]
     MissingFile { file: String },
+    /// The image needs a feature this version of stasis does not know.
+    #[error(
+        "the image requires feature \"{feature}\", which this stasis does not know (it was written by stasis {writer}; restore it with that version or a newer one)"
+    )]
+    UnknownFeature { feature: String, writer: String },
     /// The manifest is inconsistent.
     #[error("manifest: {0}")]
     BadManifest(String),

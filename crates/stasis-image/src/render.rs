@@ -416,6 +416,9 @@ fn write_manifest(out: &mut String, m: &Manifest) -> fmt::Result {
     writeln!(out, "  page size       {}", m.page_size)?;
     writeln!(out, "  xsave features  {:#x}", m.xsave_features)?;
     writeln!(out, "  root pid        {}", m.root_pid)?;
+    if !m.requires.is_empty() {
+        writeln!(out, "  requires        {}", m.requires.join(" "))?;
+    }
     if !m.dump_options.is_empty() {
         writeln!(out, "  dump options    {}", m.dump_options.join(" "))?;
     }
@@ -1210,8 +1213,9 @@ mod tests {
         let reader = ImageReader::open(&tmp.0).unwrap();
         let text = render_text(&reader).unwrap();
         for needle in [
-            "format version  1.0",
+            &format!("format version  1.{}", crate::FORMAT_MINOR),
             "tool version    stasis 0.1.0",
+            "requires        sem-undo",
             "kernel          6.8.0-sample",
             "root pid        100",
             "dump options    --shell-job",
@@ -1279,10 +1283,17 @@ mod tests {
         let tmp = TempDir::new("files");
         sample::write_image(&tmp.0, 2).unwrap();
         let text = render_file_text(&tmp.0.join("task-101.img")).unwrap();
-        assert!(text.contains("stasis task file, format 1.0"), "{text}");
+        let format = format!("format 1.{}", crate::FORMAT_MINOR);
+        assert!(
+            text.contains(&format!("stasis task file, {format}")),
+            "{text}"
+        );
         assert!(text.contains("pid 101  ppid 100"), "{text}");
         let text = render_file_text(&tmp.0.join(MANIFEST_FILE)).unwrap();
-        assert!(text.contains("stasis manifest, format 1.0"), "{text}");
+        assert!(
+            text.contains(&format!("stasis manifest, {format}")),
+            "{text}"
+        );
         assert!(text.contains("task-100.img"), "{text}");
         let text = render_path_text(&tmp.0.join("pages-100.img")).unwrap();
         assert!(

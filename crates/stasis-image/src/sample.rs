@@ -314,6 +314,7 @@ pub fn write_image(dir: &Path, pages_per_run: u64) -> Result<Manifest, ImageErro
             monotonic_ns: 12_000_000_001,
             boottime_ns: 13_000_000_002,
         }),
+        requires: vec![crate::features::SEM_UNDO.into()],
     };
     w.finish(manifest)?;
     Ok(crate::ImageReader::open(dir)?.manifest().clone())

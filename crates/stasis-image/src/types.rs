@@ -30,6 +30,11 @@ pub struct Manifest {
     /// `restore --time-ns`); absent in images of older versions.
     #[serde(default)]
     pub clocks: Option<DumpClocks>,
+    /// The features of the image a reader must know to restore it correctly (names from
+    /// [`crate::features::KNOWN`], sorted); a reader refuses an image that requires one it
+    /// does not know. Added in 1.1.
+    #[serde(default)]
+    pub requires: Vec<String>,
 }
 
 /// The clocks a time namespace can offset, as the dumped tree saw them at the freeze.

@@ -33,6 +33,12 @@ pub fn validate_manifest(m: &Manifest) -> Result<(), ImageError> {
     if !m.page_size.is_power_of_two() || !(4096..=1 << 30).contains(&m.page_size) {
         return Err(bad(format!("bad page size {}", m.page_size)));
     }
+    if let Some(feature) = crate::features::unknown(&m.requires) {
+        return Err(ImageError::UnknownFeature {
+            feature: feature.to_string(),
+            writer: m.tool_version.clone(),
+        });
+    }
     let Some(root) = m.tasks.first() else {
         return Err(bad("no tasks".into()));
     };

@@ -187,9 +187,11 @@ fn fields_with_defaults_may_be_missing() {
         files: vec![],
         dump_options: vec!["--a".into()],
         clocks: None,
+        requires: vec![],
     });
     remove_field(&mut m, "dump_options");
     remove_field(&mut m, "clocks");
+    remove_field(&mut m, "requires");
     let back: Manifest = container::decode(
         "m",
         MetaKind::Manifest,
@@ -198,6 +200,7 @@ fn fields_with_defaults_may_be_missing() {
     .unwrap();
     assert!(back.dump_options.is_empty());
     assert!(back.clocks.is_none());
+    assert!(back.requires.is_empty());
 }
 
 #[test]
@@ -333,4 +336,33 @@ fn a_newer_major_image_is_refused() {
         e.to_string(),
         "manifest.img: image format version 2.0 is not supported (this stasis reads 1.x)"
     );
+}
+
+/// A newer minor version that adds a field restore must not skip names it in `requires`:
+/// this version refuses such an image by the feature's name, and opens one that requires
+/// only features it knows.
+#[test]
+fn an_image_requiring_an_unknown_feature_is_refused_by_name() {
+    let tmp = TempDir::new("compat-requires");
+    let written = sample::write_image(&tmp.0, 2).unwrap();
+    let set_requires = |requires: Vec<&str>| {
+        let mut manifest = written.clone();
+        manifest.requires = requires.into_iter().map(String::from).collect();
+        let bytes = container::encode(MetaKind::Manifest, &manifest).unwrap();
+        fs::write(tmp.0.join(MANIFEST_FILE), bytes).unwrap();
+    };
+    set_requires(vec![stasis_image::features::SEM_UNDO, "tcp-repair"]);
+    let e = ImageReader::open(&tmp.0).unwrap_err();
+    assert!(
+        matches!(e, ImageError::UnknownFeature { ref feature, .. } if feature == "tcp-repair"),
+        "{e}"
+    );
+    assert!(
+        e.to_string()
+            .contains("requires feature \"tcp-repair\", which this stasis does not know"),
+        "{e}"
+    );
+    let known: Vec<&str> = stasis_image::features::KNOWN.iter().map(|k| k.0).collect();
+    set_requires(known);
+    ImageReader::open_verified(&tmp.0).unwrap();
 }

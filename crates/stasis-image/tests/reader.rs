@@ -391,6 +391,7 @@ fn writer_refusals() {
         files: vec![],
         dump_options: vec![],
         clocks: None,
+        requires: Vec::new(),
     };
     let entry = |pid, ppid| TaskEntry {
         pid,

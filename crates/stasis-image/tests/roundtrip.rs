@@ -40,6 +40,13 @@ fn manifest() -> impl Strategy<Value = Manifest> {
         vec(file_digest(), 0..8),
         vec(text(), 0..4),
         proptest::option::of((any::<u64>(), any::<u64>())),
+        proptest::sample::subsequence(
+            stasis_image::features::KNOWN
+                .iter()
+                .map(|k| k.0.to_string())
+                .collect::<Vec<_>>(),
+            0..=stasis_image::features::KNOWN.len(),
+        ),
     )
         .prop_map(
             |(
@@ -52,6 +59,7 @@ fn manifest() -> impl Strategy<Value = Manifest> {
                 files,
                 dump_options,
                 clocks,
+                requires,
             )| {
                 Manifest {
                     tool_version,
@@ -66,6 +74,7 @@ fn manifest() -> impl Strategy<Value = Manifest> {
                         monotonic_ns,
                         boottime_ns,
                     }),
+                    requires,
                 }
             },
         )

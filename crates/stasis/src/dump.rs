@@ -275,6 +275,7 @@ fn dump_tree(
         files: Vec::new(),
         dump_options,
         clocks: Some(clocks),
+        requires: stasis_image::features::required(&images, &sysv),
     })?;
     Ok(stored)
 }

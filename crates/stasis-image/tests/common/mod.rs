@@ -40,5 +40,6 @@ pub fn one_task_manifest() -> stasis_image::Manifest {
         files: Vec::new(),
         dump_options: Vec::new(),
         clocks: None,
+        requires: Vec::new(),
     }
 }

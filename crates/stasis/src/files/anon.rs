@@ -4,7 +4,7 @@
 use stasis_image::{FdImage, FileKind};
 use stasis_sys::own;
 
-use super::{place, FdProbe, Kind};
+use super::{place, ChildResult, FdProbe, Kind};
 use crate::error::Result;
 
 fn field<'a>(p: &'a FdProbe, key: &str) -> Option<&'a str> {
@@ -81,7 +81,7 @@ fn dump(p: &FdProbe) -> Result<Option<FileKind>> {
 }
 
 /// Creates the file in the calling process; returns its descriptor.
-fn create(f: &FdImage) -> std::result::Result<i32, String> {
+fn create(f: &FdImage) -> ChildResult<i32> {
     let nonblock = f.flags as i32 & libc::O_NONBLOCK;
     let r = match f.file {
         FileKind::EventFd { count, semaphore } => {

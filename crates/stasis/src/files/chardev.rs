@@ -6,7 +6,7 @@ use std::path::Path;
 use stasis_image::{FdImage, FileKind};
 use stasis_sys::own;
 
-use super::{open_flags, place, FdProbe, Kind, ReopenContext};
+use super::{open_flags, place, ChildResult, FdProbe, Kind, ReopenContext};
 use crate::error::{Error, Result};
 
 pub const KIND: Kind = Kind {
@@ -55,7 +55,7 @@ fn dump(p: &FdProbe) -> Result<Option<FileKind>> {
     }))
 }
 
-fn reopen(f: &FdImage, flags: i32, ctx: &ReopenContext) -> std::result::Result<i32, String> {
+fn reopen(f: &FdImage, flags: i32, ctx: &ReopenContext) -> ChildResult<i32> {
     let path = match &f.file {
         FileKind::CharDevice { path, .. } => path.clone(),
         FileKind::Terminal { .. } => ctx.terminal.clone().ok_or_else(|| {

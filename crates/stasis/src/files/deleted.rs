@@ -12,7 +12,7 @@ use stasis_sys::own;
 pub const KIND: Kind = Kind { dump, ..Kind::NONE };
 
 use super::object::Found;
-use super::{FdProbe, Kind};
+use super::{ChildResult, FdProbe, Kind};
 use crate::error::Result;
 
 fn dump(p: &FdProbe) -> Result<Option<FileKind>> {
@@ -74,7 +74,7 @@ pub fn link_again(path: &str, source: &str, pid: i32, id: u32) -> Option<String>
 
 /// Creates a file in the directory of `path` and unlinks it: under the same name if it is
 /// free (so that /proc shows the same "PATH (deleted)"), else under a temporary one.
-pub fn create_unlinked(path: &str, id: u32) -> std::result::Result<i32, String> {
+pub fn create_unlinked(path: &str, id: u32) -> ChildResult<i32> {
     let wanted = Path::new(path);
     let dir = wanted.parent().unwrap_or(Path::new("/"));
     let temp = dir.join(format!(".stasis-deleted-{}-{id}", std::process::id()));

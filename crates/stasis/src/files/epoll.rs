@@ -11,7 +11,7 @@
 use stasis_image::{EpollTarget, FdImage, FileKind};
 use stasis_sys::{own, process, procfs};
 
-use super::{place, FdProbe, Kind};
+use super::{place, ChildResult, FdProbe, Kind};
 use crate::error::{ProcContext, Result, SysContext};
 
 /// The instance is made empty; its registrations come once the task that holds it has
@@ -91,7 +91,7 @@ fn dump(p: &FdProbe) -> Result<Option<FileKind>> {
 /// Registers the targets of epoll descriptor `f` (already at its number) again. A target
 /// whose file is now at another descriptor is put at its registered number for the call,
 /// and whatever was at that number (or nothing) is put back.
-pub fn register(f: &FdImage) -> std::result::Result<(), String> {
+pub fn register(f: &FdImage) -> ChildResult {
     if let FileKind::Epoll { targets } = &f.file {
         for t in targets {
             let err = |e: stasis_sys::SysError| format!("fd {}: register fd {}: {e}", f.fd, t.fd);

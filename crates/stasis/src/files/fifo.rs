@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use stasis_image::{FdImage, FileKind};
 use stasis_sys::own;
 
-use super::{open_flags, place, FdProbe, Kind, KindState, Reopen};
+use super::{open_flags, place, ChildResult, FdProbe, Kind, KindState, Reopen};
 use crate::error::{Error, Result};
 
 pub const KIND: Kind = Kind {
@@ -99,12 +99,7 @@ fn place_for_unlinked(path: &str, inode: u64) -> PathBuf {
     dir.join(format!(".stasis-fifo-{inode}-{}", std::process::id()))
 }
 
-fn open(
-    f: &FdImage,
-    at: i32,
-    r: &Reopen,
-    state: &mut KindState,
-) -> std::result::Result<(), String> {
+fn open(f: &FdImage, at: i32, r: &Reopen, state: &mut KindState) -> ChildResult {
     let FileKind::Fifo {
         path,
         inode,

@@ -8,7 +8,7 @@ use std::path::Path;
 use stasis_image::{FdImage, FileKind, InotifyWatch};
 use stasis_sys::inotify;
 
-use super::{place, FdProbe, Kind};
+use super::{place, ChildResult, FdProbe, Kind};
 use crate::error::{Error, Result};
 
 pub const KIND: Kind = Kind {
@@ -78,7 +78,7 @@ fn dump(p: &FdProbe) -> Result<Option<FileKind>> {
 }
 
 /// Creates the instance with its watches at their descriptors; returns its fd.
-fn create(f: &FdImage) -> std::result::Result<i32, String> {
+fn create(f: &FdImage) -> ChildResult<i32> {
     let FileKind::Inotify { watches } = &f.file else {
         return Err(format!("fd {}: not an inotify instance", f.fd));
     };

@@ -16,6 +16,7 @@
 //! mapped files) is closed, since closing any descriptor of a file drops the process's
 //! POSIX locks on it.
 
+use super::ChildResult;
 use stasis_image::{FdImage, FileLock, LockKind, TaskImage};
 use stasis_sys::{own, procfs};
 
@@ -26,7 +27,7 @@ use crate::inject::Session;
 /// "1: LEASE  ACTIVE    READ 1234 08:02:131 0 EOF". `pid` is the process whose fdinfo it is;
 /// None for a lease another process took (on a description they share), which that
 /// process's image holds (`check_shared_leases`).
-fn parse(pid: i32, fd: i32, line: &str) -> std::result::Result<Option<FileLock>, String> {
+fn parse(pid: i32, fd: i32, line: &str) -> ChildResult<Option<FileLock>> {
     let t: Vec<&str> = line.split_whitespace().collect();
     let bad = || format!("unexpected lock line {line:?}");
     if t.len() < 8 {
@@ -205,7 +206,7 @@ pub fn take_description_locks(
     locks: &[FileLock],
     fds: &[FdImage],
     slot: impl Fn(u32) -> i32,
-) -> std::result::Result<(), String> {
+) -> ChildResult {
     for l in locks
         .iter()
         .filter(|l| matches!(l.kind, LockKind::Flock | LockKind::Ofd))

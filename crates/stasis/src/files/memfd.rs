@@ -6,7 +6,7 @@ use std::os::unix::fs::MetadataExt;
 use stasis_image::FileKind;
 
 use super::object::Found;
-use super::{FdProbe, Kind};
+use super::{ChildResult, FdProbe, Kind};
 use crate::error::Result;
 
 /// The memfd name in a link text or maps path ("/memfd:NAME (deleted)").
@@ -22,7 +22,7 @@ pub const KIND: Kind = Kind { dump, ..Kind::NONE };
 
 /// A memfd made with MFD_HUGETLB lives on hugetlbfs: refused (restore would make an
 /// ordinary one).
-pub fn refuse_hugetlb(path: &str) -> std::result::Result<(), String> {
+pub fn refuse_hugetlb(path: &str) -> ChildResult {
     match stasis_sys::own::fs_type(std::path::Path::new(path)) {
         Ok(HUGETLBFS_MAGIC) => {
             Err("a memfd with huge pages (MFD_HUGETLB, not supported yet)".into())

@@ -77,6 +77,10 @@ impl FdProbe<'_> {
     }
 }
 
+/// What a restore step that runs in the restore child returns: errors are text, which the
+/// child reports to the tool.
+pub type ChildResult<T = ()> = std::result::Result<T, String>;
+
 /// One kind of file, both sides: how dump recognises a descriptor of it, and how restore
 /// checks and opens it again. A kind sets the steps it has and takes the rest from
 /// [`Kind::NONE`]; adding a kind is one module and one line in `KINDS`.
@@ -88,10 +92,10 @@ pub struct Kind {
     /// Restore, before anything is created: whether the file can be opened as it was.
     check: fn(i32, &FdImage) -> Result<()>,
     /// Restore, in the restore root: opens description `f` at descriptor `at`.
-    open: fn(&FdImage, i32, &Reopen, &mut KindState) -> std::result::Result<(), String>,
+    open: fn(&FdImage, i32, &Reopen, &mut KindState) -> ChildResult,
     /// Restore, once every description is open: what needs all of them (messages that
     /// carry files, settings that would refuse the fill); closes what the kind made.
-    finish: fn(&Reopen, &mut KindState) -> std::result::Result<(), String>,
+    finish: fn(&Reopen, &mut KindState) -> ChildResult,
 }
 
 impl Kind {
@@ -816,7 +820,7 @@ impl Reopen<'_> {
     }
 
     /// Moves `fd`, made for `f`, above every slot.
-    fn park(&self, fd: i32, f: &FdImage) -> std::result::Result<i32, String> {
+    fn park(&self, fd: i32, f: &FdImage) -> ChildResult<i32> {
         own::move_above(fd, self.spare).map_err(|e| format!("fd {}: {e}", f.fd))
     }
 }
@@ -842,13 +846,13 @@ fn open_flags(f: &FdImage) -> i32 {
 }
 
 /// Puts `fd`, a new description made for `f`, at `at`.
-fn place(fd: i32, at: i32, f: &FdImage) -> std::result::Result<(), String> {
+fn place(fd: i32, at: i32, f: &FdImage) -> ChildResult {
     own::move_fd(fd, at, true).map_err(|e| format!("fd {}: {e}", f.fd))
 }
 
 /// Puts a duplicate of `fd`, an object made for several descriptions, at `at` with the
 /// status flags of `f` that belong to the description.
-fn place_copy(fd: i32, at: i32, f: &FdImage) -> std::result::Result<(), String> {
+fn place_copy(fd: i32, at: i32, f: &FdImage) -> ChildResult {
     let err = |e: stasis_sys::SysError| format!("fd {}: {e}", f.fd);
     own::dup_to(fd, at, true).map_err(err)?;
     own::set_status_flags(at, open_flags(f) & (libc::O_NONBLOCK | libc::O_ASYNC)).map_err(err)
@@ -864,7 +868,7 @@ pub fn open_descriptions(
     socket_queues: &[&SocketQueue],
     ctx: &ReopenContext,
     slot: impl Fn(u32) -> i32,
-) -> std::result::Result<(), String> {
+) -> ChildResult {
     let reopen = Reopen {
         descs,
         pipe_data,
@@ -887,10 +891,7 @@ pub fn open_descriptions(
 
 /// Makes the epoll registrations of the epoll descriptors this task holds first (`first`
 /// says whether a descriptor's description is first held by this task).
-pub fn register_epolls(
-    fds: &[FdImage],
-    first: impl Fn(&FdImage) -> bool,
-) -> std::result::Result<(), String> {
+pub fn register_epolls(fds: &[FdImage], first: impl Fn(&FdImage) -> bool) -> ChildResult {
     for f in fds
         .iter()
         .filter(|f| matches!(f.file, FileKind::Epoll { .. }) && first(f))
@@ -914,7 +915,7 @@ pub fn take_controlling_terminal<'a>(
     t: &TaskImage,
     all: impl Iterator<Item = &'a FdImage>,
     slot: impl Fn(u32) -> i32,
-) -> std::result::Result<(), String> {
+) -> ChildResult {
     for f in all {
         let FileKind::PtyMaster {
             session: Some(session),

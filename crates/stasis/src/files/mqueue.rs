@@ -46,7 +46,7 @@ pub const KIND: Kind = Kind {
     ..Kind::NONE
 };
 
-use super::{open_flags, place, FdProbe, Kind};
+use super::{open_flags, place, ChildResult, FdProbe, Kind};
 use crate::error::{Error, Result, SysContext};
 
 fn dump(p: &FdProbe) -> Result<Option<FileKind>> {
@@ -263,7 +263,7 @@ fn take_and_give_back(pid: i32, what: &str, q: &Mq, msgsize: usize) -> Result<Ve
 }
 
 /// Opens the queue of `f` by name in the calling restore child; returns its descriptor.
-fn reopen(f: &FdImage, q: &MqueueImage, flags: i32) -> std::result::Result<i32, String> {
+fn reopen(f: &FdImage, q: &MqueueImage, flags: i32) -> ChildResult<i32> {
     let keep = flags & (libc::O_ACCMODE | libc::O_NONBLOCK);
     Mq::open(&q.name, keep)
         .map(Mq::into_raw)

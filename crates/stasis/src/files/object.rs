@@ -13,7 +13,7 @@ use stasis_image::{
 };
 use stasis_sys::own;
 
-use super::{open_flags, place, Kind};
+use super::{open_flags, place, ChildResult, Kind};
 use crate::error::{Error, Result, SysContext};
 
 /// A descriptor of a file object opens a description of its own on the object, which the
@@ -51,7 +51,7 @@ pub fn classify(
     source: &str,
     meta: &std::fs::Metadata,
     link_remap: bool,
-) -> std::result::Result<Found, String> {
+) -> ChildResult<Found> {
     if !meta.is_file() {
         return Err("mapping of a deleted file that is not a regular file".into());
     }
@@ -275,7 +275,7 @@ pub fn create_all(
     objects: &[&FileObject],
     data_dir: &Path,
     slot: impl Fn(u32) -> i32,
-) -> std::result::Result<(), String> {
+) -> ChildResult {
     for o in objects {
         let fd = create(o, data_dir).map_err(|e| format!("file object {}: {e}", o.describe()))?;
         own::move_fd(fd, slot(o.id), true)
@@ -284,7 +284,7 @@ pub fn create_all(
     Ok(())
 }
 
-fn create(o: &FileObject, data_dir: &Path) -> std::result::Result<i32, String> {
+fn create(o: &FileObject, data_dir: &Path) -> ChildResult<i32> {
     let fd = match &o.kind {
         ObjectKind::Memfd { name, .. } => {
             own::memfd_create(name, libc::MFD_ALLOW_SEALING).map_err(|e| e.to_string())?
@@ -316,7 +316,7 @@ fn create(o: &FileObject, data_dir: &Path) -> std::result::Result<i32, String> {
     r.map(|()| fd)
 }
 
-fn fill(fd: i32, o: &FileObject, data_dir: &Path) -> std::result::Result<(), String> {
+fn fill(fd: i32, o: &FileObject, data_dir: &Path) -> ChildResult {
     own::ftruncate(fd, o.size).map_err(|e| e.to_string())?;
     let data_path = data_dir.join(&o.data_file);
     let data = std::fs::File::open(&data_path)
@@ -424,7 +424,7 @@ fn find_reference(
 }
 
 /// Opens a new description of the object at `object_fd` with `flags`, at `pos`.
-pub fn reopen(object_fd: i32, flags: i32, pos: u64) -> std::result::Result<i32, String> {
+pub fn reopen(object_fd: i32, flags: i32, pos: u64) -> ChildResult<i32> {
     let path = format!("/proc/self/fd/{object_fd}");
     // An O_TMPFILE file's flags still say so (with O_DIRECTORY): the file exists now.
     let flags = flags & !libc::O_TMPFILE;

@@ -6,7 +6,7 @@ use std::path::Path;
 use stasis_image::{FdImage, FileKind};
 use stasis_sys::own;
 
-use super::{open_flags, place, FdProbe, Kind};
+use super::{open_flags, place, ChildResult, FdProbe, Kind};
 use crate::error::{Error, Result};
 
 pub const KIND: Kind = Kind {
@@ -79,7 +79,7 @@ fn check(pid: i32, f: &FdImage) -> Result<()> {
     }
 }
 
-fn reopen(f: &FdImage, flags: i32) -> std::result::Result<i32, String> {
+fn reopen(f: &FdImage, flags: i32) -> ChildResult<i32> {
     let (path, extra) = match &f.file {
         FileKind::Regular { path, .. } => (path, 0),
         FileKind::Directory { path } => (path, libc::O_DIRECTORY),

@@ -3,7 +3,7 @@
 use stasis_image::{FdImage, FileKind};
 use stasis_sys::{own, process};
 
-use super::{place_copy, FdProbe, Kind, KindState, Reopen};
+use super::{place_copy, ChildResult, FdProbe, Kind, KindState, Reopen};
 use crate::error::{Result, SysContext};
 
 fn dump(p: &FdProbe) -> Result<Option<FileKind>> {
@@ -48,12 +48,7 @@ pub const KIND: Kind = Kind {
 
 /// Puts an end at `at`; the first end of a pipe to be opened makes the pipe, with what
 /// was queued in it.
-fn open(
-    f: &FdImage,
-    at: i32,
-    r: &Reopen,
-    state: &mut KindState,
-) -> std::result::Result<(), String> {
+fn open(f: &FdImage, at: i32, r: &Reopen, state: &mut KindState) -> ChildResult {
     let FileKind::Pipe {
         inode,
         read_end,
@@ -87,7 +82,7 @@ fn open(
 }
 
 /// Closes the ends the root made (the tasks hold their own copies).
-fn finish(_: &Reopen, state: &mut KindState) -> std::result::Result<(), String> {
+fn finish(_: &Reopen, state: &mut KindState) -> ChildResult {
     for p in state.of::<Vec<NewPipe>>().drain(..) {
         own::close(p.read);
         own::close(p.write);

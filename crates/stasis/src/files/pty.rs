@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use stasis_image::{FdImage, FileKind};
 use stasis_sys::{own, process, pty};
 
-use super::{open_flags, place, place_copy, FdProbe, Kind, KindState, Reopen};
+use super::{open_flags, place, place_copy, ChildResult, FdProbe, Kind, KindState, Reopen};
 use crate::error::{Error, Result, SysContext};
 
 const PTMX_MAJOR: u32 = 5;
@@ -262,12 +262,7 @@ pub const KIND: Kind = Kind {
 };
 
 /// Puts a master or slave at `at`; the first side of a pty to be opened makes the pty.
-fn open(
-    f: &FdImage,
-    at: i32,
-    r: &Reopen,
-    state: &mut KindState,
-) -> std::result::Result<(), String> {
+fn open(f: &FdImage, at: i32, r: &Reopen, state: &mut KindState) -> ChildResult {
     let (FileKind::PtyMaster { index, .. } | FileKind::PtySlave { index, .. }) = f.file else {
         return Err(format!("fd {}: not a pty", f.fd));
     };
@@ -295,7 +290,7 @@ fn open(
 }
 
 /// Gives each pty made its state (`finish`), then closes the root's masters.
-fn finish_all(_: &Reopen, state: &mut KindState) -> std::result::Result<(), String> {
+fn finish_all(_: &Reopen, state: &mut KindState) -> ChildResult {
     let ptys = std::mem::take(state.of::<Vec<NewPty>>());
     let done = finish(&ptys);
     for p in ptys {
@@ -305,7 +300,7 @@ fn finish_all(_: &Reopen, state: &mut KindState) -> std::result::Result<(), Stri
 }
 
 /// Makes the pty of master `f` (its state comes in `finish`).
-fn create(f: &FdImage) -> std::result::Result<NewPty, String> {
+fn create(f: &FdImage) -> ChildResult<NewPty> {
     let FileKind::PtyMaster { index, .. } = &f.file else {
         return Err(format!("fd {}: not a pty master", f.fd));
     };
@@ -338,14 +333,14 @@ fn create(f: &FdImage) -> std::result::Result<NewPty, String> {
 }
 
 /// Opens the slave `f` of the pty made as `p`.
-fn open_slave(p: &NewPty, f: &FdImage, flags: i32) -> std::result::Result<i32, String> {
+fn open_slave(p: &NewPty, f: &FdImage, flags: i32) -> ChildResult<i32> {
     let path = format!("/dev/pts/{}", p.new_index);
     own::open(Path::new(&path), flags | libc::O_NOCTTY, 0)
         .map_err(|e| format!("fd {} (pty slave, now {path}): {e}", f.fd))
 }
 
 /// Gives each new pty its queued bytes and settings.
-fn finish(ptys: &[NewPty]) -> std::result::Result<(), String> {
+fn finish(ptys: &[NewPty]) -> ChildResult {
     for p in ptys {
         let FileKind::PtyMaster {
             termios,
@@ -395,7 +390,7 @@ fn finish(ptys: &[NewPty]) -> std::result::Result<(), String> {
 
 /// For a session leader whose controlling terminal is a pty of the image: takes it (the
 /// master is at `master_slot`). Runs in the restored process, after setsid.
-pub fn take_controlling(master_slot: i32) -> std::result::Result<(), String> {
+pub fn take_controlling(master_slot: i32) -> ChildResult {
     let err = |e: stasis_sys::SysError| format!("controlling terminal: {e}");
     let index = pty::pty_index(master_slot).map_err(err)?;
     let path = format!("/dev/pts/{index}");
@@ -407,7 +402,7 @@ pub fn take_controlling(master_slot: i32) -> std::result::Result<(), String> {
 
 /// Puts group `pgrp` in the foreground of the pty whose master is at `master_slot` (the
 /// caller's controlling terminal).
-pub fn set_foreground_here(master_slot: i32, pgrp: i32) -> std::result::Result<(), String> {
+pub fn set_foreground_here(master_slot: i32, pgrp: i32) -> ChildResult {
     pty::set_tty_foreground(master_slot, pgrp)
         .map_err(|e| format!("foreground process group {pgrp}: {e}"))
 }

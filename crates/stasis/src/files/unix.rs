@@ -6,7 +6,7 @@
 use stasis_image::{FdImage, FileKind, SocketOptions, SocketQueue};
 use stasis_sys::{own, process};
 
-use super::{place_copy, FdProbe, Kind, KindState, Reopen};
+use super::{place_copy, ChildResult, FdProbe, Kind, KindState, Reopen};
 use crate::error::{Result, SysContext};
 
 const TCP_ESTABLISHED: u8 = 1;
@@ -153,12 +153,7 @@ pub const KIND: Kind = Kind {
 };
 
 /// Puts socket `f` at `at`; the first of a connected pair to be opened makes both.
-fn open(
-    f: &FdImage,
-    at: i32,
-    r: &Reopen,
-    state: &mut KindState,
-) -> std::result::Result<(), String> {
+fn open(f: &FdImage, at: i32, r: &Reopen, state: &mut KindState) -> ChildResult {
     let FileKind::UnixSocket { inode, peer, .. } = f.file else {
         return Err(format!("fd {}: not a unix socket", f.fd));
     };
@@ -180,7 +175,7 @@ fn open(
 
 /// Fills, sets and shuts down every socket made (see `finish`), then closes the root's
 /// copies.
-fn finish_all(r: &Reopen, state: &mut KindState) -> std::result::Result<(), String> {
+fn finish_all(r: &Reopen, state: &mut KindState) -> ChildResult {
     let sockets = std::mem::take(state.of::<Vec<NewSocket>>());
     let done = finish(
         &sockets,
@@ -240,7 +235,7 @@ fn pair(
 /// Creates the socket `f` describes (and its peer, for a connected pair, with `peer_file`
 /// describing the peer). Their queues, options and shutdown state come later, in
 /// `finish`, once every file a queued message carries is open too.
-fn create(f: &FdImage, peer_file: Option<&FdImage>) -> std::result::Result<Vec<NewSocket>, String> {
+fn create(f: &FdImage, peer_file: Option<&FdImage>) -> ChildResult<Vec<NewSocket>> {
     let FileKind::UnixSocket {
         inode,
         kind,
@@ -325,7 +320,7 @@ fn finish<'q>(
     sockets: &[NewSocket],
     queue: impl Fn(u64, bool) -> Option<&'q SocketQueue>,
     slot: impl Fn(u32) -> i32,
-) -> std::result::Result<(), String> {
+) -> ChildResult {
     let made = |inode: Option<u64>| inode.and_then(|i| sockets.iter().find(|o| o.inode == i));
     // Connections waiting to be accepted: each client connects again, in the order the
     // listener had them, so accept() takes them in that order.

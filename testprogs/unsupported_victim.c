@@ -10,8 +10,8 @@
  *              (SECCOMP_RET_USER_NOTIF, installed with SECCOMP_FILTER_FLAG_NEW_LISTENER);
  *              the listener is closed, so getppid fails with ENOSYS; fd 7 is /dev/null
  *   seccomp_listener  the same filter, its listener kept open at fd 7
- *   scm_rights an epoll instance in flight in a unix socket (SCM_RIGHTS), fd 7
- *              receives it (files in flight are dumped; an epoll is not)
+ *   scm_rights a perf_event fd in flight in a unix socket (SCM_RIGHTS), fd 7
+ *              receives it (files in flight are dumped; a perf_event fd is not)
  *   epoll_lost an epoll instance (fd 7) with an eventfd registered, the eventfd then sent
  *              in flight over a socketpair (the receiving end at fd 9, the other closed)
  *              and closed: the registration's file is held by no descriptor of the
@@ -107,14 +107,20 @@ int main(int argc, char **argv)
 		if (fd < 0)
 			v_die("perf_event_open: %s", strerror(errno));
 	} else if (strcmp(mode, "scm_rights") == 0) {
-		/* an epoll instance in flight: sent over a socketpair, not received yet; fd 7 is
+		/* a perf_event fd in flight: sent over a socketpair, not received yet; fd 7 is
 		 * the receiving end */
 		int sp[2];
 		if (socketpair(AF_UNIX, SOCK_DGRAM, 0, sp) != 0)
 			v_die("socketpair: %s", strerror(errno));
-		int passed = epoll_create1(0);
+		struct perf_event_attr a;
+		memset(&a, 0, sizeof(a));
+		a.size = sizeof(a);
+		a.type = PERF_TYPE_SOFTWARE;
+		a.config = PERF_COUNT_SW_TASK_CLOCK;
+		a.exclude_kernel = 1;
+		int passed = (int)syscall(SYS_perf_event_open, &a, 0, -1, -1, PERF_FLAG_FD_CLOEXEC);
 		if (passed < 0)
-			v_die("epoll_create1: %s", strerror(errno));
+			v_die("perf_event_open: %s", strerror(errno));
 		char cbuf[CMSG_SPACE(sizeof(int))];
 		memset(cbuf, 0, sizeof(cbuf));
 		struct iovec iov = { .iov_base = "fd", .iov_len = 2 };

@@ -295,9 +295,9 @@ fn dump_with_a_perf_event_fd_fails_and_leaves_the_process_running() {
 
 #[test]
 fn dump_with_an_unsupported_file_in_flight_fails_and_leaves_the_process_running() {
-    // The error names both: the file is in flight, and it is an epoll instance.
+    // The error names both: the file is in flight, and it is a perf_event fd.
     unsupported("scm_rights", &["SCM_RIGHTS"]);
-    unsupported("scm_rights", &["epoll"]);
+    unsupported("scm_rights", &["perf"]);
 }
 
 #[test]

@@ -32,6 +32,10 @@ pub const KNOWN: &[(&str, &str)] = &[
         SEM_UNDO,
         "SysV semaphore undo adjustments (IpcImage.sem_undo)",
     ),
+    (
+        EPOLL_IN_FLIGHT,
+        "registrations of an epoll instance in flight, by description (EpollTarget.desc)",
+    ),
 ];
 
 pub const FIFO_UNLINKED: &str = "fifo-unlinked";
@@ -39,6 +43,7 @@ pub const PTY_DEV_TTY: &str = "pty-dev-tty";
 pub const SOCKET_DATA_BEFORE_ACCEPT: &str = "socket-data-before-accept";
 pub const UNHELD_MQUEUES: &str = "unheld-mqueues";
 pub const SEM_UNDO: &str = "sem-undo";
+pub const EPOLL_IN_FLIGHT: &str = "epoll-in-flight";
 
 /// The features an image with these tasks and IPC objects uses, sorted.
 pub fn required(tasks: &[TaskImage], ipc: &IpcImage) -> Vec<String> {
@@ -66,6 +71,12 @@ pub fn required(tasks: &[TaskImage], ipc: &IpcImage) -> Vec<String> {
                 .iter()
                 .flat_map(|t| t.socket_queues.iter())
                 .any(|q| q.sent_before_accept),
+        ),
+        (
+            EPOLL_IN_FLIGHT,
+            files().any(|f| {
+                matches!(&f.file, FileKind::Epoll { targets } if targets.iter().any(|t| t.desc.is_some()))
+            }),
         ),
         (UNHELD_MQUEUES, !ipc.mqueues.is_empty()),
         (SEM_UNDO, !ipc.sem_undo.is_empty()),
@@ -115,6 +126,15 @@ mod tests {
             path: "/f".into(),
             inode: 1,
             unlinked: true,
+        }));
+        t.fds.push(fd(FileKind::Epoll {
+            targets: vec![crate::EpollTarget {
+                fd: 4,
+                events: 1,
+                data: 2,
+                now_at: None,
+                desc: Some(1),
+            }],
         }));
         t.fds.push(fd(FileKind::PtySlave {
             index: 1,

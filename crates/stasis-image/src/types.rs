@@ -679,6 +679,11 @@ pub struct EpollTarget {
     /// registered file.
     #[serde(default)]
     pub now_at: Option<i32>,
+    /// For an epoll instance that only a message in flight held: the open file description
+    /// (`FdImage::desc`) of the registered file; restore registers it from the restore
+    /// root, where every description is open.
+    #[serde(default)]
+    pub desc: Option<u32>,
 }
 
 /// Socket options restored with setsockopt.

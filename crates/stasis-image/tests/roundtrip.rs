@@ -370,18 +370,20 @@ fn file_kind() -> impl Strategy<Value = FileKind> {
                 any::<i32>(),
                 any::<u32>(),
                 any::<u64>(),
-                proptest::option::of(any::<i32>())
+                proptest::option::of(any::<i32>()),
+                proptest::option::of(any::<u32>())
             ),
             0..4
         )
         .prop_map(|t| FileKind::Epoll {
             targets: t
                 .into_iter()
-                .map(|(fd, events, data, now_at)| EpollTarget {
+                .map(|(fd, events, data, now_at, desc)| EpollTarget {
                     fd,
                     events,
                     data,
                     now_at,
+                    desc,
                 })
                 .collect()
         }),

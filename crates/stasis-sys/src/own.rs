@@ -1007,13 +1007,19 @@ pub fn send_datagram_to(fd: i32, name: &[u8], data: &[u8], fds: &[i32]) -> SysRe
 
 /// Moves descriptor `fd` to the lowest free number at or above `min` (close-on-exec).
 pub fn move_above(fd: i32, min: i32) -> SysResult<i32> {
-    // SAFETY: fcntl F_DUPFD_CLOEXEC with integer arguments.
-    let r = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, min) };
-    let new = check(r as _, "fcntl(F_DUPFD_CLOEXEC)", || {
-        format!("fd {fd} above {min}")
-    })? as i32;
+    let new = dup_above(fd, min)?;
     close(fd);
     Ok(new)
+}
+
+/// A copy of descriptor `fd` at the lowest free number at or above `min` (close-on-exec).
+pub fn dup_above(fd: i32, min: i32) -> SysResult<i32> {
+    // SAFETY: fcntl F_DUPFD_CLOEXEC with integer arguments.
+    let r = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, min) };
+    check(r as _, "fcntl(F_DUPFD_CLOEXEC)", || {
+        format!("fd {fd} above {min}")
+    })
+    .map(|v| v as i32)
 }
 
 /// clock_gettime(2) as nanoseconds (the clocks that matter here never go negative).

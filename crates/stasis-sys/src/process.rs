@@ -315,6 +315,17 @@ const KCMP_EPOLL_TFD: i32 = 7;
 /// `toff`-th registration with that number, counting from 0) is the open file description
 /// of `pid`'s descriptor `fd`.
 pub fn epoll_target_is(pid: i32, epfd: i32, tfd: i32, toff: u32, fd: i32) -> SysResult<bool> {
+    epoll_target_held_by(pid, epfd, tfd, toff, (pid, fd))
+}
+
+/// As [`epoll_target_is`], for descriptor `fd` of another process `holder`.
+pub fn epoll_target_held_by(
+    pid: i32,
+    epfd: i32,
+    tfd: i32,
+    toff: u32,
+    (holder, fd): (i32, i32),
+) -> SysResult<bool> {
     #[repr(C)]
     struct KcmpEpollSlot {
         efd: u32,
@@ -330,7 +341,7 @@ pub fn epoll_target_is(pid: i32, epfd: i32, tfd: i32, toff: u32, fd: i32) -> Sys
     let r = unsafe {
         libc::syscall(
             libc::SYS_kcmp,
-            pid,
+            holder,
             pid,
             KCMP_EPOLL_TFD,
             fd,
@@ -345,7 +356,7 @@ pub fn epoll_target_is(pid: i32, epfd: i32, tfd: i32, toff: u32, fd: i32) -> Sys
         }
         return Err(SysError::new(
             "kcmp(KCMP_EPOLL_TFD)",
-            format!("pid {pid} epoll fd {epfd} target {tfd}/{toff}, fd {fd}"),
+            format!("pid {pid} epoll fd {epfd} target {tfd}/{toff}, pid {holder} fd {fd}"),
             e,
         ));
     }

@@ -7,11 +7,16 @@
 //! another file. kcmp(KCMP_EPOLL_TFD) tells which descriptor of the task now holds the
 //! registered file; at restore that file is put at the registered number just long enough
 //! to register it.
+//!
+//! An epoll instance that only a message in flight holds (SCM_RIGHTS) has no process whose
+//! numbers its registrations would follow: each registered file is found among the tree's
+//! descriptions (`resolve_in_flight`), and the restore root, which holds every description,
+//! registers it (`finish`).
 
 use stasis_image::{EpollTarget, FdImage, FileKind};
 use stasis_sys::{own, process, procfs};
 
-use super::{place, ChildResult, FdProbe, Kind};
+use super::{place, ChildResult, FdProbe, Kind, KindState, Reopen};
 use crate::error::{ProcContext, Result, SysContext};
 
 /// The instance is made empty; its registrations come once the task that holds it has
@@ -19,12 +24,52 @@ use crate::error::{ProcContext, Result, SysContext};
 pub const KIND: Kind = Kind {
     dump,
     restores: |f| matches!(f, FileKind::Epoll { .. }),
-    open: |f, at, _, _| {
-        let fd = own::epoll_create(libc::EPOLL_CLOEXEC).map_err(|e| format!("fd {}: {e}", f.fd))?;
-        place(fd, at, f)
-    },
+    open,
+    finish,
     ..Kind::NONE
 };
+
+/// Epoll instances the root registers itself: (slot, image), those held only in flight.
+#[derive(Default)]
+struct HeldInFlight(Vec<(i32, FdImage)>);
+
+fn open(f: &FdImage, at: i32, _: &Reopen, state: &mut KindState) -> ChildResult {
+    let fd = own::epoll_create(libc::EPOLL_CLOEXEC).map_err(|e| format!("fd {}: {e}", f.fd))?;
+    place(fd, at, f)?;
+    if let FileKind::Epoll { targets } = &f.file {
+        if targets.iter().any(|t| t.desc.is_some()) {
+            state.of::<HeldInFlight>().0.push((at, f.clone()));
+        }
+    }
+    Ok(())
+}
+
+/// Registers the targets of the instances only messages in flight held, each file from
+/// its description's slot. The instance is reached through a copy above every number in
+/// play, so that putting a file at its registered number never covers the instance.
+fn finish(r: &Reopen, state: &mut KindState) -> ChildResult {
+    for (at, f) in std::mem::take(&mut state.of::<HeldInFlight>().0) {
+        let FileKind::Epoll { targets } = &f.file else {
+            continue;
+        };
+        let above = targets.iter().map(|t| t.fd + 1).fold(r.spare, i32::max);
+        let err = |e: stasis_sys::SysError| format!("epoll in flight (fd {}): {e}", f.fd);
+        let ep = own::dup_above(at, above).map_err(err)?;
+        let mut done = Ok(());
+        for t in targets {
+            let Some(desc) = t.desc else {
+                continue;
+            };
+            done = add(ep, t, Some((r.slot)(desc)));
+            if done.is_err() {
+                break;
+            }
+        }
+        own::close(ep);
+        done.map_err(err)?;
+    }
+    Ok(())
+}
 
 fn hex_after(v: &str, key: &str) -> Option<u64> {
     let rest = &v[v.find(key)? + key.len()..];
@@ -32,10 +77,13 @@ fn hex_after(v: &str, key: &str) -> Option<u64> {
     u64::from_str_radix(tok, 16).ok()
 }
 
+/// Registrations of an instance in flight (ours, `p.pid` is the tool) are left for
+/// `resolve_in_flight`.
 fn dump(p: &FdProbe) -> Result<Option<FileKind>> {
     if p.target != "anon_inode:[eventpoll]" {
         return Ok(None);
     }
+    let in_flight = p.pid == std::process::id() as i32;
     let mut targets: Vec<EpollTarget> = Vec::new();
     let mut fds: Option<Vec<i32>> = None;
     for (k, v) in &p.info.extra {
@@ -58,7 +106,7 @@ fn dump(p: &FdProbe) -> Result<Option<FileKind>> {
                 format!("fd {}: find the file registered as fd {fd}", p.fd)
             })
         };
-        let now_at = if holds(fd)? {
+        let now_at = if in_flight || holds(fd)? {
             None
         } else {
             let list = match &fds {
@@ -83,9 +131,45 @@ fn dump(p: &FdProbe) -> Result<Option<FileKind>> {
             events,
             data,
             now_at,
+            desc: None,
         });
     }
     Ok(Some(FileKind::Epoll { targets }))
+}
+
+/// For the epoll instance in flight at our descriptor `epfd`: finds the description of
+/// each registered file among `held`, the descriptors of the tree met so far ((pid, fd,
+/// description id), ours for files in flight).
+pub fn resolve_in_flight(
+    owner: i32,
+    epfd: i32,
+    targets: &mut [EpollTarget],
+    held: &[(i32, i32, u32)],
+) -> Result<()> {
+    let me = std::process::id() as i32;
+    for i in 0..targets.len() {
+        let fd = targets[i].fd;
+        let toff = targets[..i].iter().filter(|t| t.fd == fd).count() as u32;
+        let mut found = None;
+        for &(pid, at, desc) in held {
+            let same = process::epoll_target_held_by(me, epfd, fd, toff, (pid, at))
+                .ctx(owner, || {
+                    format!("find the file an epoll in flight registered as fd {fd}")
+                })?;
+            if same {
+                found = Some(desc);
+                break;
+            }
+        }
+        targets[i].desc = Some(found.ok_or_else(|| crate::error::Error::Unsupported {
+            pid: owner,
+            object: "an epoll instance in flight (SCM_RIGHTS)".into(),
+            detail: format!(
+                "its registration of fd {fd} is of a file no process of the dumped tree holds (not supported)"
+            ),
+        })?);
+    }
+    Ok(())
 }
 
 /// Registers the targets of epoll descriptor `f` (already at its number) again. A target
@@ -94,18 +178,25 @@ fn dump(p: &FdProbe) -> Result<Option<FileKind>> {
 pub fn register(f: &FdImage) -> ChildResult {
     if let FileKind::Epoll { targets } = &f.file {
         for t in targets {
-            let err = |e: stasis_sys::SysError| format!("fd {}: register fd {}: {e}", f.fd, t.fd);
-            match t.now_at {
-                None => own::epoll_add(f.fd, t.fd, t.events, t.data).map_err(err)?,
-                Some(at) => {
-                    let saved = own::save_fd(t.fd).map_err(err)?;
-                    own::dup_to(at, t.fd, true).map_err(err)?;
-                    let r = own::epoll_add(f.fd, t.fd, t.events, t.data);
-                    own::restore_fd(t.fd, saved).map_err(err)?;
-                    r.map_err(err)?;
-                }
-            }
+            add(f.fd, t, t.now_at)
+                .map_err(|e| format!("fd {}: register fd {}: {e}", f.fd, t.fd))?;
         }
     }
     Ok(())
+}
+
+/// Registers `t` in the instance at `epfd`. When the file is at another descriptor
+/// (`held_at`), it is put at the registered number for the call, and whatever was at that
+/// number (or nothing) is put back.
+fn add(epfd: i32, t: &EpollTarget, held_at: Option<i32>) -> stasis_sys::SysResult<()> {
+    match held_at {
+        None => own::epoll_add(epfd, t.fd, t.events, t.data),
+        Some(at) => {
+            let saved = own::save_fd(t.fd)?;
+            own::dup_to(at, t.fd, true)?;
+            let r = own::epoll_add(epfd, t.fd, t.events, t.data);
+            own::restore_fd(t.fd, saved)?;
+            r
+        }
+    }
 }

@@ -584,14 +584,11 @@ impl DescTable {
         let fd = local.as_raw_fd();
         let (file, info, meta) =
             classify(me, fd, false, &self.unix, &self.pty_masters, &self.objects)?;
-        if matches!(file, FileKind::Epoll { .. }) {
-            return Err(Error::Unsupported {
-                pid: owner,
-                object: "an epoll instance".into(),
-                detail:
-                    "its registrations belong to the process that made them (not supported yet)"
-                        .into(),
-            });
+        let mut file = file;
+        if let FileKind::Epoll { targets } = &mut file {
+            let held: Vec<(i32, i32, u32)> =
+                self.seen.iter().map(|&(p, f, _, d)| (p, f, d)).collect();
+            epoll::resolve_in_flight(owner, fd, targets, &held)?;
         }
         let desc = self.id_of(me, fd, meta_ino(&meta))?;
         self.note_pipe(owner, me, fd, &file);

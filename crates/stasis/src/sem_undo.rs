@@ -26,9 +26,20 @@
 //!
 //! A vfork child is not measured: it has ended by then (dumped, then killed).
 //!
-//! Not supported (refused when the tree uses semaphore sets, as before): a process with
-//! threads (they share one list, CLONE_SYSVSEM: unsharing would split it for good), a list
-//! shared with another process, a CLONE_VM child with a list.
+//! A process with threads has one list for all of them (CLONE_SYSVSEM): unsharing would
+//! split it for good. The kernel applies it when the last thread exits, so a dump that
+//! kills the tree measures it by the process's death ([`measure_by_death`]), as its very
+//! last step (everything else collected and written; then the IPC file and the manifest):
+//! one process at a time, the tool reads the values, raises the tree's semaphores below
+//! `MEASURE_AT` itself, kills the process and reaps all its threads (`Frozen::kill_and_wait`),
+//! reads the values again (difference = adjustment) and lowers what it raised; the values
+//! are then the first ones plus the adjustments, as the exit left them. A clamp or another
+//! process's operation is only seen once the process is dead: the dump fails and the
+//! whole tree is killed (`dump::dump`). With --leave-running/--leave-stopped such a
+//! process is refused before anything is touched when the tree uses semaphore sets.
+//!
+//! Not supported (refused when the tree uses semaphore sets, as before): a list shared
+//! with another process, a CLONE_VM child with a list (single-threaded).
 //!
 //! At restore, a created set starts at its dumped values plus every adjustment on it
 //! (`start_values`); each restored process then makes semop(-adj, SEM_UNDO) (`restore`),

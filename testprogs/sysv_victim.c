@@ -507,13 +507,20 @@ static int sem_values_are(int s, int a, int b, int c)
  * values are 0 12 8. After restore: A ends and nothing is applied (the list is still the
  * other threads'); the child ends and exactly its adjustment is applied (5); B ends,
  * nothing applied; the main thread, the last one, unshares: the list, which holds what A
- * and B did, is applied exactly (1 10). A dump that leaves the tree running refuses. */
+ * and B did, is applied exactly (1 10). A second set, used without SEM_UNDO, holds 7
+ * throughout. A dump that leaves the tree running refuses. */
 static int sem_undo_threads_kill_mode(void)
 {
 	int s = semget(unique_key(5), 3, IPC_CREAT | IPC_EXCL | 0600);
 	unsigned short init[3] = { 1, 10, 5 };
 	if (s < 0 || semctl(s, 0, SETALL, init) < 0)
 		v_die("semget/SETALL: %s", strerror(errno));
+	/* A set used without SEM_UNDO (value 7): measured by the death too, with no
+	 * adjustment on it. */
+	int plain = semget(IPC_PRIVATE, 1, IPC_CREAT | 0600);
+	struct sembuf seven = { 0, 7, 0 };
+	if (plain < 0 || semop(plain, &seven, 1) < 0)
+		v_die("semget/semop plain: %s", strerror(errno));
 	static struct undo_thread a, b;
 	a = (struct undo_thread){ .sem = s, .num = 0, .op = -1 };
 	b = (struct undo_thread){ .sem = s, .num = 1, .op = 2 };
@@ -550,10 +557,12 @@ static int sem_undo_threads_kill_mode(void)
 	if (read(p[0], &c, 1) != 1)
 		v_die("the child did not post");
 	close(p[0]);
-	v_print("IDS sem=%d\n", s);
+	v_print("IDS sem=%d sem=%d\n", s, plain);
 	v_ready();
 	v_wait_go();
 	V_CHECK(sem_values_are(s, 0, 12, 8), "values %d %d %d, expected 0 12 8", SEM3(s));
+	V_CHECK(semctl(plain, 0, GETVAL) == 7, "the set without undo holds %d, expected 7",
+		semctl(plain, 0, GETVAL));
 	V_CHECK(undo_thread_end(&a, ta), "end thread A");
 	V_CHECK(sem_values_are(s, 0, 12, 8),
 		"values %d %d %d after thread A ended, expected 0 12 8 (the list is shared)",
@@ -575,7 +584,10 @@ static int sem_undo_threads_kill_mode(void)
 	V_CHECK(sem_values_are(s, 1, 10, 5),
 		"values %d %d %d after the last thread's undo, expected 1 10 5 (adjustments +1 -2)",
 		SEM3(s));
+	V_CHECK(semctl(plain, 0, GETVAL) == 7, "the set without undo holds %d at the end, expected 7",
+		semctl(plain, 0, GETVAL));
 	semctl(s, 0, IPC_RMID);
+	semctl(plain, 0, IPC_RMID);
 	v_finish();
 }
 

@@ -457,6 +457,37 @@ fn sem_undo_threads_dump_kill_restore_twice() {
     tree_double_cycle(&sysv("sem-undo-threads-kill"), Outside::VictimOnly);
 }
 
+/// Dumped (the tree killed), restored with the sets still there (reused), dumped again,
+/// the sets removed, restored: the second image holds both sets, the one without
+/// adjustments too (the measurement by death raised and lowered it from the tool, which
+/// became its last user: the restore makes the tree its last user again).
+#[test]
+fn sem_undo_threads_reused_sets_are_found_again() {
+    let mut t = Tree::start(&sysv("sem-undo-threads-kill"));
+    let made = ids(t.s(), "sem");
+    assert_eq!(made.len(), 2, "the victim printed {made:?}");
+    let first = t.dump_kill(1);
+    let t1 = t.s().spawn_restore(&first, &[]);
+    t.s().wait_restored(t1);
+    let second = t.images(2);
+    t.s().dump_ok(&second, &[]);
+    let pids = t.note_image(&second);
+    t.s().wait_tool(t1, "second dump");
+    t.s().reap_killed();
+    t.wait_gone_all(&pids, "after the second dump killed the restored tree");
+    for &id in &made {
+        remove(Kind::Sem, id);
+    }
+    let t2 = t.s().spawn_restore(&second, &[]);
+    t.s().wait_restored(t2);
+    t.s().go();
+    t.s().finish_restored(
+        t2,
+        "restore of the second image after the sets were removed",
+    );
+    t.finish();
+}
+
 /// Dumped (the tree killed), the set removed, restored: created at its values plus the
 /// adjustments measured by the deaths.
 #[test]

@@ -35,7 +35,9 @@
 //! reads the values again (difference = adjustment) and lowers what it raised; the values
 //! are then the first ones plus the adjustments, as the exit left them. A clamp or another
 //! process's operation is only seen once the process is dead: the dump fails and the
-//! whole tree is killed (`dump::dump`). With --leave-running/--leave-stopped such a
+//! whole tree is killed (`dump::dump`). Side effect: `GETPID` of a raised semaphore with
+//! no adjustment names the tool, so a restore that reuses a set makes a value-neutral
+//! last operation on it from the tree (`touch_reused`) for the next dump to find it. With --leave-running/--leave-stopped such a
 //! process is refused before anything is touched when the tree uses semaphore sets.
 //!
 //! Not supported (refused when the tree uses semaphore sets, as before): a list shared
@@ -699,6 +701,42 @@ pub fn start_values(pid: i32, img: &IpcImage, set: &SemSet) -> Result<Vec<u16>> 
         out.push(start as u16);
     }
     Ok(out)
+}
+
+/// Run in the restored root (remote calls), for the sets used as they are (not in
+/// `made`): the first semaphore of each gets a last operation from inside the tree, an
+/// atomic +1 -1 (-1 +1 at SEMVMX) that changes no value, so a later dump finds the set
+/// again (by `GETPID`) even when the dump that measured by death was its last user (the
+/// tool raised and lowered it).
+pub fn touch_reused(s: &mut Session, img: &IpcImage, made: &[usize]) -> Result<()> {
+    for (_, set) in img
+        .sem
+        .iter()
+        .enumerate()
+        .filter(|(i, set)| !made.contains(i) && !set.values.is_empty())
+    {
+        let id = set.perm.id;
+        let at_max = sys::sem_values(id, set.values.len())
+            .map(|v| v.first() == Some(&SEMVMX))
+            .unwrap_or(false);
+        let (first, then) = if at_max { (-1i16, 1i16) } else { (1, -1) };
+        let mut buf = Vec::with_capacity(12);
+        for op in [first, then] {
+            buf.extend_from_slice(&0u16.to_ne_bytes());
+            buf.extend_from_slice(&op.to_ne_bytes());
+            buf.extend_from_slice(&(IPC_NOWAIT as i16).to_ne_bytes());
+        }
+        let addr = s.put(0, &buf)?;
+        let r = s.call_raw(libc::SYS_semop, [id as u64, addr, 2, 0, 0, 0])?;
+        if r < 0 {
+            // Only the next dump's finding it by its last user is at stake.
+            log::warn!(
+                "SysV semaphore set {id}: the last-use operation from the tree failed: {}",
+                std::io::Error::from_raw_os_error(-r as i32)
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Gives the restored process of `s` (image pid `pid`) its undo adjustments: a semop

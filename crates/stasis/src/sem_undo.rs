@@ -29,23 +29,25 @@
 //! A process with threads has one list for all of them (CLONE_SYSVSEM): unsharing would
 //! split it for good. The kernel applies it when the last thread exits, so a dump that
 //! kills the tree measures it by the process's death ([`measure_by_death`]), as its very
-//! last step (everything else collected and written; then the IPC file and the manifest):
-//! one process at a time, the tool reads the values, raises the tree's semaphores below
-//! `MEASURE_AT` itself, kills the process and reaps all its threads (`Frozen::kill_and_wait`),
-//! reads the values again (difference = adjustment) and lowers what it raised; the values
-//! are then the first ones plus the adjustments, as the exit left them. A clamp or another
-//! process's operation is only seen once the process is dead: the dump fails and the
-//! whole tree is killed (`dump::dump`). Side effect: `GETPID` of a raised semaphore with
-//! no adjustment names the tool, so a restore that reuses a set makes a value-neutral
-//! last operation on it from the tree (`touch_reused`) for the next dump to find it. With --leave-running/--leave-stopped such a
-//! process is refused before anything is touched when the tree uses semaphore sets.
+//! last step (everything else collected and written; then the IPC file and the
+//! manifest): one process at a time, the tool reads the values, raises the tree's
+//! semaphores below `MEASURE_AT` itself, kills the process and reaps all its threads
+//! (`Frozen::kill_and_wait`), reads the values again (difference = adjustment) and lowers
+//! what it raised; the values are then the first ones plus the adjustments, as the exit
+//! left them. A clamp or another process's operation is only seen once the process is
+//! dead: the dump fails and the whole tree is killed (`dump::dump`). Side effect: `GETPID`
+//! of a raised semaphore with no adjustment names the tool, so a restore that reuses a set
+//! makes a value-neutral last operation on it from the tree (`touch_reused`) for the next
+//! dump to find it. With --leave-running/--leave-stopped such a process is refused before
+//! anything is touched when the tree uses semaphore sets.
 //!
 //! Not supported (refused when the tree uses semaphore sets, as before): a list shared
 //! with another process, a CLONE_VM child with a list (single-threaded).
 //!
 //! At restore, a created set starts at its dumped values plus every adjustment on it
 //! (`start_values`); each restored process then makes semop(-adj, SEM_UNDO) (`restore`),
-//! which gives it its adjustment and brings the value to the dumped one. A set still
+//! which gives it its adjustment and brings the value to the dumped one; its other threads
+//! are made afterwards with CLONE_SYSVSEM (`task::create_thread`), so they share that list. A set still
 //! there (reused) is at its dumped values plus the adjustments when the dump killed the
 //! tree (exit applied them): the same operations bring it back.
 

@@ -22,8 +22,14 @@
  * sem-undo: a semaphore at 1, a semop +1 with SEM_UNDO; after restore the process's
  *   unshare(CLONE_SYSVSEM) applies exactly its adjustment. sem-undo-big: an adjustment of -20000 (a dump refuses:
  *   the undo clamps at 0). sem-undo-threads: the same with a second thread
- *   (refused by the dump). sem-undo-tree: a parent and a child with adjustments on one
+ *   (refused by a dump that leaves it running or stopped). sem-undo-tree: a parent and a child with adjustments on one
  *   set, each applied exactly at the child's exit and at the parent's unshare.
+ * sem-undo-threads-kill: a process of 3 threads (two with adjustments, in their shared
+ *   list) and a child with its own; after restore each thread's end applies nothing, the
+ *   child's exit its adjustment, the last thread's unshare the whole list (dumped only by
+ *   a dump that kills the tree: it measures the list by the process's death).
+ *   sem-undo-threads-big: a thread's adjustment of -20000 and a child: the death clamps
+ *   it, so a dump that kills the tree fails then and kills the child too.
  *
  * The objects are removed at the end, so an image taken with --leave-running finds
  * them gone and restore creates them.
@@ -355,8 +361,9 @@ static void *idle_thread(void *arg)
 	return NULL;
 }
 
-/* As sem-undo, with a second thread: the threads share the undo list, which a dump
- * cannot measure without splitting it: refused, and the process goes on unharmed. */
+/* As sem-undo, with a second thread: the threads share the undo list, which a dump that
+ * leaves the process running cannot measure without splitting it: refused, and the
+ * process goes on unharmed. */
 static int sem_undo_threads_mode(void)
 {
 	int s = semget(IPC_PRIVATE, 1, IPC_CREAT | 0600);
@@ -450,6 +457,177 @@ static int sem_undo_tree_mode(void)
 	v_finish();
 }
 
+/* One thread of sem-undo-threads-kill: one semop with SEM_UNDO, then it waits for the
+ * word to end (a byte on its pipe). */
+struct undo_thread {
+	int sem, num, op, ok;
+	int done[2]; /* the thread has made its semop */
+	int quit[2]; /* the thread may end */
+};
+
+static void *undo_thread(void *arg)
+{
+	struct undo_thread *t = arg;
+	struct sembuf op = { (unsigned short)t->num, (short)t->op, SEM_UNDO | IPC_NOWAIT };
+	t->ok = semop(t->sem, &op, 1) == 0;
+	if (write(t->done[1], "x", 1) != 1)
+		t->ok = 0;
+	char c;
+	while (read(t->quit[0], &c, 1) < 0 && errno == EINTR)
+		;
+	return NULL;
+}
+
+static void undo_thread_start(struct undo_thread *t, pthread_t *th)
+{
+	if (pipe(t->done) < 0 || pipe(t->quit) < 0)
+		v_die("pipe: %s", strerror(errno));
+	if (pthread_create(th, NULL, undo_thread, t) != 0)
+		v_die("pthread_create");
+	char c;
+	if (read(t->done[0], &c, 1) != 1 || !t->ok)
+		v_die("thread semop %d on %d: failed", t->op, t->num);
+}
+
+static int undo_thread_end(struct undo_thread *t, pthread_t th)
+{
+	return write(t->quit[1], "x", 1) == 1 && pthread_join(th, NULL) == 0;
+}
+
+static int sem_values_are(int s, int a, int b, int c)
+{
+	return semctl(s, 0, GETVAL) == a && semctl(s, 1, GETVAL) == b && semctl(s, 2, GETVAL) == c;
+}
+
+#define SEM3(s) semctl(s, 0, GETVAL), semctl(s, 1, GETVAL), semctl(s, 2, GETVAL)
+
+/* A process of 3 threads sharing one undo list and a single-threaded child, on a set of 3
+ * (1 10 5 at first): thread A takes semaphore 0 as a lock (adjustment +1), thread B posts
+ * 2 on semaphore 1 (adjustment -2), the child posts 3 on semaphore 2 (adjustment -3): the
+ * values are 0 12 8. After restore: A ends and nothing is applied (the list is still the
+ * other threads'); the child ends and exactly its adjustment is applied (5); B ends,
+ * nothing applied; the main thread, the last one, unshares: the list, which holds what A
+ * and B did, is applied exactly (1 10). A second set, used without SEM_UNDO, holds 7
+ * throughout. A dump that leaves the tree running refuses. */
+static int sem_undo_threads_kill_mode(void)
+{
+	int s = semget(unique_key(5), 3, IPC_CREAT | IPC_EXCL | 0600);
+	unsigned short init[3] = { 1, 10, 5 };
+	if (s < 0 || semctl(s, 0, SETALL, init) < 0)
+		v_die("semget/SETALL: %s", strerror(errno));
+	/* A set used without SEM_UNDO (value 7): measured by the death too, with no
+	 * adjustment on it. */
+	int plain = semget(IPC_PRIVATE, 1, IPC_CREAT | 0600);
+	struct sembuf seven = { 0, 7, 0 };
+	if (plain < 0 || semop(plain, &seven, 1) < 0)
+		v_die("semget/semop plain: %s", strerror(errno));
+	static struct undo_thread a, b;
+	a = (struct undo_thread){ .sem = s, .num = 0, .op = -1 };
+	b = (struct undo_thread){ .sem = s, .num = 1, .op = 2 };
+	pthread_t ta, tb;
+	undo_thread_start(&a, &ta);
+	undo_thread_start(&b, &tb);
+	/* p: the child has posted; q: the child may end. */
+	int p[2], q[2];
+	if (pipe(p) < 0 || pipe(q) < 0)
+		v_die("pipe: %s", strerror(errno));
+	pid_t child = fork();
+	if (child < 0)
+		v_die("fork: %s", strerror(errno));
+	if (child == 0) {
+		struct sembuf post = { 2, 3, SEM_UNDO };
+		int posted = semop(s, &post, 1) == 0;
+		close(p[0]);
+		if (write(p[1], "x", 1) != 1)
+			_exit(4);
+		close(p[1]);
+		close(q[1]);
+		if (!posted)
+			_exit(5);
+		v_wait_go();
+		int ok = sem_values_are(s, 0, 12, 8);
+		char done;
+		if (read(q[0], &done, 1) != 1)
+			_exit(6);
+		_exit(ok ? 0 : 3);
+	}
+	close(p[1]);
+	close(q[0]);
+	char c;
+	if (read(p[0], &c, 1) != 1)
+		v_die("the child did not post");
+	close(p[0]);
+	v_print("IDS sem=%d sem=%d\n", s, plain);
+	v_ready();
+	v_wait_go();
+	V_CHECK(sem_values_are(s, 0, 12, 8), "values %d %d %d, expected 0 12 8", SEM3(s));
+	V_CHECK(semctl(plain, 0, GETVAL) == 7, "the set without undo holds %d, expected 7",
+		semctl(plain, 0, GETVAL));
+	V_CHECK(undo_thread_end(&a, ta), "end thread A");
+	V_CHECK(sem_values_are(s, 0, 12, 8),
+		"values %d %d %d after thread A ended, expected 0 12 8 (the list is shared)",
+		SEM3(s));
+	V_CHECK(write(q[1], "x", 1) == 1, "tell the child: %s", strerror(errno));
+	close(q[1]);
+	int status = 0;
+	V_CHECK(waitpid(child, &status, 0) == child, "waitpid: %s", strerror(errno));
+	V_CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+		"the child saw the wrong values (status %#x)", status);
+	V_CHECK(sem_values_are(s, 0, 12, 5),
+		"values %d %d %d after the child exited, expected 0 12 5 (its adjustment -3)",
+		SEM3(s));
+	V_CHECK(undo_thread_end(&b, tb), "end thread B");
+	V_CHECK(sem_values_are(s, 0, 12, 5),
+		"values %d %d %d after thread B ended, expected 0 12 5 (the list is shared)",
+		SEM3(s));
+	V_CHECK(unshare(CLONE_SYSVSEM) == 0, "unshare: %s", strerror(errno));
+	V_CHECK(sem_values_are(s, 1, 10, 5),
+		"values %d %d %d after the last thread's undo, expected 1 10 5 (adjustments +1 -2)",
+		SEM3(s));
+	V_CHECK(semctl(plain, 0, GETVAL) == 7, "the set without undo holds %d at the end, expected 7",
+		semctl(plain, 0, GETVAL));
+	semctl(s, 0, IPC_RMID);
+	semctl(plain, 0, IPC_RMID);
+	v_finish();
+}
+
+/* A thread posts 20000 with SEM_UNDO (adjustment -20000) on a set of 1, and the process
+ * has a child: the death of the process, which measures its adjustment, clamps the value
+ * at 0, so a dump that kills the tree finds out only then: it fails and kills the rest of
+ * the tree (the child) too. Alone, after GO: the list is the threads' (the thread's end
+ * applies nothing) and the last thread's unshare applies it (clamped at 0). */
+static int sem_undo_threads_big_mode(void)
+{
+	int s = semget(IPC_PRIVATE, 1, IPC_CREAT | 0600);
+	if (s < 0)
+		v_die("semget: %s", strerror(errno));
+	static struct undo_thread a;
+	a = (struct undo_thread){ .sem = s, .num = 0, .op = 20000 };
+	pthread_t ta;
+	undo_thread_start(&a, &ta);
+	pid_t child = fork();
+	if (child < 0)
+		v_die("fork: %s", strerror(errno));
+	if (child == 0) {
+		v_wait_go();
+		_exit(0);
+	}
+	v_print("IDS sem=%d\n", s);
+	v_ready();
+	v_wait_go();
+	V_CHECK(semctl(s, 0, GETVAL) == 20000, "value %d, expected 20000", semctl(s, 0, GETVAL));
+	V_CHECK(undo_thread_end(&a, ta), "end the thread");
+	V_CHECK(semctl(s, 0, GETVAL) == 20000, "value %d after the thread ended, expected 20000",
+		semctl(s, 0, GETVAL));
+	V_CHECK(unshare(CLONE_SYSVSEM) == 0, "unshare: %s", strerror(errno));
+	V_CHECK(semctl(s, 0, GETVAL) == 0, "value %d after the undo, expected 0 (clamped)",
+		semctl(s, 0, GETVAL));
+	int status = 0;
+	V_CHECK(waitpid(child, &status, 0) == child, "waitpid: %s", strerror(errno));
+	semctl(s, 0, IPC_RMID);
+	v_finish();
+}
+
 int main(int argc, char **argv)
 {
 	const char *mode = argc > 1 ? argv[1] : "";
@@ -469,5 +647,10 @@ int main(int argc, char **argv)
 		return sem_undo_threads_mode();
 	if (!strcmp(mode, "sem-undo-tree"))
 		return sem_undo_tree_mode();
-	v_die("usage: sysv_victim shm|shm-fork|msg|sem|sem-undo|sem-undo-big|sem-undo-threads|sem-undo-tree");
+	if (!strcmp(mode, "sem-undo-threads-kill"))
+		return sem_undo_threads_kill_mode();
+	if (!strcmp(mode, "sem-undo-threads-big"))
+		return sem_undo_threads_big_mode();
+	v_die("usage: sysv_victim shm|shm-fork|msg|sem|sem-undo|sem-undo-big|sem-undo-threads|"
+	      "sem-undo-tree|sem-undo-threads-kill|sem-undo-threads-big");
 }

@@ -417,24 +417,139 @@ fn sem_undo_with_a_waiter_outside_is_refused() {
     assert!(waited.is_err(), "the waiter saw semaphore 1 reach zero");
 }
 
-/// Threads share one undo list: measuring it would split it. The dump is refused and the
-/// process goes on with its list (its check: unshare in one thread applies nothing).
+/// Threads share one undo list: measuring it without killing the process would split it.
+/// A dump that leaves the process running or stopped is refused, and the process goes on
+/// with its list (its check: unshare in one thread applies nothing).
 #[test]
-fn sem_undo_threads_are_refused_and_the_process_goes_on() {
-    let v = sysv("sem-undo-threads");
-    let mut s = Session::start(&v);
-    let images = s.scratch.images(1);
-    let r = s.dump(&images, &[]);
+fn sem_undo_threads_are_refused_when_left_running_and_the_process_goes_on() {
+    for leave in ["--leave-running", "--leave-stopped"] {
+        let v = sysv("sem-undo-threads");
+        let mut s = Session::start(&v);
+        let images = s.scratch.images(1);
+        let r = s.dump(&images, &[leave]);
+        r.assert_no_panic();
+        if r.code() != 1 || !mentions(&r.stderr, &["undo", "threads"]) {
+            s.fail(&format!(
+                "dump {leave} of a threaded process with a semaphore undo list must fail \
+                 naming it\n{}",
+                r.report()
+            ));
+        }
+        s.assert_running_untraced("after the refused dump");
+        s.go();
+        s.finish_original("the victim after a refused dump");
+    }
+}
+
+/// A dump that kills the tree measures a threaded process's list by its death: the
+/// threads, restored, share one list that holds exactly the adjustments (each thread's end
+/// applies nothing, the last thread's unshare applies both), and the child's own
+/// adjustment is applied exactly at its exit. The set is reused (the deaths applied the
+/// adjustments; the restored processes take them back).
+#[test]
+fn sem_undo_threads_dump_kill_restore() {
+    tree_cycle(&sysv("sem-undo-threads-kill"), Outside::VictimOnly);
+}
+
+/// Twice: the restored threads' shared list is measured again by their death.
+#[test]
+fn sem_undo_threads_dump_kill_restore_twice() {
+    tree_double_cycle(&sysv("sem-undo-threads-kill"), Outside::VictimOnly);
+}
+
+/// Dumped (the tree killed), restored with the sets still there (reused), dumped again,
+/// the sets removed, restored: the second image holds both sets, the one without
+/// adjustments too (the measurement by death raised and lowered it from the tool, which
+/// became its last user: the restore makes the tree its last user again).
+#[test]
+fn sem_undo_threads_reused_sets_are_found_again() {
+    let mut t = Tree::start(&sysv("sem-undo-threads-kill"));
+    let made = ids(t.s(), "sem");
+    assert_eq!(made.len(), 2, "the victim printed {made:?}");
+    let first = t.dump_kill(1);
+    let t1 = t.s().spawn_restore(&first, &[]);
+    t.s().wait_restored(t1);
+    let second = t.images(2);
+    t.s().dump_ok(&second, &[]);
+    let pids = t.note_image(&second);
+    t.s().wait_tool(t1, "second dump");
+    t.s().reap_killed();
+    t.wait_gone_all(&pids, "after the second dump killed the restored tree");
+    for &id in &made {
+        remove(Kind::Sem, id);
+    }
+    let t2 = t.s().spawn_restore(&second, &[]);
+    t.s().wait_restored(t2);
+    t.s().go();
+    t.s().finish_restored(
+        t2,
+        "restore of the second image after the sets were removed",
+    );
+    t.finish();
+}
+
+/// Dumped (the tree killed), the set removed, restored: created at its values plus the
+/// adjustments measured by the deaths.
+#[test]
+fn sem_undo_threads_restored_from_the_image_alone() {
+    let mut t = Tree::start(&sysv("sem-undo-threads-kill"));
+    let made = ids(t.s(), "sem");
+    let images = t.dump_kill(1);
+    for &id in &made {
+        remove(Kind::Sem, id);
+    }
+    let tool = t.s().spawn_restore(&images, &[]);
+    t.s().wait_restored(tool);
+    t.s().go();
+    t.s()
+        .finish_restored(tool, "restore after the set was removed");
+    t.finish();
+}
+
+/// The death of the threaded process clamps its adjustment (-20000 on 20000): found only
+/// once it is dead, so the dump fails saying the tree was killed, and the rest of the tree
+/// (its child) is killed too rather than left running half-dumped.
+#[test]
+fn sem_undo_threads_clamped_at_death_fails_and_kills_the_tree() {
+    let mut t = Tree::start(&sysv("sem-undo-threads-big"));
+    let id = ids(t.s(), "sem")[0];
+    let members = t.member_pids();
+    assert!(members.len() >= 2, "the victim has no child: {members:?}");
+    let images = t.images(1);
+    let r = t.s().dump(&images, &[]);
     r.assert_no_panic();
-    if r.code() != 1 || !mentions(&r.stderr, &["undo", "threads"]) {
-        s.fail(&format!(
-            "dump of a threaded process with a semaphore undo list must fail naming it\n{}",
+    let said = r.stderr.contains("the tree was killed") && r.stderr.contains("clamped");
+    remove(Kind::Sem, id);
+    if r.code() != 1 || !said {
+        t.fail(&format!(
+            "the dump must fail naming the clamp and saying the tree was killed\n{}",
             r.report()
         ));
     }
-    s.assert_running_untraced("after the refused dump");
-    s.go();
-    s.finish_original("the victim after a refused dump");
+    t.s().reap_killed();
+    t.wait_gone_all(&members, "after the failed dump that killed the tree");
+    t.finish();
+}
+
+/// The threaded process is refused before anything is touched when the dump leaves the
+/// tree running; the whole tree goes on and passes its checks.
+#[test]
+fn sem_undo_threads_leave_running_is_refused() {
+    let mut t = Tree::start(&sysv("sem-undo-threads-kill"));
+    t.expect_refused_dump(&["--leave-running"], "threads");
+}
+
+/// A threaded process with the tree's sets in an IPC namespace of its own: measured by its
+/// death from a thread that joined the namespace (the root is the one that dies).
+#[test]
+fn sem_undo_threads_own_ipc_namespace() {
+    let program = build_c("sysv_victim", &[]);
+    let v = Victim::program("sysv_ipcns_sem_undo_threads", "/usr/bin/unshare").args_of([
+        std::ffi::OsString::from("--ipc"),
+        program.into_os_string(),
+        "sem-undo-threads-kill".into(),
+    ]);
+    tree_cycle(&v, Outside::VictimOnly);
 }
 
 /// The parent and child in an IPC namespace of their own: the set is created in the new

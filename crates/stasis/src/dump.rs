@@ -55,7 +55,17 @@ pub fn dump(opts: &DumpOptions) -> Result<DumpSummary> {
         tree.live.len(),
         tree.zombies.len()
     );
-    let pages = dump_tree(opts, &mut tree, &vforks, clocks)?;
+    let pages = match dump_tree(opts, &mut tree, &vforks, clocks) {
+        Ok(pages) => pages,
+        // Too late to let the tree go on: the rest of it goes too.
+        Err(e) if tree.live.iter().any(Frozen::killed) => {
+            for frozen in tree.live {
+                let _ = frozen.release(Release::Kill);
+            }
+            return Err(Error::TreeKilled(Box::new(e)));
+        }
+        Err(e) => return Err(e),
+    };
     let how = if opts.leave_stopped {
         Release::Stopped
     } else if opts.leave_running {
@@ -204,10 +214,8 @@ fn dump_tree(
         files::locks::check_shared_leases(&images)?;
     }
     let mut sysv = ipc::dump(&images)?;
-    sem_undo::dump(&mut sysv, &images, &tree.live)?;
-    if !sysv.is_empty() || sysv.own_namespace {
-        writer.write_meta(stasis_image::ipc::IPC_FILE, MetaKind::Ipc, &sysv)?;
-    }
+    let tree_dies = !(opts.leave_running || opts.leave_stopped);
+    let by_death = sem_undo::dump(&mut sysv, &images, &tree.live, tree_dies)?;
     // The images that will record what waiting connections hold are written last.
     let late = descs.waiting_data_owners();
     for image in images.iter().filter(|i| !late.contains(&i.pid)) {
@@ -252,6 +260,12 @@ fn dump_tree(
     }
     for image in images.iter().filter(|i| late.contains(&i.pid)) {
         write_task(&mut writer, image)?;
+    }
+    // The very last: the undo adjustments of threaded processes, measured by their death
+    // (a failure from the first one on kills the whole tree: `dump`).
+    sem_undo::measure_by_death(&mut sysv, &images, &mut tree.live, by_death)?;
+    if !sysv.is_empty() || sysv.own_namespace {
+        writer.write_meta(stasis_image::ipc::IPC_FILE, MetaKind::Ipc, &sysv)?;
     }
     entries.extend(images.iter().map(task_entry));
     entries.extend(zombie_entries);

@@ -43,6 +43,13 @@ pub enum Error {
     /// The PID the image needs is taken by a live process.
     #[error("cannot restore pid {pid}: the PID is in use by a running process ({comm})")]
     PidInUse { pid: i32, comm: String },
+    /// The dump failed after it had killed processes of the tree (their death measures
+    /// their SysV semaphore undo adjustments): the rest of the tree was killed too.
+    #[error(
+        "the dump failed and the tree was killed (process(es) of it had been killed to \
+         measure their semaphore undo adjustments): {0}"
+    )]
+    TreeKilled(Box<Error>),
     /// A restored child reported a failure while setting itself up.
     #[error("restored pid {pid} failed to set itself up: {message}")]
     ChildSetup { pid: i32, message: String },

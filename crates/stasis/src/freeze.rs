@@ -35,6 +35,8 @@ pub struct Frozen {
     /// ([`Frozen::finish_vfork`]); until then `threads` is empty.
     pub vfork_wait: Option<i32>,
     released: bool,
+    /// Killed before its release ([`Frozen::kill_and_wait`]).
+    killed: bool,
 }
 
 /// How to let a frozen process go.
@@ -84,6 +86,7 @@ impl Frozen {
             stop_signal: 0,
             vfork_wait: None,
             released: false,
+            killed: false,
         };
         let mut seized: Vec<i32> = Vec::new();
         loop {
@@ -223,8 +226,54 @@ impl Frozen {
             .unwrap_or(&self.threads[0])
     }
 
+    /// Kills the process now and waits until every thread has ended: the threads are
+    /// reaped (as their tracer), the main thread last, once it is the only one left, which
+    /// hands it to its parent. Everything exit does before the process can be waited for
+    /// is done then (the SysV semaphore undo list is applied). The process is not released
+    /// again afterwards.
+    pub fn kill_and_wait(&mut self) -> Result<()> {
+        let pid = self.pid;
+        self.released = true;
+        self.killed = true;
+        stasis_sys::process::kill(pid, libc::SIGKILL).ctx(pid, || "kill".into())?;
+        let deadline = std::time::Instant::now() + FREEZE_TIMEOUT;
+        let others = self.threads.iter().map(|t| t.tid).filter(|&t| t != pid);
+        for tid in others.chain([pid]) {
+            loop {
+                let status = match ptrace::try_wait_task(tid) {
+                    Ok(s) => s,
+                    // Not ours to wait for: reaped already (a thread that ended first).
+                    Err(e) if e.errno.0 == libc::ECHILD && tid != pid => break,
+                    Err(e) => return Err(e).ctx(pid, || format!("wait for killed thread {tid}")),
+                };
+                match status {
+                    Some(WaitStatus::Exited(_) | WaitStatus::Signaled(_)) => break,
+                    Some(_) => continue,
+                    None if std::time::Instant::now() > deadline => {
+                        return Err(Error::BadTarget {
+                            pid,
+                            reason: format!(
+                                "thread {tid} did not end within {FREEZE_TIMEOUT:?} of SIGKILL"
+                            ),
+                        })
+                    }
+                    None => std::thread::sleep(std::time::Duration::from_micros(500)),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether [`Frozen::kill_and_wait`] killed it.
+    pub fn killed(&self) -> bool {
+        self.killed
+    }
+
     /// Puts every thread's registers and mask back and lets the process go.
     pub fn release(mut self, how: Release) -> Result<()> {
+        if self.killed {
+            return Ok(());
+        }
         self.released = true;
         if how == Release::Kill {
             let _ = stasis_sys::process::kill(self.pid, libc::SIGKILL);

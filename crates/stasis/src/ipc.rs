@@ -523,6 +523,7 @@ impl Created {
                 [set.perm.id as u64, 0, libc::SETALL as u64, addr, 0, 0],
             )?;
         }
+        crate::sem_undo::touch_reused(s, img, &self.made_sem)?;
         Ok(())
     }
 

@@ -26,13 +26,28 @@
 //!
 //! A vfork child is not measured: it has ended by then (dumped, then killed).
 //!
-//! Not supported (refused when the tree uses semaphore sets, as before): a process with
-//! threads (they share one list, CLONE_SYSVSEM: unsharing would split it for good), a list
-//! shared with another process, a CLONE_VM child with a list.
+//! A process with threads has one list for all of them (CLONE_SYSVSEM): unsharing would
+//! split it for good. The kernel applies it when the last thread exits, so a dump that
+//! kills the tree measures it by the process's death ([`measure_by_death`]), as its very
+//! last step (everything else collected and written; then the IPC file and the
+//! manifest): one process at a time, the tool reads the values, raises the tree's
+//! semaphores below `MEASURE_AT` itself, kills the process and reaps all its threads
+//! (`Frozen::kill_and_wait`), reads the values again (difference = adjustment) and lowers
+//! what it raised; the values are then the first ones plus the adjustments, as the exit
+//! left them. A clamp or another process's operation is only seen once the process is
+//! dead: the dump fails and the whole tree is killed (`dump::dump`). Side effect: `GETPID`
+//! of a raised semaphore with no adjustment names the tool, so a restore that reuses a set
+//! makes a value-neutral last operation on it from the tree (`touch_reused`) for the next
+//! dump to find it. With --leave-running/--leave-stopped such a process is refused before
+//! anything is touched when the tree uses semaphore sets.
+//!
+//! Not supported (refused when the tree uses semaphore sets, as before): a list shared
+//! with another process, a CLONE_VM child with a list (single-threaded).
 //!
 //! At restore, a created set starts at its dumped values plus every adjustment on it
 //! (`start_values`); each restored process then makes semop(-adj, SEM_UNDO) (`restore`),
-//! which gives it its adjustment and brings the value to the dumped one. A set still
+//! which gives it its adjustment and brings the value to the dumped one; its other threads
+//! are made afterwards with CLONE_SYSVSEM (`task::create_thread`), so they share that list. A set still
 //! there (reused) is at its dumped values plus the adjustments when the dump killed the
 //! tree (exit applied them): the same operations bring it back.
 
@@ -106,15 +121,30 @@ fn refuse(pid: i32, detail: String) -> Error {
     }
 }
 
-/// Measures the undo adjustments of the tree's processes (frozen; `images` are dumped) and
-/// stores them in `out`; sets a process has adjustments on join the image.
-pub fn dump(out: &mut IpcImage, images: &[TaskImage], frozen: &[Frozen]) -> Result<()> {
+/// The threaded processes with an undo list, whose adjustments [`measure_by_death`]
+/// measures as the last step of a dump that kills the tree.
+#[derive(Debug, Default)]
+#[must_use]
+pub struct ByDeath {
+    pids: Vec<i32>,
+}
+
+/// Measures the undo adjustments of the tree's single-threaded processes (frozen; `images`
+/// are dumped) and stores them in `out`; sets a process has adjustments on join the image.
+/// Threaded processes with a list are left to [`measure_by_death`] when the dump kills the
+/// tree (`tree_dies`), and refused otherwise when the tree uses semaphore sets.
+pub fn dump(
+    out: &mut IpcImage,
+    images: &[TaskImage],
+    frozen: &[Frozen],
+    tree_dies: bool,
+) -> Result<ByDeath> {
     let Some(root) = images.first().map(|t| t.pid) else {
-        return Ok(());
+        return Ok(ByDeath::default());
     };
     let own = out.own_namespace;
     if in_tree_ns(root, own, || snapshot(root))?.is_empty() {
-        return Ok(());
+        return Ok(ByDeath::default());
     }
     // A vfork child has ended by now (dumped, then killed).
     let live: Vec<&TaskImage> = images.iter().filter(|t| !t.vfork_child).collect();
@@ -122,7 +152,7 @@ pub fn dump(out: &mut IpcImage, images: &[TaskImage], frozen: &[Frozen]) -> Resu
     let with_list =
         sys::pids_with_sem_undo(&pids).ctx(root, || "compare semaphore undo lists".into())?;
     if with_list.is_empty() {
-        return Ok(());
+        return Ok(ByDeath::default());
     }
     // (image, frozen process) of the single-threaded processes with a list; the pids of
     // the threaded ones.
@@ -143,14 +173,27 @@ pub fn dump(out: &mut IpcImage, images: &[TaskImage], frozen: &[Frozen]) -> Resu
         }
     }
     // Everything that would refuse, before anything is touched.
-    if !out.sem.is_empty() {
+    if !tree_dies && !out.sem.is_empty() {
         if let Some(&pid) = threaded.first() {
             return Err(refuse_threads(pid, out));
         }
     }
-    for &(t, _) in &single {
+    let by_death = ByDeath {
+        pids: if tree_dies {
+            threaded.clone()
+        } else {
+            Vec::new()
+        },
+    };
+    let checked = single.iter().map(|&(t, _)| t).chain(
+        live.iter()
+            .copied()
+            .filter(|t| by_death.pids.contains(&t.pid)),
+    );
+    for t in checked {
         let pid = t.pid;
-        if t.shared_with_parent.memory {
+        // Measured by a remote unshare, whose code would run in the parent's memory too.
+        if t.shared_with_parent.memory && !by_death.pids.contains(&pid) {
             return Err(refuse(
                 pid,
                 "a child sharing its parent's memory (CLONE_VM) with an undo list (made a \
@@ -175,8 +218,8 @@ pub fn dump(out: &mut IpcImage, images: &[TaskImage], frozen: &[Frozen]) -> Resu
             }
         }
     }
-    if single.is_empty() {
-        return Ok(());
+    if single.is_empty() && by_death.pids.is_empty() {
+        return Ok(by_death);
     }
     let tree_sets: BTreeSet<i32> = out.sem.iter().map(|s| s.perm.id).collect();
     {
@@ -235,12 +278,12 @@ pub fn dump(out: &mut IpcImage, images: &[TaskImage], frozen: &[Frozen]) -> Resu
         }
     }
     // The sets joined: a threaded process (not measured) is refused after all.
-    if !out.sem.is_empty() {
+    if !tree_dies && !out.sem.is_empty() {
         if let Some(&pid) = threaded.first() {
             return Err(refuse_threads(pid, out));
         }
     }
-    Ok(())
+    Ok(by_death)
 }
 
 fn refuse_threads(pid: i32, out: &IpcImage) -> Error {
@@ -249,10 +292,215 @@ fn refuse_threads(pid: i32, out: &IpcImage) -> Error {
         format!(
             "the tree uses semaphore set(s) {:?} and this process has threads, which share \
              one undo list (CLONE_SYSVSEM): measuring its adjustments would split the list \
-             for good, so threaded processes with semaphore sets are not supported",
+             for good, so threaded processes with semaphore sets are not supported when the \
+             tree is left running or stopped (a dump that kills the tree measures them)",
             out.sem.iter().map(|s| s.perm.id).collect::<Vec<_>>()
         ),
     )
+}
+
+/// Measures the adjustments of the threaded processes `by` names, one after the other, by
+/// their death (see the module comment), and stores them in `out`; sets one has
+/// adjustments on join the image. The last step of a dump that kills the tree: the
+/// processes are dead afterwards, whatever the result.
+pub fn measure_by_death(
+    out: &mut IpcImage,
+    images: &[TaskImage],
+    frozen: &mut [Frozen],
+    by: ByDeath,
+) -> Result<()> {
+    let (Some(root), false) = (images.first().map(|t| t.pid), by.pids.is_empty()) else {
+        return Ok(());
+    };
+    let tree_sets: BTreeSet<i32> = out.sem.iter().map(|s| s.perm.id).collect();
+    // All on one thread that joined the tree's namespace: the root may be among the dead.
+    let (undo, joined) = in_tree_ns(root, out.own_namespace, || {
+        let mut undo = Vec::new();
+        let mut joined: Vec<SemSet> = Vec::new();
+        for &pid in &by.pids {
+            let f = frozen
+                .iter_mut()
+                .find(|f| f.pid == pid)
+                .ok_or_else(|| Error::BadTarget {
+                    pid,
+                    reason: "a dumped process is not among the frozen ones".into(),
+                })?;
+            let (found, sets) = measure_death(f, &tree_sets)?;
+            for u in &found {
+                log::info!(
+                    "pid {pid}: SysV semaphore set {} undo adjustments {:?} (measured by \
+                     its death)",
+                    u.semid,
+                    u.adj
+                );
+            }
+            undo.extend(found);
+            for set in sets {
+                if !joined.iter().any(|j| j.perm.id == set.perm.id) {
+                    joined.push(set);
+                }
+            }
+        }
+        Ok((undo, joined))
+    })?;
+    out.sem_undo.extend(undo);
+    out.sem.extend(joined);
+    Ok(())
+}
+
+/// Kills the threaded process of `f` and measures its adjustments by the values its death
+/// changed. Returns them with the sets not the tree's it had adjustments on (as they were
+/// before). Runs in the tree's IPC namespace.
+fn measure_death(f: &mut Frozen, tree_sets: &BTreeSet<i32>) -> Result<(Vec<SemUndo>, Vec<SemSet>)> {
+    let pid = f.pid;
+    let before = snapshot(pid)?;
+    // The sets not the tree's as they are now: one joins the image if the process has
+    // adjustments on it.
+    let mut outside = Vec::new();
+    for b in before.iter().filter(|b| !tree_sets.contains(&b.id)) {
+        if let Some(mut set) = crate::ipc::dump_sem(pid, b.id, None)? {
+            if set.values.len() == b.values.len() {
+                set.values.clone_from(&b.values);
+            }
+            outside.push(set);
+        }
+    }
+    // raised[set][num]: how much the tool added before the death (see the module comment).
+    let mut raised: Vec<Vec<u16>> = before.iter().map(|b| vec![0; b.values.len()]).collect();
+    for (b, r) in before.iter().zip(raised.iter_mut()) {
+        if !tree_sets.contains(&b.id) {
+            continue;
+        }
+        for (n, &v) in b.values.iter().enumerate() {
+            if v < MEASURE_AT {
+                let by = MEASURE_AT - v;
+                if sys::sem_op(b.id, n as u16, by as i16, IPC_NOWAIT as i16).is_ok() {
+                    r[n] = by;
+                }
+            }
+        }
+    }
+    let killed = f.kill_and_wait();
+    let after = snapshot(pid);
+    // Put back what can be, whatever happened.
+    let mut problems = Vec::new();
+    if let Err(e) = &killed {
+        problems.push(format!("killing it: {e}"));
+    }
+    let after = match &after {
+        Ok(a) => a.as_slice(),
+        Err(e) => {
+            problems.push(format!("reading the values after its death: {e}"));
+            &[]
+        }
+    };
+    let mut undo = Vec::new();
+    let mut sets = Vec::new();
+    for (b, r) in before.iter().zip(&raised) {
+        let Some(a) = after
+            .iter()
+            .find(|a| a.id == b.id && a.values.len() == b.values.len())
+        else {
+            if r.iter().any(|&by| by > 0) {
+                problems.push(format!("set {} was removed or replaced meanwhile", b.id));
+            }
+            continue;
+        };
+        let tree_set = tree_sets.contains(&b.id);
+        let mut adj = vec![0i16; b.values.len()];
+        for n in 0..b.values.len() {
+            let start = i32::from(b.values[n]) + i32::from(r[n]);
+            let end = i32::from(a.values[n]);
+            let d = end - start;
+            // Applying a nonzero adjustment makes the process the semaphore's last user;
+            // another last user means no adjustment of this process (and, if the value
+            // moved, another process's operation).
+            if a.pids[n] != pid {
+                if d != 0 && tree_set {
+                    problems.push(format!(
+                        "semaphore {n} of set {}: process {} operated on it meanwhile",
+                        b.id, a.pids[n]
+                    ));
+                }
+                continue;
+            }
+            if end == 0 || end == i32::from(SEMVMX) {
+                problems.push(format!(
+                    "semaphore {n} of set {}: its value {end} after the undo may be clamped, \
+                     so the adjustment ({d}, or more in size) cannot be told",
+                    b.id
+                ));
+            }
+            adj[n] = d as i16;
+        }
+        for (n, &by) in r.iter().enumerate() {
+            if by == 0 {
+                continue;
+            }
+            // Below the raise, the value would have been clamped at 0 by the exit.
+            let down = by.min(a.values[n]);
+            if down < by {
+                problems.push(format!(
+                    "semaphore {n} of set {}: its value {} plus the adjustment {} is below 0 \
+                     (the exit clamps it)",
+                    b.id, b.values[n], adj[n]
+                ));
+            }
+            if let Err(e) = sys::sem_op(b.id, n as u16, -(down as i16), IPC_NOWAIT as i16) {
+                problems.push(format!(
+                    "semaphore {n} of set {}: lowering it back by {down} failed: {e}",
+                    b.id
+                ));
+            }
+        }
+        if adj.iter().any(|&d| d != 0) {
+            if !tree_set {
+                sets.extend(outside.iter().find(|s| s.perm.id == b.id).cloned());
+            }
+            undo.push(SemUndo {
+                pid,
+                semid: b.id,
+                adj,
+            });
+        }
+    }
+    // The tree's sets and those with adjustments now hold their values plus the
+    // adjustments, as the exit left them.
+    let now = snapshot(pid)?;
+    let touched = |id: i32| tree_sets.contains(&id) || undo.iter().any(|u| u.semid == id);
+    for b in before.iter().filter(|b| touched(b.id)) {
+        let Some(n) = now.iter().find(|n| n.id == b.id) else {
+            continue;
+        };
+        let adj = undo.iter().find(|u| u.semid == b.id).map(|u| &u.adj);
+        let expected: Vec<i32> = b
+            .values
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| {
+                let d = adj.and_then(|a| a.get(i)).map_or(0, |&d| i32::from(d));
+                (i32::from(v) + d).clamp(0, i32::from(SEMVMX))
+            })
+            .collect();
+        let got: Vec<i32> = n.values.iter().map(|&v| i32::from(v)).collect();
+        if got != expected {
+            problems.push(format!(
+                "set {} holds {got:?} after the measurement, {expected:?} expected (another \
+                 process used it meanwhile?)",
+                b.id
+            ));
+        }
+    }
+    if !problems.is_empty() {
+        return Err(refuse(
+            pid,
+            format!(
+                "measuring the SEM_UNDO adjustments of this threaded process by its death: {}",
+                problems.join("; ")
+            ),
+        ));
+    }
+    Ok((undo, sets))
 }
 
 /// A semop of one operation made by the process of `s`; the raw result.
@@ -455,6 +703,42 @@ pub fn start_values(pid: i32, img: &IpcImage, set: &SemSet) -> Result<Vec<u16>> 
         out.push(start as u16);
     }
     Ok(out)
+}
+
+/// Run in the restored root (remote calls), for the sets used as they are (not in
+/// `made`): the first semaphore of each gets a last operation from inside the tree, an
+/// atomic +1 -1 (-1 +1 at SEMVMX) that changes no value, so a later dump finds the set
+/// again (by `GETPID`) even when the dump that measured by death was its last user (the
+/// tool raised and lowered it).
+pub fn touch_reused(s: &mut Session, img: &IpcImage, made: &[usize]) -> Result<()> {
+    for (_, set) in img
+        .sem
+        .iter()
+        .enumerate()
+        .filter(|(i, set)| !made.contains(i) && !set.values.is_empty())
+    {
+        let id = set.perm.id;
+        let at_max = sys::sem_values(id, set.values.len())
+            .map(|v| v.first() == Some(&SEMVMX))
+            .unwrap_or(false);
+        let (first, then) = if at_max { (-1i16, 1i16) } else { (1, -1) };
+        let mut buf = Vec::with_capacity(12);
+        for op in [first, then] {
+            buf.extend_from_slice(&0u16.to_ne_bytes());
+            buf.extend_from_slice(&op.to_ne_bytes());
+            buf.extend_from_slice(&(IPC_NOWAIT as i16).to_ne_bytes());
+        }
+        let addr = s.put(0, &buf)?;
+        let r = s.call_raw(libc::SYS_semop, [id as u64, addr, 2, 0, 0, 0])?;
+        if r < 0 {
+            // Only the next dump's finding it by its last user is at stake.
+            log::warn!(
+                "SysV semaphore set {id}: the last-use operation from the tree failed: {}",
+                std::io::Error::from_raw_os_error(-r as i32)
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Gives the restored process of `s` (image pid `pid`) its undo adjustments: a semop

@@ -76,6 +76,59 @@ struct SetState {
 }
 
 /// Every set of the calling thread's IPC namespace.
+/// The set of `after` that is `b` still (same id, same size); a set that was raised
+/// (`raised`) and is gone or replaced is a problem.
+fn same_set<'a>(
+    b: &SetState,
+    raised: &[u16],
+    after: &'a [SetState],
+    problems: &mut Vec<String>,
+) -> Option<&'a SetState> {
+    let a = after
+        .iter()
+        .find(|a| a.id == b.id && a.values.len() == b.values.len());
+    if a.is_none() && raised.iter().any(|&by| by > 0) {
+        problems.push(format!("set {} was removed or replaced meanwhile", b.id));
+    }
+    a
+}
+
+/// The adjustment of `pid` on semaphore `n`, from its value before its list was applied
+/// (plus `raised`) and after; None when the process is not the semaphore's last user,
+/// so had none (applying a nonzero adjustment makes it the last user; a raise by the
+/// process itself too). What makes the figure unsure goes to `problems`: another process
+/// that moved a value of the tree's set meanwhile, or a value at 0 or SEMVMX after the
+/// undo, where the kernel may have clamped it.
+fn seen_adjustment(
+    pid: i32,
+    (b, a): (&SetState, &SetState),
+    n: usize,
+    raised: u16,
+    tree_set: bool,
+    problems: &mut Vec<String>,
+) -> Option<i32> {
+    let start = i32::from(b.values[n]) + i32::from(raised);
+    let end = i32::from(a.values[n]);
+    let d = end - start;
+    if a.pids[n] != pid {
+        if d != 0 && tree_set {
+            problems.push(format!(
+                "semaphore {n} of set {}: process {} operated on it meanwhile",
+                b.id, a.pids[n]
+            ));
+        }
+        return None;
+    }
+    if end == 0 || end == i32::from(SEMVMX) {
+        problems.push(format!(
+            "semaphore {n} of set {}: its value {end} after the undo may be clamped, so the \
+             adjustment ({d}, or more in size) cannot be told",
+            b.id
+        ));
+    }
+    Some(d)
+}
+
 fn snapshot(pid: i32) -> Result<Vec<SetState>> {
     let mut out = Vec::new();
     for row in sys::list(Kind::Sem).ctx(pid, || "list SysV semaphore sets".into())? {
@@ -397,41 +450,15 @@ fn measure_death(f: &mut Frozen, tree_sets: &BTreeSet<i32>) -> Result<(Vec<SemUn
     let mut undo = Vec::new();
     let mut sets = Vec::new();
     for (b, r) in before.iter().zip(&raised) {
-        let Some(a) = after
-            .iter()
-            .find(|a| a.id == b.id && a.values.len() == b.values.len())
-        else {
-            if r.iter().any(|&by| by > 0) {
-                problems.push(format!("set {} was removed or replaced meanwhile", b.id));
-            }
+        let Some(a) = same_set(b, r, after, &mut problems) else {
             continue;
         };
         let tree_set = tree_sets.contains(&b.id);
         let mut adj = vec![0i16; b.values.len()];
         for n in 0..b.values.len() {
-            let start = i32::from(b.values[n]) + i32::from(r[n]);
-            let end = i32::from(a.values[n]);
-            let d = end - start;
-            // Applying a nonzero adjustment makes the process the semaphore's last user;
-            // another last user means no adjustment of this process (and, if the value
-            // moved, another process's operation).
-            if a.pids[n] != pid {
-                if d != 0 && tree_set {
-                    problems.push(format!(
-                        "semaphore {n} of set {}: process {} operated on it meanwhile",
-                        b.id, a.pids[n]
-                    ));
-                }
-                continue;
+            if let Some(d) = seen_adjustment(pid, (b, a), n, r[n], tree_set, &mut problems) {
+                adj[n] = d as i16;
             }
-            if end == 0 || end == i32::from(SEMVMX) {
-                problems.push(format!(
-                    "semaphore {n} of set {}: its value {end} after the undo may be clamped, \
-                     so the adjustment ({d}, or more in size) cannot be told",
-                    b.id
-                ));
-            }
-            adj[n] = d as i16;
         }
         for (n, &by) in r.iter().enumerate() {
             if by == 0 {
@@ -562,42 +589,15 @@ fn measure(
         }
     };
     for (b, r) in before.iter().zip(&raised) {
-        let Some(a) = after
-            .iter()
-            .find(|a| a.id == b.id && a.values.len() == b.values.len())
-        else {
-            if r.iter().any(|&by| by > 0) {
-                problems.push(format!("set {} was removed or replaced meanwhile", b.id));
-            }
+        let Some(a) = same_set(b, r, after, &mut problems) else {
             continue;
         };
         let tree_set = tree_sets.contains(&b.id);
         let mut adj = vec![0i16; b.values.len()];
         for n in 0..b.values.len() {
-            let start = i32::from(b.values[n]) + i32::from(r[n]);
-            let end = i32::from(a.values[n]);
-            let d = end - start;
-            // Applying a nonzero adjustment makes the process the semaphore's last user;
-            // a raised one is the process's already. Another last user means no
-            // adjustment of this process (and, if the value moved, another process's
-            // operation: reported for the tree's sets, whose values are checked).
-            if a.pids[n] != pid {
-                if d != 0 && tree_set {
-                    problems.push(format!(
-                        "semaphore {n} of set {}: process {} operated on it meanwhile",
-                        b.id, a.pids[n]
-                    ));
-                }
+            let Some(d) = seen_adjustment(pid, (b, a), n, r[n], tree_set, &mut problems) else {
                 continue;
-            }
-            if end == 0 || end == i32::from(SEMVMX) {
-                problems.push(format!(
-                    "semaphore {n} of set {}: its value {} after the undo may be clamped, so \
-                     the adjustment ({d}, or more in size) cannot be told (the value is put \
-                     back, with adjustment {d})",
-                    b.id, end
-                ));
-            }
+            };
             if d != 0 {
                 let back = remote_semop(s, b.id, n, -d, SEM_UNDO | IPC_NOWAIT)?;
                 if back < 0 {

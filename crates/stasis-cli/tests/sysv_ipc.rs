@@ -308,7 +308,13 @@ fn sem_undo_tree_dump_restore_twice() {
 /// plus the adjustments, which the restored processes take back.
 #[test]
 fn sem_undo_tree_restored_from_the_image_alone() {
-    let mut t = Tree::start(&sysv("sem-undo-tree"));
+    restored_from_the_image_alone("sem-undo-tree");
+}
+
+/// Dumps `mode` (killing the tree), removes its sets, restores: the victims check their
+/// values and adjustments from inside.
+fn restored_from_the_image_alone(mode: &str) {
+    let mut t = Tree::start(&sysv(mode));
     let made = ids(t.s(), "sem");
     let images = t.dump_kill(1);
     for &id in &made {
@@ -492,18 +498,7 @@ fn sem_undo_threads_reused_sets_are_found_again() {
 /// adjustments measured by the deaths.
 #[test]
 fn sem_undo_threads_restored_from_the_image_alone() {
-    let mut t = Tree::start(&sysv("sem-undo-threads-kill"));
-    let made = ids(t.s(), "sem");
-    let images = t.dump_kill(1);
-    for &id in &made {
-        remove(Kind::Sem, id);
-    }
-    let tool = t.s().spawn_restore(&images, &[]);
-    t.s().wait_restored(tool);
-    t.s().go();
-    t.s()
-        .finish_restored(tool, "restore after the set was removed");
-    t.finish();
+    restored_from_the_image_alone("sem-undo-threads-kill");
 }
 
 /// The death of the threaded process clamps its adjustment (-20000 on 20000): found only

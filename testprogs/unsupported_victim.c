@@ -52,6 +52,18 @@ static void on_usr1(int sig)
 	got_usr1 = 1;
 }
 
+/* A perf_event fd counting this task's clock (user time only). */
+static int task_clock_counter(void)
+{
+	struct perf_event_attr a;
+	memset(&a, 0, sizeof(a));
+	a.size = sizeof(a);
+	a.type = PERF_TYPE_SOFTWARE;
+	a.config = PERF_COUNT_SW_TASK_CLOCK;
+	a.exclude_kernel = 1;
+	return (int)syscall(SYS_perf_event_open, &a, 0, -1, -1, PERF_FLAG_FD_CLOEXEC);
+}
+
 static long perf_read(int fd)
 {
 	uint64_t v = 0;
@@ -97,13 +109,7 @@ int main(int argc, char **argv)
 		if (fd < 0)
 			v_die("io_uring_setup: %s (is io_uring disabled?)", strerror(errno));
 	} else if (strcmp(mode, "perf") == 0) {
-		struct perf_event_attr a;
-		memset(&a, 0, sizeof(a));
-		a.size = sizeof(a);
-		a.type = PERF_TYPE_SOFTWARE;
-		a.config = PERF_COUNT_SW_TASK_CLOCK;
-		a.exclude_kernel = 1;
-		fd = (int)syscall(SYS_perf_event_open, &a, 0, -1, -1, PERF_FLAG_FD_CLOEXEC);
+		fd = task_clock_counter();
 		if (fd < 0)
 			v_die("perf_event_open: %s", strerror(errno));
 	} else if (strcmp(mode, "scm_rights") == 0) {
@@ -112,13 +118,7 @@ int main(int argc, char **argv)
 		int sp[2];
 		if (socketpair(AF_UNIX, SOCK_DGRAM, 0, sp) != 0)
 			v_die("socketpair: %s", strerror(errno));
-		struct perf_event_attr a;
-		memset(&a, 0, sizeof(a));
-		a.size = sizeof(a);
-		a.type = PERF_TYPE_SOFTWARE;
-		a.config = PERF_COUNT_SW_TASK_CLOCK;
-		a.exclude_kernel = 1;
-		int passed = (int)syscall(SYS_perf_event_open, &a, 0, -1, -1, PERF_FLAG_FD_CLOEXEC);
+		int passed = task_clock_counter();
 		if (passed < 0)
 			v_die("perf_event_open: %s", strerror(errno));
 		char cbuf[CMSG_SPACE(sizeof(int))];

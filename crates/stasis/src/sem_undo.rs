@@ -76,6 +76,28 @@ struct SetState {
 }
 
 /// Every set of the calling thread's IPC namespace.
+/// Raises every semaphore of the tree's sets below `MEASURE_AT` to it with `op(set, num,
+/// by)`, which says whether it did, so that the kernel's clamping at 0 cannot hide an
+/// adjustment. Returns raised[set][num], in the order of `before`.
+fn raise(
+    before: &[SetState],
+    tree_sets: &BTreeSet<i32>,
+    mut op: impl FnMut(i32, usize, u16) -> Result<bool>,
+) -> Result<Vec<Vec<u16>>> {
+    let mut raised: Vec<Vec<u16>> = before.iter().map(|b| vec![0; b.values.len()]).collect();
+    for (b, r) in before.iter().zip(raised.iter_mut()) {
+        if !tree_sets.contains(&b.id) {
+            continue;
+        }
+        for (n, &v) in b.values.iter().enumerate() {
+            if v < MEASURE_AT && op(b.id, n, MEASURE_AT - v)? {
+                r[n] = MEASURE_AT - v;
+            }
+        }
+    }
+    Ok(raised)
+}
+
 /// The set of `after` that is `b` still (same id, same size); a set that was raised
 /// (`raised`) and is gone or replaced is a problem.
 fn same_set<'a>(
@@ -418,21 +440,10 @@ fn measure_death(f: &mut Frozen, tree_sets: &BTreeSet<i32>) -> Result<(Vec<SemUn
             outside.push(set);
         }
     }
-    // raised[set][num]: how much the tool added before the death (see the module comment).
-    let mut raised: Vec<Vec<u16>> = before.iter().map(|b| vec![0; b.values.len()]).collect();
-    for (b, r) in before.iter().zip(raised.iter_mut()) {
-        if !tree_sets.contains(&b.id) {
-            continue;
-        }
-        for (n, &v) in b.values.iter().enumerate() {
-            if v < MEASURE_AT {
-                let by = MEASURE_AT - v;
-                if sys::sem_op(b.id, n as u16, by as i16, IPC_NOWAIT as i16).is_ok() {
-                    r[n] = by;
-                }
-            }
-        }
-    }
+    // How much the tool added before the death (see the module comment).
+    let raised = raise(&before, tree_sets, |id, n, by| {
+        Ok(sys::sem_op(id, n as u16, by as i16, IPC_NOWAIT as i16).is_ok())
+    })?;
     let killed = f.kill_and_wait();
     let after = snapshot(pid);
     // Put back what can be, whatever happened.
@@ -552,21 +563,10 @@ fn measure(
     let before = in_tree_ns(root, own, || snapshot(pid))?;
     let mut session = DumpSession::open(pid, f.leader(), &t.mm.vmas)?;
     let s = session.session();
-    // raised[set][num]: how much the process added before unsharing.
-    let mut raised: Vec<Vec<u16>> = before.iter().map(|b| vec![0; b.values.len()]).collect();
-    for (b, r) in before.iter().zip(raised.iter_mut()) {
-        if !tree_sets.contains(&b.id) {
-            continue;
-        }
-        for (n, &v) in b.values.iter().enumerate() {
-            if v < MEASURE_AT {
-                let by = MEASURE_AT - v;
-                if remote_semop(s, b.id, n, by as i32, IPC_NOWAIT)? == 0 {
-                    r[n] = by;
-                }
-            }
-        }
-    }
+    // How much the process added before unsharing.
+    let raised = raise(&before, tree_sets, |id, n, by| {
+        Ok(remote_semop(s, id, n, i32::from(by), IPC_NOWAIT)? == 0)
+    })?;
     let unshared = s.call_raw(
         libc::SYS_unshare,
         [libc::CLONE_SYSVSEM as u64, 0, 0, 0, 0, 0],

@@ -7,6 +7,9 @@
 //! - testprogs/tree_stopped.c: children stopped by SIGSTOP and SIGTSTP, continued later;
 //! - testprogs/tree_cow.c: 256 MiB shared copy-on-write by a parent, child and
 //!   grandchild, each with pages of its own; contents and memory use (Pss) after restore.
+//! - testprogs/shmem_tree.c: shared anonymous memory (MAP_SHARED|MAP_ANONYMOUS) with pages
+//!   written by a child that has ended (held by the memory object only): every page comes
+//!   back, the memory is still one object, and the image stores it once;
 //! - testprogs/tree_clone_share.c: an fd table (CLONE_FILES) shared by three processes
 //!   and fs information (CLONE_FS) shared by two, still shared after restore;
 //! - testprogs/tree_shared_fd.c: an inherited fd whose offset parent and child move in
@@ -60,6 +63,10 @@ fn stopped() -> Victim {
 
 fn shared_fd() -> Victim {
     Victim::c("tree_shared_fd")
+}
+
+fn shmem() -> Victim {
+    Victim::c("shmem_tree")
 }
 
 fn cow() -> Victim {
@@ -129,11 +136,39 @@ tree_tests!(
     stopped => stopped(), Outside::Compare;
     shared_fd => shared_fd(), Outside::Compare;
     cow => cow(), Outside::Compare;
+    shmem => shmem(), Outside::Compare;
     clone_share => clone_share(), Outside::Compare;
     orphans => orphans(), Outside::Compare;
     subreaper => subreaper(), Outside::Compare;
     bash => bash(), Outside::VictimOnly;
 );
+
+/// Shared anonymous memory is stored once per dump (by the first process that maps it),
+/// the pages that only the memory object holds included: 6 MiB and a page were written,
+/// by three processes.
+#[test]
+fn shmem_object_is_stored_once() {
+    let _g = shared();
+    let mut t = Tree::start(&shmem());
+    let images = t.dump_kill(1);
+    let stored: u64 = fs::read_dir(&images)
+        .expect("read the image directory")
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("pages-"))
+        .map(|e| e.metadata().map_or(0, |m| m.len()))
+        .sum();
+    let mib = 1u64 << 20;
+    assert!(
+        (6 * mib..8 * mib).contains(&stored),
+        "the page files hold {stored} bytes; expected the 6 MiB written once, plus a little"
+    );
+    let tool = t.s().spawn_restore(&images, &[]);
+    t.s().wait_restored(tool);
+    t.s().go();
+    t.s()
+        .finish_restored(tool, "restore of shared memory stored once");
+    t.finish();
+}
 
 /// A vfork child still sharing its parent's memory. The parent waits inside vfork and
 /// cannot be frozen until the child ends, so the dump takes the child first, then ends it

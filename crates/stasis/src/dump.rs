@@ -358,7 +358,8 @@ fn dump_process(
     let runs = if of_parent {
         Vec::new()
     } else {
-        mem::dump_pages(pid, &vmas, &inherited, &mut pages_out)?
+        let shared_done = mem::shared_anon_stored(done);
+        mem::dump_pages(pid, &vmas, &inherited, &shared_done, &mut pages_out)?
     };
     writer.add_pages(pages_out)?;
     let stored: u64 = runs.iter().map(|r| r.count).sum();

@@ -9,8 +9,9 @@ use std::collections::BTreeMap;
 
 use std::os::unix::fs::MetadataExt;
 
-use stasis_image::{MmImage, PageRun, PageSpan, PagesWriter, Vma, VmaKind};
+use stasis_image::{MmImage, PageRun, PageSpan, PagesWriter, TaskImage, Vma, VmaKind};
 use stasis_sys::mem::{self as sysmem, ProcMem, RemoteRange};
+use stasis_sys::own;
 use stasis_sys::procfs::{self, MapsEntry, Pagemap, SmapsEntry, Stat};
 
 use crate::error::{Error, ProcContext, Result, SysContext};
@@ -181,12 +182,70 @@ fn store_page(vma: &Vma, entry: u64) -> bool {
     }
 }
 
+/// The parts of shared anonymous memory objects that earlier images of this dump store:
+/// (inode, first byte, end byte) in the object.
+pub fn shared_anon_stored(done: &[TaskImage]) -> Vec<(u64, u64, u64)> {
+    let mut out = Vec::new();
+    for t in done {
+        for v in &t.mm.vmas {
+            let VmaKind::SharedAnonymous { inode } = v.kind else {
+                continue;
+            };
+            for r in &t.mm.pages {
+                let (a, b) = (r.vaddr.max(v.start), (r.vaddr + r.count * PAGE).min(v.end));
+                if a < b {
+                    out.push((inode, v.pgoff + (a - v.start), v.pgoff + (b - v.start)));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The byte ranges of the shmem object behind shared anonymous mapping `vma` that hold
+/// pages (SEEK_DATA/SEEK_HOLE on its /proc/PID/map_files entry), within the mapping. A
+/// page can hold data while no process maps it in (one that wrote it has ended), so the
+/// processes' page tables do not tell.
+fn shmem_populated(pid: i32, vma: &Vma) -> Result<Vec<(u64, u64)>> {
+    use std::os::fd::AsRawFd;
+    let what = || format!("shared memory {:#x}-{:#x}", vma.start, vma.end);
+    let path = format!("/proc/{pid}/map_files/{:x}-{:x}", vma.start, vma.end);
+    let file = std::fs::File::open(&path).map_err(|e| Error::Sys {
+        pid,
+        context: format!("{}: open {path}", what()),
+        source: stasis_sys::SysError::new(
+            "open",
+            path.clone(),
+            stasis_sys::Errno(e.raw_os_error().unwrap_or(libc::EIO)),
+        ),
+    })?;
+    let fd = file.as_raw_fd();
+    let end = vma.pgoff + (vma.end - vma.start);
+    let mut out = Vec::new();
+    let mut from = vma.pgoff;
+    while from < end {
+        let Some(data) = own::seek_data(fd, from).ctx(pid, what)? else {
+            break;
+        };
+        if data >= end {
+            break;
+        }
+        let hole = own::seek_hole(fd, data).ctx(pid, what)?.min(end);
+        out.push((data, hole));
+        from = hole;
+    }
+    Ok(out)
+}
+
 /// Reads the pages worth storing, except those in `inherited` (sorted, held by the
-/// parent's image), and appends them to the page file; returns the index.
+/// parent's image), and appends them to the page file; returns the index. Of shared
+/// anonymous memory, every page its object holds is stored, once per dump: not those
+/// `shared_done` says an earlier image stores.
 pub fn dump_pages(
     pid: i32,
     vmas: &[Vma],
     inherited: &[PageSpan],
+    shared_done: &[(u64, u64, u64)],
     out: &mut PagesWriter,
 ) -> Result<Vec<PageRun>> {
     let mut pagemap = Pagemap::open(pid).proc(pid)?;
@@ -202,6 +261,18 @@ pub fn dump_pages(
             continue;
         }
         let pages = ((vma.end - vma.start) / PAGE) as usize;
+        // For shared anonymous memory: the object's pages not stored already.
+        let object_pages = match vma.kind {
+            VmaKind::SharedAnonymous { inode } => {
+                let done: Vec<(u64, u64)> = shared_done
+                    .iter()
+                    .filter(|d| d.0 == inode)
+                    .map(|d| (d.1, d.2))
+                    .collect();
+                Some((shmem_populated(pid, vma)?, done))
+            }
+            _ => None,
+        };
         // Read pagemap in slices so huge reservations do not need huge buffers.
         let mut done = 0usize;
         while done < pages {
@@ -222,18 +293,25 @@ pub fn dump_pages(
             // shares. They are read through /proc/PID/mem, which does not pin.
             let prot_read = vma.prot & libc::PROT_READ as u32 != 0;
             let fast = |e: u64| prot_read && e & procfs::PM_EXCLUSIVE != 0;
+            let keep: Vec<bool> = match &object_pages {
+                None => entries.iter().map(|&e| store_page(vma, e)).collect(),
+                Some((populated, done)) => (0..entries.len())
+                    .map(|i| {
+                        let at = vma.pgoff + (start - vma.start) + i as u64 * PAGE;
+                        let within = |r: &(u64, u64)| r.0 <= at && at < r.1;
+                        populated.iter().any(within) && !done.iter().any(within)
+                    })
+                    .collect(),
+            };
             let mut i = 0;
             while i < entries.len() {
-                if !store_page(vma, entries[i]) {
+                if !keep[i] {
                     i += 1;
                     continue;
                 }
                 let first = i;
                 let can_read = fast(entries[i]);
-                while i < entries.len()
-                    && store_page(vma, entries[i])
-                    && fast(entries[i]) == can_read
-                {
+                while i < entries.len() && keep[i] && fast(entries[i]) == can_read {
                     i += 1;
                 }
                 let vaddr = start + first as u64 * PAGE;

@@ -17,7 +17,11 @@
  *   rounds it);
  * - listening stream sockets bound to a path in $STASIS_TMP and to an abstract name
  *   (no connection waiting): after restore getsockname and SO_ACCEPTCONN are as
- *   before, and a new client connects, is accepted, and data goes both ways;
+ *   before, and a new client connects, is accepted, and data goes both ways; the path
+ *   listener's file has mode 0606 and owner 1234:5678, as a server sets who may connect,
+ *   and has them again after restore;
+ * - a datagram socket bound to a path that was unlinked since: after restore its name
+ *   is the same and the path is still free;
  * - an unconnected datagram socket bound to a path: a new datagram sent to the path
  *   arrives;
  * - a second datagram socket bound to a path with one datagram queued (from a socket
@@ -345,8 +349,19 @@ int main(int argc, char **argv)
 		v_die("socket: %s", strerror(errno));
 	if (bind(lp, (struct sockaddr *)&pa, pa_len) != 0 || listen(lp, 5) != 0)
 		v_die("bind/listen %s: %s", pa.sun_path, strerror(errno));
+	if (chmod(pa.sun_path, 0606) != 0 || chown(pa.sun_path, 1234, 5678) != 0)
+		v_die("chmod/chown %s: %s", pa.sun_path, strerror(errno));
 	if (bind(la, (struct sockaddr *)&aa, aa_len) != 0 || listen(la, 3) != 0)
 		v_die("bind/listen abstract: %s", strerror(errno));
+	struct sockaddr_un ga;
+	memset(&ga, 0, sizeof(ga));
+	ga.sun_family = AF_UNIX;
+	set_path(&ga, tmp, "gone.sock");
+	unlink(ga.sun_path);
+	socklen_t ga_len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + strlen(ga.sun_path) + 1);
+	int gs = socket(AF_UNIX, SOCK_DGRAM, 0);
+	if (gs < 0 || bind(gs, (struct sockaddr *)&ga, ga_len) != 0 || unlink(ga.sun_path) != 0)
+		v_die("bind and unlink %s: %s", ga.sun_path, strerror(errno));
 	if (bind(bd, (struct sockaddr *)&da, da_len) != 0)
 		v_die("bind %s: %s", da.sun_path, strerror(errno));
 	v = 1;
@@ -522,6 +537,23 @@ int main(int argc, char **argv)
 	/* --- listeners and the bound datagram socket --- */
 	check_listener(lp, &pa, pa_len, "path listener");
 	check_listener(la, &aa, aa_len, "abstract listener");
+	{
+		struct stat st;
+		int have = stat(pa.sun_path, &st) == 0;
+		V_CHECK(have && S_ISSOCK(st.st_mode) && (st.st_mode & 07777) == 0606 && st.st_uid == 1234 &&
+				st.st_gid == 5678,
+			"path listener's file: mode %o owner %u:%u, expected 606 1234:5678",
+			have ? (unsigned)(st.st_mode & 07777) : 0u, have ? (unsigned)st.st_uid : 0u,
+			have ? (unsigned)st.st_gid : 0u);
+		V_CHECK(lstat(ga.sun_path, &st) != 0 && errno == ENOENT,
+			"%s exists after restore (its socket's file was unlinked before the dump)", ga.sun_path);
+		struct sockaddr_un sa;
+		socklen_t len = sizeof(sa);
+		memset(&sa, 0, sizeof(sa));
+		V_CHECK(getsockname(gs, (struct sockaddr *)&sa, &len) == 0 && len == ga_len &&
+				memcmp(&sa, &ga, len) == 0,
+			"socket whose file was unlinked: getsockname differs after restore ('%s')", sa.sun_path);
+	}
 	{
 		struct sockaddr_un sa;
 		socklen_t len = sizeof(sa);

@@ -33,6 +33,10 @@ pub const KNOWN: &[(&str, &str)] = &[
         "SysV semaphore undo adjustments (IpcImage.sem_undo)",
     ),
     (
+        UNIX_BOUND_FILE,
+        "the owner and mode of a unix socket's file, or that it was unlinked (UnixSocket.bound_file)",
+    ),
+    (
         EPOLL_IN_FLIGHT,
         "registrations of an epoll instance in flight, by description (EpollTarget.desc)",
     ),
@@ -44,6 +48,7 @@ pub const SOCKET_DATA_BEFORE_ACCEPT: &str = "socket-data-before-accept";
 pub const UNHELD_MQUEUES: &str = "unheld-mqueues";
 pub const SEM_UNDO: &str = "sem-undo";
 pub const EPOLL_IN_FLIGHT: &str = "epoll-in-flight";
+pub const UNIX_BOUND_FILE: &str = "unix-bound-file";
 
 /// The features an image with these tasks and IPC objects uses, sorted.
 pub fn required(tasks: &[TaskImage], ipc: &IpcImage) -> Vec<String> {
@@ -76,6 +81,12 @@ pub fn required(tasks: &[TaskImage], ipc: &IpcImage) -> Vec<String> {
             EPOLL_IN_FLIGHT,
             files().any(|f| {
                 matches!(&f.file, FileKind::Epoll { targets } if targets.iter().any(|t| t.desc.is_some()))
+            }),
+        ),
+        (
+            UNIX_BOUND_FILE,
+            files().any(|f| {
+                matches!(&f.file, FileKind::UnixSocket { bound_file, .. } if bound_file.is_some())
             }),
         ),
         (UNHELD_MQUEUES, !ipc.mqueues.is_empty()),
@@ -135,6 +146,24 @@ mod tests {
                 now_at: None,
                 desc: Some(1),
             }],
+        }));
+        t.fds.push(fd(FileKind::UnixSocket {
+            inode: 9,
+            kind: 1,
+            name: Some(b"/s".to_vec()),
+            peer: None,
+            peer_name: None,
+            listen_backlog: Some(1),
+            waiting: vec![],
+            peer_gone: false,
+            shutdown: 0,
+            options: Default::default(),
+            bound_file: Some(crate::BoundFile {
+                mode: 0o600,
+                uid: 0,
+                gid: 0,
+                unlinked: false,
+            }),
         }));
         t.fds.push(fd(FileKind::PtySlave {
             index: 1,

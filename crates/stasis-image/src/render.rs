@@ -877,12 +877,18 @@ fn write_fds(out: &mut String, fds: &[FdImage]) -> fmt::Result {
                 shutdown,
                 waiting,
                 peer_gone,
+                bound_file,
                 ..
             } => format!(
-                "unix socket:[{inode}] type {kind}{}{}{}{}{}{}",
+                "unix socket:[{inode}] type {kind}{}{}{}{}{}{}{}",
                 name.as_ref()
                     .map(|n| format!(" bound to {:?}", String::from_utf8_lossy(n)))
                     .unwrap_or_default(),
+                match bound_file {
+                    Some(b) if b.unlinked => " (its file unlinked)".to_string(),
+                    Some(b) => format!(" (file mode {:o} owner {}:{})", b.mode, b.uid, b.gid),
+                    None => String::new(),
+                },
                 peer.map(|p| format!(" peer {p}")).unwrap_or_default(),
                 listen_backlog
                     .map(|b| format!(" listening (backlog {b})"))

@@ -531,6 +531,11 @@ pub enum FileKind {
         shutdown: u8,
         #[serde(default)]
         options: SocketOptions,
+        /// For a socket bound to a path: the socket file that binding made, as it was at
+        /// dump. None for abstract and unnamed sockets, a relative path, and in older
+        /// images (restore then leaves the file as binding makes it).
+        #[serde(default)]
+        bound_file: Option<BoundFile>,
     },
     /// The master side of a pseudo-terminal whose pair is restored as a new pty (its
     /// index may differ). Terminal state is the pty's, kept here once.
@@ -684,6 +689,18 @@ pub struct EpollTarget {
     /// root, where every description is open.
     #[serde(default)]
     pub desc: Option<u32>,
+}
+
+/// The file a unix socket's path name made when it was bound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BoundFile {
+    /// Permission bits (who may connect), owner and group.
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    /// The path was unlinked since (or holds another file now): restore removes the file
+    /// its bind makes, and does not replace a file found at the path.
+    pub unlinked: bool,
 }
 
 /// Socket options restored with setsockopt.

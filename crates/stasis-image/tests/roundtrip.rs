@@ -459,12 +459,14 @@ fn unix_socket() -> impl Strategy<Value = FileKind> {
             any::<(u8, bool)>(),
         ),
         (any::<(i32, i32, bool, i32)>(), any::<(u64, u64, i32)>()),
+        proptest::option::of(any::<(u32, u32, u32, bool)>()),
     )
         .prop_map(
             |(
                 (inode, kind, name),
                 (peer, peer_name, listen_backlog, waiting, (shutdown, peer_gone)),
                 ((sndbuf, rcvbuf, passcred, peek_off), (rcvtimeo_us, sndtimeo_us, rcvlowat)),
+                bound_file,
             )| FileKind::UnixSocket {
                 inode,
                 kind,
@@ -484,6 +486,12 @@ fn unix_socket() -> impl Strategy<Value = FileKind> {
                     sndtimeo_us,
                     rcvlowat,
                 },
+                bound_file: bound_file.map(|(mode, uid, gid, unlinked)| BoundFile {
+                    mode,
+                    uid,
+                    gid,
+                    unlinked,
+                }),
             },
         )
 }

@@ -627,8 +627,9 @@ fn unix_addr(name: &[u8], call: &'static str) -> SysResult<(libc::sockaddr_un, l
 }
 
 /// A new unix socket of `kind`, bound to `name` when given (a path, or an abstract name
-/// starting with a NUL byte). A stale socket file at the path is replaced.
-pub fn unix_socket(kind: i32, name: Option<&[u8]>) -> SysResult<i32> {
+/// starting with a NUL byte). A stale socket file at the path is replaced when
+/// `replace_stale` says so.
+pub fn unix_socket(kind: i32, name: Option<&[u8]>, replace_stale: bool) -> SysResult<i32> {
     // SAFETY: integers only.
     let r = unsafe { libc::socket(libc::AF_UNIX, kind | libc::SOCK_CLOEXEC, 0) };
     let fd = check(r as _, "socket(AF_UNIX)", || format!("type {kind}"))? as i32;
@@ -641,7 +642,7 @@ pub fn unix_socket(kind: i32, name: Option<&[u8]>) -> SysResult<i32> {
                 return Err(e);
             }
         };
-        if name.first() != Some(&0) {
+        if replace_stale && name.first() != Some(&0) {
             let path = std::path::Path::new(std::ffi::OsStr::from_bytes(
                 name.split(|b| *b == 0).next().unwrap_or(name),
             ));

@@ -10,10 +10,12 @@ const NLM_F_DUMP: u16 = 0x300;
 const NLMSG_ERROR: u16 = 2;
 const NLMSG_DONE: u16 = 3;
 const UDIAG_SHOW_NAME: u32 = 1;
+const UDIAG_SHOW_VFS: u32 = 2;
 const UDIAG_SHOW_PEER: u32 = 4;
 const UDIAG_SHOW_ICONS: u32 = 8;
 const UDIAG_SHOW_RQLEN: u32 = 0x10;
 const UNIX_DIAG_NAME: u16 = 0;
+const UNIX_DIAG_VFS: u16 = 1;
 const UNIX_DIAG_PEER: u16 = 2;
 const UNIX_DIAG_ICONS: u16 = 3;
 const UNIX_DIAG_RQLEN: u16 = 4;
@@ -36,6 +38,9 @@ pub struct UnixSocket {
     pub wqueue: u32,
     /// SHUT_RD (1) and/or SHUT_WR (2) as seen by this socket.
     pub shutdown: u8,
+    /// For a socket bound to a path: the device and inode of the file binding made (the
+    /// device as `stat` gives it).
+    pub file: Option<(u64, u64)>,
 }
 
 fn u32_at(b: &[u8], o: usize) -> u32 {
@@ -77,7 +82,8 @@ fn query(fd: i32) -> SysResult<Vec<UnixSocket>> {
     req.extend_from_slice(&0u16.to_ne_bytes());
     req.extend_from_slice(&u32::MAX.to_ne_bytes()); // all states
     req.extend_from_slice(&0u32.to_ne_bytes()); // ino
-    let show = UDIAG_SHOW_NAME | UDIAG_SHOW_PEER | UDIAG_SHOW_ICONS | UDIAG_SHOW_RQLEN;
+    let show =
+        UDIAG_SHOW_NAME | UDIAG_SHOW_VFS | UDIAG_SHOW_PEER | UDIAG_SHOW_ICONS | UDIAG_SHOW_RQLEN;
     req.extend_from_slice(&show.to_ne_bytes());
     req.extend_from_slice(&[0xff; 8]); // cookie: none
                                        // SAFETY: `req` is a valid buffer of its length.
@@ -143,6 +149,12 @@ fn parse_msg(m: &[u8]) -> UnixSocket {
         let p = &m[off + 4..off + len];
         match ty {
             UNIX_DIAG_NAME => s.name = Some(p.to_vec()),
+            // struct unix_diag_vfs: inode, then the kernel's dev_t (major << 20 | minor).
+            UNIX_DIAG_VFS if p.len() >= 8 => {
+                let dev = u32_at(p, 4);
+                let dev = libc::makedev(dev >> 20, dev & 0xfffff);
+                s.file = Some((dev, u64::from(u32_at(p, 0))));
+            }
             UNIX_DIAG_PEER if p.len() >= 4 => s.peer = Some(u32_at(p, 0) as u64),
             UNIX_DIAG_ICONS => s.pending = p.chunks_exact(4).map(|c| u32_at(c, 0) as u64).collect(),
             UNIX_DIAG_RQLEN if p.len() >= 8 => {

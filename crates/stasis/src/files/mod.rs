@@ -617,6 +617,7 @@ mod tests {
                 peer_gone: false,
                 shutdown: 0,
                 options: Default::default(),
+                bound_file: None,
             },
             FileKind::PtyMaster {
                 index: 0,

@@ -3,7 +3,9 @@
 //! What is queued for each socket to read is peeked at dump (SO_PEEK_OFF) and sent again
 //! from the peer at restore, message by message, so datagram and record boundaries hold.
 
-use stasis_image::{FdImage, FileKind, SocketOptions, SocketQueue};
+use std::os::unix::ffi::OsStrExt;
+
+use stasis_image::{BoundFile, FdImage, FileKind, SocketOptions, SocketQueue};
 use stasis_sys::{own, process};
 
 use super::{place_copy, ChildResult, FdProbe, Kind, KindState, Reopen};
@@ -134,7 +136,77 @@ fn dump(p: &FdProbe) -> Result<Option<FileKind>> {
         peer_gone,
         shutdown: s.shutdown,
         options,
+        bound_file: bound_file(&s),
     }))
+}
+
+/// The file a socket bound to an absolute path made, as it is now: its mode and owner,
+/// or unlinked when the path is gone or holds another file. None when sock_diag names no
+/// file (abstract or unnamed sockets) or the name is relative (to a directory unknown).
+fn bound_file(s: &stasis_sys::sockdiag::UnixSocket) -> Option<BoundFile> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let file = s.file?;
+    let name = s.name.as_deref()?;
+    let path = name
+        .split(|b| *b == 0)
+        .next()
+        .filter(|p| p.first() == Some(&b'/'))?;
+    let path = std::path::Path::new(std::ffi::OsStr::from_bytes(path));
+    Some(match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_socket() && (m.dev(), m.ino()) == file => BoundFile {
+            mode: m.mode() & 0o7777,
+            uid: m.uid(),
+            gid: m.gid(),
+            unlinked: false,
+        },
+        _ => BoundFile {
+            mode: 0,
+            uid: 0,
+            gid: 0,
+            unlinked: true,
+        },
+    })
+}
+
+/// A socket of `kind` bound to `name`, whose file is then given the owner and mode it
+/// had (`bound`), or unlinked again if it was. A stale socket file at the path is
+/// replaced, unless the socket's own file was unlinked: what is there now is another's.
+fn bound_socket(
+    kind: u8,
+    name: Option<&[u8]>,
+    bound: Option<&BoundFile>,
+) -> stasis_sys::SysResult<i32> {
+    use std::os::unix::fs::PermissionsExt;
+    let unlinked = bound.is_some_and(|b| b.unlinked);
+    let fd = own::unix_socket(i32::from(kind), name, !unlinked)?;
+    let (Some(b), Some(name)) = (bound, name) else {
+        return Ok(fd);
+    };
+    let path = std::path::Path::new(std::ffi::OsStr::from_bytes(
+        name.split(|c| *c == 0).next().unwrap_or(name),
+    ));
+    let io = |call: &'static str, e: std::io::Error| {
+        stasis_sys::SysError::new(
+            call,
+            path.display().to_string(),
+            stasis_sys::Errno(e.raw_os_error().unwrap_or(libc::EIO)),
+        )
+    };
+    let settled = if b.unlinked {
+        own::unlink(path)
+    } else {
+        std::os::unix::fs::lchown(path, Some(b.uid), Some(b.gid))
+            .map_err(|e| io("lchown", e))
+            .and_then(|()| {
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(b.mode))
+                    .map_err(|e| io("chmod", e))
+            })
+    };
+    if let Err(e) = settled {
+        own::close(fd);
+        return Err(e);
+    }
+    Ok(fd)
 }
 
 /// The messages queued for `pid`'s socket `fd` to read, left queued, with new descriptors
@@ -244,6 +316,7 @@ fn create(f: &FdImage, peer_file: Option<&FdImage>) -> ChildResult<Vec<NewSocket
         peer_name,
         listen_backlog,
         peer_gone,
+        bound_file,
         ..
     } = &f.file
     else {
@@ -258,7 +331,7 @@ fn create(f: &FdImage, peer_file: Option<&FdImage>) -> ChildResult<Vec<NewSocket
         // The peer is outside the tree (the dump had --ext-unix-sk).
         (Some(peer), None) => match peer_name {
             Some(to) if *kind as i32 == libc::SOCK_DGRAM => {
-                let fd = own::unix_socket(*kind as i32, name.as_deref()).map_err(err)?;
+                let fd = bound_socket(*kind, name.as_deref(), bound_file.as_ref()).map_err(err)?;
                 made.push(NewSocket {
                     inode: *inode,
                     fd,
@@ -296,7 +369,7 @@ fn create(f: &FdImage, peer_file: Option<&FdImage>) -> ChildResult<Vec<NewSocket
             });
         }
         (None, _) => {
-            let fd = own::unix_socket(*kind as i32, name.as_deref()).map_err(err)?;
+            let fd = bound_socket(*kind, name.as_deref(), bound_file.as_ref()).map_err(err)?;
             made.push(NewSocket {
                 inode: *inode,
                 fd,
@@ -364,7 +437,7 @@ fn finish<'q>(
             },
         ) = (s.peer, queue(s.inode, false), &s.file.file)
         {
-            let sender = own::unix_socket(libc::SOCK_DGRAM, None).map_err(err)?;
+            let sender = own::unix_socket(libc::SOCK_DGRAM, None, false).map_err(err)?;
             let r = send_queue(q, &slot, |m, fds| {
                 own::send_datagram_to(sender, name, m, fds)
             });

@@ -57,10 +57,10 @@ impl Drop for Server {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status();
-        for &pid in &self.pids {
+        for &pid in self.pids.iter().filter(|&&p| proc_exists(p)) {
             let _ = stasis_sys::process::kill(pid, libc::SIGKILL);
         }
-        for &pid in &self.pids {
+        for &pid in self.pids.iter().filter(|&&p| proc_exists(p)) {
             let _ = wait_reaped(pid, Duration::from_secs(5));
         }
     }

@@ -166,6 +166,30 @@ pub fn kill_and_reap(pid: i32) {
     let _ = wait_exit(pid);
 }
 
+/// Kills process `pid`, which may have threads we trace, and reaps what we can until it
+/// is gone (cleanup path). A traced thread that exits waits for its tracer to reap it,
+/// and its process can be reaped only after every thread: so every tracee of ours that
+/// ends is reaped, `pid` last (if it is our child). Gives up after `limit`.
+pub fn kill_and_reap_traced(pid: i32, limit: std::time::Duration) {
+    let _ = kill(pid, libc::SIGKILL);
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        let mut status = 0;
+        // SAFETY: waitpid writes one int into `status`, a local that outlives the call.
+        let r = unsafe { libc::waitpid(-1, &mut status, libc::__WALL | libc::WNOHANG) };
+        let gone = !std::path::Path::new(&format!("/proc/{pid}")).exists();
+        if r == pid || (r < 0 && Errno::last().0 == libc::ECHILD) || (r == 0 && gone) {
+            return;
+        }
+        if r == 0 {
+            if std::time::Instant::now() > deadline {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+    }
+}
+
 /// Sets one resource limit of process `pid` (prlimit).
 pub fn set_rlimit(pid: i32, resource: u32, soft: u64, hard: u64) -> SysResult<()> {
     let new = libc::rlimit64 {

@@ -377,11 +377,22 @@ fn remote_clone3(
     // stack_size, tls, set_tid, set_tid_size, cgroup.
     let args = crate::inject::words(&[flags, 0, 0, 0, exit_signal, 0, 0, 0, set_tid, 1, 0]);
     let addr = s.put(0, &args)?;
-    let got = s.call(
-        "clone3",
-        libc::SYS_clone3,
-        [addr, args.len() as u64, 0, 0, 0, 0],
-    )?;
+    let got = s
+        .call(
+            "clone3",
+            libc::SYS_clone3,
+            [addr, args.len() as u64, 0, 0, 0, 0],
+        )
+        .map_err(|e| match (&e, procfs::status(tid)) {
+            // The image's TID is another task's now.
+            (Error::Sys { source, .. }, Ok(st)) if source.errno.0 == libc::EEXIST => {
+                Error::PidInUse {
+                    pid: tid,
+                    comm: st.name,
+                }
+            }
+            _ => e,
+        })?;
     if got != tid as u64 {
         return Err(Error::Restore {
             pid,

@@ -179,7 +179,6 @@ pub fn restore(opts: &RestoreOptions) -> Result<Restored> {
     };
     let mut guard = TreeGuard {
         child: Some(child_pid),
-        ours: !opts.sibling,
         all: if opts.new_pidns {
             Vec::new()
         } else {
@@ -298,8 +297,6 @@ fn check_reports(tasks: &[TaskImage], report: &str) -> Result<()> {
 /// init, whose death takes the whole namespace with it) unless the restore completed.
 struct TreeGuard {
     child: Option<i32>,
-    /// The child is ours to reap (not a sibling).
-    ours: bool,
     all: Vec<i32>,
 }
 
@@ -309,11 +306,8 @@ impl Drop for TreeGuard {
             for &pid in self.all.iter().rev() {
                 let _ = process::kill(pid, libc::SIGKILL);
             }
-            if self.ours {
-                process::kill_and_reap(child);
-            } else {
-                let _ = process::kill(child, libc::SIGKILL);
-            }
+            // The threads we trace must be reaped by us before their processes can be.
+            process::kill_and_reap_traced(child, std::time::Duration::from_secs(10));
         }
     }
 }

@@ -414,6 +414,8 @@ pub struct Tool {
     stdout: PathBuf,
     stderr: PathBuf,
     log: Option<PathBuf>,
+    /// How it was started, to start it again (`again`): directory, tag, arguments.
+    start: (PathBuf, String, Vec<OsString>),
 }
 
 impl Tool {
@@ -457,7 +459,16 @@ impl Tool {
             stdout,
             stderr,
             log,
+            start: (dir.to_path_buf(), tag.to_string(), args.to_vec()),
         }
+    }
+
+    /// The same command started again (stdin null), with output files of its own.
+    pub fn again(&self, n: usize) -> Tool {
+        let (dir, tag, args) = &self.start;
+        let tag = format!("{tag}-again-{n}");
+        let log = self.log.as_ref().map(|_| dir.join(format!("{tag}.log")));
+        Tool::spawn(dir, &tag, args, log)
     }
 
     pub fn pid(&self) -> i32 {
@@ -947,11 +958,24 @@ impl Session {
     /// stopped, with the victim's comm, steadily for 100 ms. Returns `Some` only when
     /// the restore tool already exited (the restored program finished by itself), which
     /// is accepted for programs that do not wait for the go file.
+    ///
+    /// A restore that fails because a PID or TID of the image is another process's is
+    /// started again, twice at most: on a busy machine PIDs wrap around, and a process of
+    /// another test can take a thread's TID between the original's end and the restore.
     pub fn wait_restored(&mut self, tool: usize) -> Option<ToolRun> {
         let start = Instant::now();
         let mut steady_since: Option<Instant> = None;
+        let mut again = 0;
         loop {
             if let Some(r) = self.tools[tool].try_finish() {
+                let taken = r.code() == 1 && r.stderr.contains("is in use by a running process");
+                if taken && again < 2 {
+                    again += 1;
+                    eprintln!("{}: restore again: {}", self.victim.name, r.stderr.trim());
+                    std::thread::sleep(Duration::from_millis(300));
+                    self.tools[tool] = self.tools[tool].again(again);
+                    continue;
+                }
                 if self.victim.expect_pass || proc_exists(self.pid) {
                     let rep = r.report();
                     self.fail(&format!(

@@ -386,6 +386,50 @@ static int sem_undo_threads_mode(void)
 	v_finish();
 }
 
+/* Forks a child that posts `by` on semaphore `num` of set `s` with SEM_UNDO and returns
+ * once it has. After the go file the child checks the values with `values_ok`, then ends
+ * when the parent writes to `*tell` (its exit applies its adjustment, which the parent
+ * checks then); its status says what it saw (0: right values). */
+static pid_t start_poster(int s, unsigned short num, short by, int (*values_ok)(int), int *tell)
+{
+	int p[2], q[2];
+	if (pipe(p) < 0 || pipe(q) < 0)
+		v_die("pipe: %s", strerror(errno));
+	pid_t child = fork();
+	if (child < 0)
+		v_die("fork: %s", strerror(errno));
+	if (child == 0) {
+		struct sembuf post = { num, by, SEM_UNDO };
+		int posted = semop(s, &post, 1) == 0;
+		close(p[0]);
+		if (write(p[1], "x", 1) != 1)
+			_exit(4);
+		close(p[1]);
+		close(q[1]);
+		if (!posted)
+			_exit(5);
+		v_wait_go();
+		int ok = values_ok(s);
+		char done;
+		if (read(q[0], &done, 1) != 1)
+			_exit(6);
+		_exit(ok ? 0 : 3);
+	}
+	close(p[1]);
+	close(q[0]);
+	char c;
+	if (read(p[0], &c, 1) != 1)
+		v_die("the child did not post");
+	close(p[0]);
+	*tell = q[1];
+	return child;
+}
+
+static int tree_values_ok(int s)
+{
+	return semctl(s, 0, GETVAL) == 0 && semctl(s, 1, GETVAL) == 13;
+}
+
 /* A parent and a child with undo adjustments on one set of 2 (values 1 and 10 at first):
  * the parent holds semaphore 0 as a lock (semop -1: adjustment +1), the child posted 3 on
  * semaphore 1 (adjustment -3). After restore: the values are 0 and 13; the child exits and
@@ -400,44 +444,15 @@ static int sem_undo_tree_mode(void)
 	struct sembuf lock = { 0, -1, SEM_UNDO | IPC_NOWAIT };
 	if (semop(s, &lock, 1) < 0)
 		v_die("semop lock: %s", strerror(errno));
-	/* p: the child has posted; q: the parent has checked (the child's exit applies its
-	 * adjustment, so it waits for that). */
-	int p[2], q[2];
-	if (pipe(p) < 0 || pipe(q) < 0)
-		v_die("pipe: %s", strerror(errno));
-	pid_t child = fork();
-	if (child < 0)
-		v_die("fork: %s", strerror(errno));
-	if (child == 0) {
-		struct sembuf post = { 1, 3, SEM_UNDO };
-		int posted = semop(s, &post, 1) == 0;
-		close(p[0]);
-		if (write(p[1], "x", 1) != 1)
-			_exit(4);
-		close(p[1]);
-		close(q[1]);
-		if (!posted)
-			_exit(5);
-		v_wait_go();
-		int ok = semctl(s, 0, GETVAL) == 0 && semctl(s, 1, GETVAL) == 13;
-		char done;
-		if (read(q[0], &done, 1) != 1)
-			_exit(6);
-		_exit(ok ? 0 : 3);
-	}
-	close(p[1]);
-	close(q[0]);
-	char c;
-	if (read(p[0], &c, 1) != 1)
-		v_die("the child did not post");
-	close(p[0]);
+	int tell;
+	pid_t child = start_poster(s, 1, 3, tree_values_ok, &tell);
 	v_print("IDS sem=%d\n", s);
 	v_ready();
 	v_wait_go();
 	V_CHECK(semctl(s, 0, GETVAL) == 0 && semctl(s, 1, GETVAL) == 13,
 		"values %d %d, expected 0 13", semctl(s, 0, GETVAL), semctl(s, 1, GETVAL));
-	V_CHECK(write(q[1], "x", 1) == 1, "tell the child: %s", strerror(errno));
-	close(q[1]);
+	V_CHECK(write(tell, "x", 1) == 1, "tell the child: %s", strerror(errno));
+	close(tell);
 	int status = 0;
 	V_CHECK(waitpid(child, &status, 0) == child, "waitpid: %s", strerror(errno));
 	V_CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0,
@@ -499,6 +514,11 @@ static int sem_values_are(int s, int a, int b, int c)
 	return semctl(s, 0, GETVAL) == a && semctl(s, 1, GETVAL) == b && semctl(s, 2, GETVAL) == c;
 }
 
+static int threads_values_ok(int s)
+{
+	return sem_values_are(s, 0, 12, 8);
+}
+
 #define SEM3(s) semctl(s, 0, GETVAL), semctl(s, 1, GETVAL), semctl(s, 2, GETVAL)
 
 /* A process of 3 threads sharing one undo list and a single-threaded child, on a set of 3
@@ -527,36 +547,8 @@ static int sem_undo_threads_kill_mode(void)
 	pthread_t ta, tb;
 	undo_thread_start(&a, &ta);
 	undo_thread_start(&b, &tb);
-	/* p: the child has posted; q: the child may end. */
-	int p[2], q[2];
-	if (pipe(p) < 0 || pipe(q) < 0)
-		v_die("pipe: %s", strerror(errno));
-	pid_t child = fork();
-	if (child < 0)
-		v_die("fork: %s", strerror(errno));
-	if (child == 0) {
-		struct sembuf post = { 2, 3, SEM_UNDO };
-		int posted = semop(s, &post, 1) == 0;
-		close(p[0]);
-		if (write(p[1], "x", 1) != 1)
-			_exit(4);
-		close(p[1]);
-		close(q[1]);
-		if (!posted)
-			_exit(5);
-		v_wait_go();
-		int ok = sem_values_are(s, 0, 12, 8);
-		char done;
-		if (read(q[0], &done, 1) != 1)
-			_exit(6);
-		_exit(ok ? 0 : 3);
-	}
-	close(p[1]);
-	close(q[0]);
-	char c;
-	if (read(p[0], &c, 1) != 1)
-		v_die("the child did not post");
-	close(p[0]);
+	int tell;
+	pid_t child = start_poster(s, 2, 3, threads_values_ok, &tell);
 	v_print("IDS sem=%d sem=%d\n", s, plain);
 	v_ready();
 	v_wait_go();
@@ -567,8 +559,8 @@ static int sem_undo_threads_kill_mode(void)
 	V_CHECK(sem_values_are(s, 0, 12, 8),
 		"values %d %d %d after thread A ended, expected 0 12 8 (the list is shared)",
 		SEM3(s));
-	V_CHECK(write(q[1], "x", 1) == 1, "tell the child: %s", strerror(errno));
-	close(q[1]);
+	V_CHECK(write(tell, "x", 1) == 1, "tell the child: %s", strerror(errno));
+	close(tell);
 	int status = 0;
 	V_CHECK(waitpid(child, &status, 0) == child, "waitpid: %s", strerror(errno));
 	V_CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0,

@@ -588,21 +588,22 @@ pub fn restore(
     }
 
     // Advice first: MADV_HUGEPAGE makes the fill below allocate huge pages, as the
-    // original had them.
-    for v in mm
-        .vmas
-        .iter()
-        .filter(|v| !matches!(v.kind, VmaKind::Special { .. }))
-    {
-        for (flag, advice) in MADVISE_FLAGS {
-            if v.vm_flags.iter().any(|f| f == flag) {
-                s.call(
-                    "madvise",
-                    libc::SYS_madvise,
-                    [v.start, v.end - v.start, *advice as u64, 0, 0, 0],
-                )
-                .map_err(|e| vma_err(pid, v, e))?;
-            }
+    // original had them. One call per run of adjacent mappings with the same advice (a
+    // thread's stack, its guard page and its signal stack are four mappings in a row).
+    for (flag, advice) in MADVISE_FLAGS {
+        let advised = mm.vmas.iter().filter(|v| {
+            !matches!(v.kind, VmaKind::Special { .. }) && v.vm_flags.iter().any(|f| f == flag)
+        });
+        for (start, end) in adjacent_runs(advised) {
+            s.call(
+                "madvise",
+                libc::SYS_madvise,
+                [start, end - start, *advice as u64, 0, 0, 0],
+            )
+            .map_err(|e| Error::Restore {
+                pid,
+                reason: format!("advice {flag} for mappings {start:#x}-{end:#x}: {e}"),
+            })?;
         }
     }
     fill_pages(pid, &contents.writes)?;
@@ -853,6 +854,18 @@ fn map_shared_again(s: &mut Session, v: &Vma, owner: &ShmemOwner, fill: bool) ->
     Ok(())
 }
 
+/// The address ranges covered by `vmas` (in address order), adjacent ones joined.
+fn adjacent_runs<'a>(vmas: impl Iterator<Item = &'a Vma>) -> Vec<(u64, u64)> {
+    let mut runs: Vec<(u64, u64)> = Vec::new();
+    for v in vmas {
+        match runs.last_mut() {
+            Some(last) if last.1 == v.start => last.1 = v.end,
+            _ => runs.push((v.start, v.end)),
+        }
+    }
+    runs
+}
+
 fn vma_err(pid: i32, v: &Vma, e: Error) -> Error {
     Error::Restore {
         pid,
@@ -992,4 +1005,35 @@ fn set_mm_fields(s: &mut Session, mm: &MmImage, exe_fd: i32) -> Result<()> {
         [PR_SET_MM, PR_SET_MM_MAP, addr, st.len() as u64, 0, 0],
     )?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vma(start: u64, end: u64) -> Vma {
+        Vma {
+            start,
+            end,
+            prot: 0,
+            shared: false,
+            kind: VmaKind::Anonymous { name: None },
+            pgoff: 0,
+            vm_flags: vec![],
+        }
+    }
+
+    #[test]
+    fn adjacent_runs_join_touching_mappings_only() {
+        let vmas = [
+            vma(0x1000, 0x2000),
+            vma(0x2000, 0x5000),
+            vma(0x6000, 0x7000),
+        ];
+        assert_eq!(
+            adjacent_runs(vmas.iter()),
+            vec![(0x1000, 0x5000), (0x6000, 0x7000)]
+        );
+        assert!(adjacent_runs([].iter()).is_empty());
+    }
 }

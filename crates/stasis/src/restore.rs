@@ -932,8 +932,9 @@ fn take_over(
     // left stopped with their final registers. Before the main thread's credentials
     // change, which new threads would inherit.
     let mut host_tids = vec![pid];
+    let mut inherited_creds = creds::Inherited::default();
     for th in t.threads.iter().filter(|th| th.tid != t.pid) {
-        let tid = task::create_thread(&mut s, th.tid, |ns_tid| pids.host_thread(pid, ns_tid))?;
+        let tid = task::create_thread(&mut s, th, |ns_tid| pids.host_thread(pid, ns_tid))?;
         host_tids.push(tid);
         let regs = ptrace::get_regs(tid).ctx(pid, || format!("registers of new thread {tid}"))?;
         let mut ts = Session::new(
@@ -942,12 +943,12 @@ fn take_over(
             plan.scratch + PAGE,
         )?;
         ts.set_ns_pid(t.pid);
-        task::restore_thread_remote(&mut ts, th)?;
+        task::restore_new_thread_remote(&mut ts, th)?;
         task::restore_thread_outside(pid, tid, th)?;
         if let Some(sc) = &th.seccomp {
             seccomp::restore(&mut ts, sc, seccomp_shared)?;
         }
-        creds::restore(&mut ts, th.creds.as_ref().unwrap_or(&t.creds))?;
+        inherited_creds.restore(&mut ts, th.creds.as_ref().unwrap_or(&t.creds))?;
         finish_thread(pid, tid, th)?;
     }
 

@@ -63,6 +63,9 @@ pub struct Remote {
     tid: i32,
     syscall_insn: u64,
     base: UserRegs,
+    /// Calls stop once, at an `int3` right after the syscall instruction, instead of at the
+    /// syscall's entry and exit (see [`Remote::set_trap_after`]).
+    trap_after: bool,
 }
 
 impl Remote {
@@ -73,7 +76,18 @@ impl Remote {
             tid,
             syscall_insn,
             base,
+            trap_after: false,
         }
+    }
+
+    /// With `on`, each call runs with PTRACE_CONT to the `int3` that must follow the
+    /// syscall instruction, one stop instead of two. The SIGTRAP of that int3 is forced:
+    /// the caller must make sure it is unblocked and not ignored in the task (the kernel
+    /// would reset its disposition and unblock it), and that no SIGTRAP is pending (it
+    /// would be taken for ours and dropped). Our SIGTRAP is dropped at its
+    /// signal-delivery stop, where the task stays after the call.
+    pub fn set_trap_after(&mut self, on: bool) {
+        self.trap_after = on;
     }
 
     pub fn tid(&self) -> i32 {
@@ -93,10 +107,45 @@ impl Remote {
         regs.r8 = args[4];
         regs.r9 = args[5];
         ptrace::set_regs(self.tid, &regs)?;
+        if self.trap_after {
+            return Ok(self.run_to_trap(nr)?.rax as i64);
+        }
         self.run_to_syscall_stop(nr)?; // entry
         self.run_to_syscall_stop(nr)?; // exit
         let after = ptrace::get_regs(self.tid)?;
         Ok(after.rax as i64)
+    }
+
+    /// Runs the task until it stops for the SIGTRAP of the int3 after the syscall
+    /// instruction; returns its registers there.
+    fn run_to_trap(&mut self, nr: i64) -> SysResult<UserRegs> {
+        // syscall (2 bytes), then int3 (1 byte): the trap reports the address after it.
+        let trap_rip = self.syscall_insn + 3;
+        ptrace::cont(self.tid, 0)?;
+        loop {
+            match ptrace::wait_task(self.tid)? {
+                WaitStatus::Stopped { sig, event: 0 } if sig == libc::SIGTRAP => {
+                    let regs = ptrace::get_regs(self.tid)?;
+                    if regs.rip == trap_rip {
+                        return Ok(regs);
+                    }
+                    log::debug!("tid {}: SIGTRAP during remote syscall {nr}", self.tid);
+                    ptrace::cont(self.tid, 0)?
+                }
+                WaitStatus::Stopped { sig, event } => {
+                    // Event stops (clone...), group-stops, and signals that are not
+                    // blocked: held back as in run_to_syscall_stop.
+                    if event == 0 {
+                        log::debug!("tid {}: signal {sig} during remote syscall {nr}", self.tid);
+                    }
+                    ptrace::cont(self.tid, 0)?
+                }
+                WaitStatus::SyscallStop => ptrace::cont(self.tid, 0)?,
+                WaitStatus::Exited(code) => return Err(exited(self.tid, nr, code)),
+                WaitStatus::Signaled(sig) => return Err(killed(self.tid, nr, sig)),
+                WaitStatus::Continued => {}
+            }
+        }
     }
 
     /// Runs one system call; a result in -4095..=-1 becomes an error naming the call.
@@ -125,23 +174,8 @@ impl Remote {
                     log::debug!("tid {}: signal {sig} during remote syscall {nr}", self.tid);
                     ptrace::syscall(self.tid, 0)?
                 }
-                WaitStatus::Exited(code) => {
-                    return Err(SysError::new(
-                        "remote syscall",
-                        format!("tid {} exited with {code} during syscall {nr}", self.tid),
-                        Errno(libc::ESRCH),
-                    ))
-                }
-                WaitStatus::Signaled(sig) => {
-                    return Err(SysError::new(
-                        "remote syscall",
-                        format!(
-                            "tid {} killed by signal {sig} during syscall {nr}",
-                            self.tid
-                        ),
-                        Errno(libc::ESRCH),
-                    ))
-                }
+                WaitStatus::Exited(code) => return Err(exited(self.tid, nr, code)),
+                WaitStatus::Signaled(sig) => return Err(killed(self.tid, nr, sig)),
                 WaitStatus::Continued => {}
             }
         }
@@ -151,4 +185,20 @@ impl Remote {
     pub fn set_regs(&self, regs: &UserRegs) -> SysResult<()> {
         ptrace::set_regs(self.tid, regs)
     }
+}
+
+fn exited(tid: i32, nr: i64, code: i32) -> SysError {
+    SysError::new(
+        "remote syscall",
+        format!("tid {tid} exited with {code} during syscall {nr}"),
+        Errno(libc::ESRCH),
+    )
+}
+
+fn killed(tid: i32, nr: i64, sig: i32) -> SysError {
+    SysError::new(
+        "remote syscall",
+        format!("tid {tid} killed by signal {sig} during syscall {nr}"),
+        Errno(libc::ESRCH),
+    )
 }

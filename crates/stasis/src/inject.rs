@@ -2,7 +2,7 @@
 //! the arguments that are pointers (structs in, structs out).
 
 use stasis_sys::mem::ProcMem;
-use stasis_sys::ptrace::UserRegs;
+use stasis_sys::ptrace::{self, UserRegs};
 use stasis_sys::remote::Remote;
 
 use crate::error::{Result, SysContext};
@@ -59,6 +59,20 @@ impl Session {
 
     pub fn mem(&self) -> &ProcMem {
         &self.mem
+    }
+
+    /// With `on`, calls stop once each, at the `int3` after the syscall instruction of the
+    /// restore's scratch code, rather than at the syscall's entry and exit. Only for a task
+    /// of the restore (all signals blocked) whose SIGTRAP is neither ignored nor pending:
+    /// SIGTRAP is unblocked meanwhile (a forced one that is blocked would reset its
+    /// disposition); off blocks every signal again.
+    pub fn trap_after_calls(&mut self, on: bool) -> Result<()> {
+        let trap = 1u64 << (libc::SIGTRAP - 1);
+        let mask = if on { !trap } else { !0 };
+        let (pid, tid) = (self.pid, self.tid());
+        ptrace::set_sigmask(tid, mask).ctx(pid, || format!("signal mask of thread {tid}"))?;
+        self.remote.set_trap_after(on);
+        Ok(())
     }
 
     /// A syscall whose failure is an error naming it.

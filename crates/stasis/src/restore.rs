@@ -893,6 +893,8 @@ fn take_over(
         _ => false,
     };
     let exe_fd = if same_exe { -1 } else { plan.exe_fd };
+    // Nothing is pending and no handler is set yet: one stop per call is safe.
+    s.trap_after_calls(true)?;
     mem::restore(
         &mut s,
         &mut made.shmem,
@@ -905,6 +907,7 @@ fn take_over(
     for fd in plan.map_files.iter().map(|m| m.fd).chain([plan.exe_fd]) {
         s.call("close", libc::SYS_close, [fd as u64, 0, 0, 0, 0, 0])?;
     }
+    s.trap_after_calls(false)?;
     // Once no descriptor it does not keep is left to close (which would drop them).
     files::locks::take_posix_locks(&mut s, &t.file_locks)?;
     // The whole tree exists now: pidfds can be opened on any process of it.
@@ -943,7 +946,7 @@ fn take_over(
             plan.scratch + PAGE,
         )?;
         ts.set_ns_pid(t.pid);
-        task::restore_new_thread_remote(&mut ts, th)?;
+        task::restore_new_thread_remote(&mut ts, th, t)?;
         task::restore_thread_outside(pid, tid, th)?;
         if let Some(sc) = &th.seccomp {
             seccomp::restore(&mut ts, sc, seccomp_shared)?;

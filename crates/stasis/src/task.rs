@@ -1,7 +1,7 @@
 //! Per-process attributes (cwd, root, umask, rlimits, prctl flags...) and per-thread state
 //! (registers, FPU, TLS, masks, robust list, rseq, scheduling).
 
-use stasis_image::{GpRegs, ProcessAttrs, Rlimit, RseqConfig, SchedParams, ThreadImage};
+use stasis_image::{GpRegs, ProcessAttrs, Rlimit, RseqConfig, SchedParams, TaskImage, ThreadImage};
 use stasis_sys::procfs::{self, Status};
 use stasis_sys::ptrace::{self, UserRegs};
 use stasis_sys::remote::{resumable_regs, RestartPolicy};
@@ -149,10 +149,30 @@ pub fn restore_thread_remote(s: &mut Session, t: &ThreadImage) -> Result<()> {
     restore_rseq(s, t)
 }
 
-/// [`restore_thread_remote`] for a thread just made by [`create_thread`], which already
-/// has its clear-child-tid address (from clone3) and, as every new thread, no robust list,
-/// no rseq area and no alternate signal stack: only what differs from that takes a call.
-pub fn restore_new_thread_remote(s: &mut Session, t: &ThreadImage) -> Result<()> {
+/// [`restore_thread_remote`] for a thread just made by [`create_thread`] in `process`,
+/// which already has its clear-child-tid address (from clone3) and, as every new thread,
+/// no robust list, no rseq area and no alternate signal stack: only what differs from that
+/// takes a call. Where SIGTRAP allows, the session's calls stop once each from here on
+/// (the thread's final mask replaces the one this sets).
+pub fn restore_new_thread_remote(
+    s: &mut Session,
+    t: &ThreadImage,
+    process: &TaskImage,
+) -> Result<()> {
+    let trap = libc::SIGTRAP;
+    let trap_handled = process
+        .signals
+        .actions
+        .iter()
+        .any(|a| a.signo == trap && a.handler != libc::SIG_IGN as u64);
+    let trap_pending = t
+        .pending
+        .iter()
+        .chain(&process.shared_pending)
+        .any(|p| p.signo == trap);
+    if trap_handled && !trap_pending {
+        s.trap_after_calls(true)?;
+    }
     signals::restore_pending(s, Some(t.tid), &t.pending)?;
     // A new thread's stack is disabled, without SS_AUTODISARM (bit 31).
     if t.sigaltstack.flags & (libc::SS_DISABLE | (1 << 31)) != libc::SS_DISABLE {

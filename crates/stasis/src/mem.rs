@@ -503,6 +503,9 @@ pub fn restore(
             has_pages[i] = true;
         }
     }
+    // Private anonymous mappings in a row (thread stacks, guard pages, signal stacks) are
+    // mapped together, then given their protections piece by piece.
+    let mut run = AnonRun::default();
     for (i, v) in mm.vmas.iter().enumerate() {
         if kept(v) {
             continue;
@@ -565,6 +568,22 @@ pub fn restore(
         if v.vm_flags.iter().any(|f| f == "nr") {
             flags |= libc::MAP_NORESERVE;
         }
+        let plain_private = fd < 0
+            && !v.shared
+            && flags & libc::MAP_GROWSDOWN == 0
+            && matches!(v.kind, VmaKind::Anonymous { name: None });
+        if plain_private {
+            if !run.extends(v.start, flags) {
+                run.map(s, pid)?;
+                run = AnonRun {
+                    start: v.start,
+                    flags,
+                    pieces: Vec::new(),
+                };
+            }
+            run.pieces.push((v.start, v.end, prot));
+            continue;
+        }
         let got = s
             .call(
                 "mmap",
@@ -586,6 +605,7 @@ pub fn restore(
             });
         }
     }
+    run.map(s, pid)?;
 
     // Advice first: MADV_HUGEPAGE makes the fill below allocate huge pages, as the
     // original had them. One call per run of adjacent mappings with the same advice (a
@@ -852,6 +872,71 @@ fn map_shared_again(s: &mut Session, v: &Vma, owner: &ShmemOwner, fill: bool) ->
     s.call("close", libc::SYS_close, [fd, 0, 0, 0, 0, 0])?;
     r.map_err(|e| vma_err(pid, v, e))?;
     Ok(())
+}
+
+/// Adjacent private anonymous mappings with the same mmap flags, mapped with one call.
+#[derive(Default)]
+struct AnonRun {
+    start: u64,
+    flags: i32,
+    /// (start, end, protection to map with) of each mapping, in address order.
+    pieces: Vec<(u64, u64, u32)>,
+}
+
+impl AnonRun {
+    fn extends(&self, start: u64, flags: i32) -> bool {
+        self.pieces.last().is_some_and(|p| p.1 == start) && self.flags == flags
+    }
+
+    /// Maps the run PROT_NONE, then sets each piece's protection: what a separate mmap
+    /// of each piece would have made (mprotect to a writable protection charges the
+    /// memory as mmap would).
+    fn map(&self, s: &mut Session, pid: i32) -> Result<()> {
+        let Some(&(_, end, _)) = self.pieces.last() else {
+            return Ok(());
+        };
+        let start = self.start;
+        let single = self.pieces.len() == 1;
+        let prot = if single { self.pieces[0].2 } else { 0 };
+        let got = s
+            .call(
+                "mmap",
+                libc::SYS_mmap,
+                [
+                    start,
+                    end - start,
+                    prot as u64,
+                    self.flags as u64,
+                    -1i64 as u64,
+                    0,
+                ],
+            )
+            .map_err(|e| Error::Restore {
+                pid,
+                reason: format!("anonymous mapping {start:#x}-{end:#x}: {e}"),
+            })?;
+        if got != start {
+            return Err(Error::Restore {
+                pid,
+                reason: format!("mmap of {start:#x}-{end:#x} landed at {got:#x}"),
+            });
+        }
+        if single {
+            return Ok(());
+        }
+        for &(a, b, prot) in self.pieces.iter().filter(|p| p.2 != 0) {
+            s.call(
+                "mprotect",
+                libc::SYS_mprotect,
+                [a, b - a, prot as u64, 0, 0, 0],
+            )
+            .map_err(|e| Error::Restore {
+                pid,
+                reason: format!("protection of anonymous mapping {a:#x}-{b:#x}: {e}"),
+            })?;
+        }
+        Ok(())
+    }
 }
 
 /// The address ranges covered by `vmas` (in address order), adjacent ones joined.

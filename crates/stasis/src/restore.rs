@@ -935,6 +935,7 @@ fn take_over(
     // left stopped with their final registers. Before the main thread's credentials
     // change, which new threads would inherit.
     let mut host_tids = vec![pid];
+    s.trap_after_calls(task::trap_after_allowed(t, thread))?;
     let mut inherited_creds = creds::Inherited::default();
     for th in t.threads.iter().filter(|th| th.tid != t.pid) {
         let tid = task::create_thread(&mut s, th, |ns_tid| pids.host_thread(pid, ns_tid))?;
@@ -955,6 +956,7 @@ fn take_over(
         finish_thread(pid, tid, th)?;
     }
 
+    s.trap_after_calls(false)?;
     // POSIX timers once every thread they may target exists.
     restore_privileged_last(&mut s, t, seccomp_shared)?;
 

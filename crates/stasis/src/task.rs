@@ -159,22 +159,9 @@ pub fn restore_new_thread_remote(
     t: &ThreadImage,
     process: &TaskImage,
 ) -> Result<()> {
-    let trap = libc::SIGTRAP;
-    let trap_handled = process
-        .signals
-        .actions
-        .iter()
-        .any(|a| a.signo == trap && a.handler != libc::SIG_IGN as u64);
-    let trap_pending = t
-        .pending
-        .iter()
-        .chain(&process.shared_pending)
-        .any(|p| p.signo == trap);
-    if trap_handled && !trap_pending {
-        s.trap_after_calls(true)?;
-    }
+    // Its mask is its creator's (SIGTRAP unblocked if the creator's calls stop at int3).
+    s.trap_after_calls(trap_after_allowed(process, t))?;
     signals::restore_pending(s, Some(t.tid), &t.pending)?;
-    // A new thread's stack is disabled, without SS_AUTODISARM (bit 31).
     if t.sigaltstack.flags & (libc::SS_DISABLE | (1 << 31)) != libc::SS_DISABLE {
         signals::restore_altstack(s, &t.sigaltstack)?;
     }
@@ -187,6 +174,24 @@ pub fn restore_new_thread_remote(
         )?;
     }
     restore_rseq(s, t)
+}
+
+/// Whether remote calls in `thread` of `process` may stop at an int3 (see
+/// [`Session::trap_after_calls`]), once the process's signal handlers and pending signals
+/// are back: SIGTRAP is neither ignored nor pending for the thread or the process.
+pub fn trap_after_allowed(process: &TaskImage, thread: &ThreadImage) -> bool {
+    let trap = libc::SIGTRAP;
+    let trap_handled = process
+        .signals
+        .actions
+        .iter()
+        .any(|a| a.signo == trap && a.handler != libc::SIG_IGN as u64);
+    let trap_pending = thread
+        .pending
+        .iter()
+        .chain(&process.shared_pending)
+        .any(|p| p.signo == trap);
+    trap_handled && !trap_pending
 }
 
 /// The thread's name, unless it has it already (a new thread inherits its creator's).

@@ -3,7 +3,7 @@
 
 use stasis_sys::mem::ProcMem;
 use stasis_sys::ptrace::{self, UserRegs};
-use stasis_sys::remote::Remote;
+use stasis_sys::remote::{self, Remote};
 
 use crate::error::{Result, SysContext};
 
@@ -81,6 +81,31 @@ impl Session {
         self.remote
             .syscall(name, nr, args)
             .ctx(pid, || "remote syscall".into())
+    }
+
+    /// Several syscalls in order, with one stop per [`remote::BATCH_MAX`] of them once
+    /// [`Session::trap_after_calls`] is on (one by one otherwise). The first failure is an
+    /// error naming its call; the calls after it in the same batch have run too.
+    pub fn call_batch(&mut self, calls: &[(&'static str, i64, [u64; 6])]) -> Result<()> {
+        let pid = self.pid;
+        for chunk in calls.chunks(remote::BATCH_MAX) {
+            let raw: Vec<(i64, [u64; 6])> = chunk.iter().map(|c| (c.1, c.2)).collect();
+            let results = self
+                .remote
+                .syscall_batch(&self.mem, &raw)
+                .ctx(pid, || "remote syscall batch".into())?;
+            for (&(name, _, _), r) in chunk.iter().zip(results) {
+                if (-4095..0).contains(&r) {
+                    return Err(stasis_sys::SysError::new(
+                        name,
+                        format!("remote, in tid {}", self.remote.tid()),
+                        stasis_sys::Errno(-r as i32),
+                    ))
+                    .ctx(pid, || "remote syscall".into());
+                }
+            }
+        }
+        Ok(())
     }
 
     /// A syscall whose raw result (negative errno) the caller interprets.

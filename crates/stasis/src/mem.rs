@@ -924,18 +924,22 @@ impl AnonRun {
         if single {
             return Ok(());
         }
-        for &(a, b, prot) in self.pieces.iter().filter(|p| p.2 != 0) {
-            s.call(
-                "mprotect",
-                libc::SYS_mprotect,
-                [a, b - a, prot as u64, 0, 0, 0],
-            )
-            .map_err(|e| Error::Restore {
-                pid,
-                reason: format!("protection of anonymous mapping {a:#x}-{b:#x}: {e}"),
-            })?;
-        }
-        Ok(())
+        let calls: Vec<_> = self
+            .pieces
+            .iter()
+            .filter(|p| p.2 != 0)
+            .map(|&(a, b, prot)| {
+                (
+                    "mprotect",
+                    libc::SYS_mprotect,
+                    [a, b - a, prot as u64, 0, 0, 0],
+                )
+            })
+            .collect();
+        s.call_batch(&calls).map_err(|e| Error::Restore {
+            pid,
+            reason: format!("protections in anonymous mappings {start:#x}-{end:#x}: {e}"),
+        })
     }
 }
 

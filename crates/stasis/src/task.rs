@@ -162,18 +162,21 @@ pub fn restore_new_thread_remote(
     // Its mask is its creator's (SIGTRAP unblocked if the creator's calls stop at int3).
     s.trap_after_calls(trap_after_allowed(process, t))?;
     signals::restore_pending(s, Some(t.tid), &t.pending)?;
+    // The rest in one batch (one stop), each argument struct at its own offset.
+    let mut calls = Vec::new();
     if t.sigaltstack.flags & (libc::SS_DISABLE | (1 << 31)) != libc::SS_DISABLE {
-        signals::restore_altstack(s, &t.sigaltstack)?;
+        calls.push(signals::altstack_call(s, &t.sigaltstack, 0)?);
     }
-    restore_comm(s, t)?;
+    calls.extend(comm_call(s, t, 64)?);
     if t.robust_list.head != 0 {
-        s.call(
+        calls.push((
             "set_robust_list",
             libc::SYS_set_robust_list,
             [t.robust_list.head, t.robust_list.len.max(24), 0, 0, 0, 0],
-        )?;
+        ));
     }
-    restore_rseq(s, t)
+    calls.extend(rseq_call(t));
+    s.call_batch(&calls)
 }
 
 /// Whether remote calls in `thread` of `process` may stop at an int3 (see
@@ -196,29 +199,47 @@ pub fn trap_after_allowed(process: &TaskImage, thread: &ThreadImage) -> bool {
 
 /// The thread's name, unless it has it already (a new thread inherits its creator's).
 fn restore_comm(s: &mut Session, t: &ThreadImage) -> Result<()> {
-    let mut name = t.comm.as_bytes().to_vec();
-    name.truncate(15);
-    if procfs::comm(s.pid(), s.tid()).is_ok_and(|now| now == name) {
-        return Ok(());
+    if let Some((name, nr, args)) = comm_call(s, t, 0)? {
+        s.call(name, nr, args)?;
     }
-    // /proc/PID/comm is only writable from inside the thread group: set it from inside.
-    name.push(0);
-    let addr = s.put(0, &name)?;
-    s.call(
-        "prctl(PR_SET_NAME)",
-        libc::SYS_prctl,
-        [PR_SET_NAME, addr, 0, 0, 0, 0],
-    )?;
     Ok(())
 }
 
-fn restore_rseq(s: &mut Session, t: &ThreadImage) -> Result<()> {
-    if let Some(r) = t.rseq {
-        s.call(
+/// The prctl(PR_SET_NAME) that names the thread, its name written at `offset` of the data
+/// area; None when the thread has that name already.
+fn comm_call(
+    s: &Session,
+    t: &ThreadImage,
+    offset: usize,
+) -> Result<Option<(&'static str, i64, [u64; 6])>> {
+    let mut name = t.comm.as_bytes().to_vec();
+    name.truncate(15);
+    if procfs::comm(s.pid(), s.tid()).is_ok_and(|now| now == name) {
+        return Ok(None);
+    }
+    // /proc/PID/comm is only writable from inside the thread group: set it from inside.
+    name.push(0);
+    let addr = s.put(offset, &name)?;
+    Ok(Some((
+        "prctl(PR_SET_NAME)",
+        libc::SYS_prctl,
+        [PR_SET_NAME, addr, 0, 0, 0, 0],
+    )))
+}
+
+fn rseq_call(t: &ThreadImage) -> Option<(&'static str, i64, [u64; 6])> {
+    t.rseq.map(|r| {
+        (
             "rseq",
             libc::SYS_rseq,
             [r.abi_pointer, r.len as u64, 0, r.signature as u64, 0, 0],
-        )?;
+        )
+    })
+}
+
+fn restore_rseq(s: &mut Session, t: &ThreadImage) -> Result<()> {
+    if let Some((name, nr, args)) = rseq_call(t) {
+        s.call(name, nr, args)?;
     }
     Ok(())
 }

@@ -673,11 +673,13 @@ struct Options {
     /// Processes in the tree and threads in the process of the many-tasks runs.
     tree_tasks: usize,
     threads: usize,
+    /// Only the many-tasks runs (no memory sizes, no tiny process, no memory baselines).
+    many_only: bool,
 }
 
 const USAGE: &str = "\
 usage: stasis-bench [--sizes 64M,1G] [--runs N] [--quick] [--stasis PATH] [--work-dir DIR]
-                    [--keep-logs]
+                    [--keep-logs] [--many-only]
 
 Builds stasis (cargo build --release at the repository root) unless --stasis is given,
 then measures dump, frozen time, image size and restore for each size of touched
@@ -688,7 +690,8 @@ Defaults: --sizes 64M,1G --runs 5 (after one warm-up run per size). Needs root.
 --quick: 16M, 10 processes, 100 threads, one run, a small memcpy buffer (a smoke test,
 not a benchmark).
 --keep-logs: keep each dump's -v4 log (dump-SIZE-RUN.log) in the work directory
-(default: target/stasis-bench at the repository root).";
+(default: target/stasis-bench at the repository root).
+--many-only: only the tree and the threaded process (with their kernel baselines).";
 
 fn parse_size(s: &str) -> Res<u64> {
     let s = s.trim();
@@ -718,6 +721,7 @@ fn parse_args(args: &[String]) -> Res<Options> {
         idle_pause: Duration::from_secs(2),
         tree_tasks: 100,
         threads: 1000,
+        many_only: false,
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -748,6 +752,7 @@ fn parse_args(args: &[String]) -> Res<Options> {
             "--stasis" => o.stasis = Some(PathBuf::from(val()?)),
             "--work-dir" => o.work = Some(PathBuf::from(val()?)),
             "--keep-logs" => o.keep_logs = true,
+            "--many-only" => o.many_only = true,
             "-h" | "--help" => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -885,6 +890,9 @@ fn run(args: &[String]) -> Res<()> {
         .ok()
         .and_then(|l| l.split_whitespace().next().map(str::to_string))
         .unwrap_or_else(|| "?".into());
+    if o.many_only {
+        return run_many(&o, &bench, &load);
+    }
     let (memcpy, fill) = memory_baseline(o.memcpy_bytes, 5);
     let write = file_write_baseline(&work, o.memcpy_bytes, 3, Duration::ZERO)?;
     let write_idle = if o.idle_pause.is_zero() {
@@ -930,29 +938,7 @@ fn run(args: &[String]) -> Res<()> {
         tiny_dump.push(d);
         tiny_restore.push(r);
     }
-    let mut many_rows = Vec::new();
-    for (kind, n) in [
-        (many::Kind::Tree, o.tree_tasks),
-        (many::Kind::Threads, o.threads),
-    ] {
-        eprintln!("== {}: warm-up, then {} runs", kind.name(n), o.runs);
-        many::run(&bench, kind, n, 0)?;
-        let mut runs = Vec::new();
-        for i in 0..o.runs {
-            let m = many::run(&bench, kind, n, i + 1)?;
-            eprintln!(
-                "   run {}: dump {}, frozen(log) {}, image {:.1} MiB, restore {}: every task back",
-                i + 1,
-                ms(m.dump),
-                m.frozen.map(ms).unwrap_or_else(|| "?".into()),
-                m.image as f64 / MIB as f64,
-                ms(m.restore)
-            );
-            runs.push(m);
-        }
-        let base = many::baseline(kind, n);
-        many_rows.push((kind, n, runs, base));
-    }
+    let many_rows = many_runs(&o, &bench)?;
     if !o.keep_logs {
         let _ = fs::remove_dir(&work);
     }
@@ -1038,43 +1024,7 @@ fn run(args: &[String]) -> Res<()> {
         ),
     );
     w(&mut out, String::new());
-    w(
-        &mut out,
-        format!(
-            "{:<28} {:>10} {:>12} {:>11} {:>10} {:>12} {:>14}",
-            "many tasks", "dump", "frozen(log)", "image", "restore", "baseline", "restore/base"
-        ),
-    );
-    for (kind, n, runs, base) in &many_rows {
-        let dump = median_d(runs.iter().map(|r| r.dump).collect());
-        let frozen: Vec<Duration> = runs.iter().filter_map(|r| r.frozen).collect();
-        let frozen = if frozen.is_empty() {
-            "?".to_string()
-        } else {
-            ms(median_d(frozen))
-        };
-        let restore = median_d(runs.iter().map(|r| r.restore).collect());
-        let image = runs.iter().map(|r| r.image).max().unwrap_or(0);
-        w(
-            &mut out,
-            format!(
-                "{:<28} {:>10} {:>12} {:>11} {:>10} {:>12} {:>13.1}x",
-                kind.name(*n),
-                ms(dump),
-                frozen,
-                format!("{:.1} MiB", image as f64 / MIB as f64),
-                ms(restore),
-                ms(*base),
-                restore.as_secs_f64() / base.as_secs_f64().max(1e-9)
-            ),
-        );
-    }
-    w(
-        &mut out,
-        "baseline: the kernel making as many tasks (fork+reap each process, or create+join\n\
-         each thread), measured in this run."
-            .to_string(),
-    );
+    many_report(&mut out, &many_rows);
     if o.runs > 1 {
         w(&mut out, String::new());
         w(
@@ -1119,5 +1069,94 @@ fn run(args: &[String]) -> Res<()> {
          CRIU 4.2 on this machine: dump 550-800 ms, restore 600 ms, frozen 430 ms, tiny 40 ms."
             .to_string(),
     );
+    Ok(())
+}
+
+type ManyRow = (many::Kind, usize, Vec<many::ManyRun>, Duration);
+
+/// The tree and the threaded process: a warm-up, `o.runs` runs, the kernel baseline.
+fn many_runs(o: &Options, bench: &Bench) -> Res<Vec<ManyRow>> {
+    let mut many_rows = Vec::new();
+    for (kind, n) in [
+        (many::Kind::Tree, o.tree_tasks),
+        (many::Kind::Threads, o.threads),
+    ] {
+        eprintln!("== {}: warm-up, then {} runs", kind.name(n), o.runs);
+        many::run(bench, kind, n, 0)?;
+        let mut runs = Vec::new();
+        for i in 0..o.runs {
+            let m = many::run(bench, kind, n, i + 1)?;
+            eprintln!(
+                "   run {}: dump {}, frozen(log) {}, image {:.1} MiB, restore {}: every task back",
+                i + 1,
+                ms(m.dump),
+                m.frozen.map(ms).unwrap_or_else(|| "?".into()),
+                m.image as f64 / MIB as f64,
+                ms(m.restore)
+            );
+            runs.push(m);
+        }
+        let base = many::baseline(kind, n);
+        many_rows.push((kind, n, runs, base));
+    }
+    Ok(many_rows)
+}
+
+fn many_report(out: &mut std::io::StdoutLock, many_rows: &[ManyRow]) {
+    let w = |out: &mut std::io::StdoutLock, s: String| {
+        let _ = writeln!(out, "{s}");
+    };
+    w(
+        out,
+        format!(
+            "{:<28} {:>10} {:>12} {:>11} {:>10} {:>12} {:>14}",
+            "many tasks", "dump", "frozen(log)", "image", "restore", "baseline", "restore/base"
+        ),
+    );
+    for (kind, n, runs, base) in many_rows {
+        let dump = median_d(runs.iter().map(|r| r.dump).collect());
+        let frozen: Vec<Duration> = runs.iter().filter_map(|r| r.frozen).collect();
+        let frozen = if frozen.is_empty() {
+            "?".to_string()
+        } else {
+            ms(median_d(frozen))
+        };
+        let restore = median_d(runs.iter().map(|r| r.restore).collect());
+        let image = runs.iter().map(|r| r.image).max().unwrap_or(0);
+        w(
+            out,
+            format!(
+                "{:<28} {:>10} {:>12} {:>11} {:>10} {:>12} {:>13.1}x",
+                kind.name(*n),
+                ms(dump),
+                frozen,
+                format!("{:.1} MiB", image as f64 / MIB as f64),
+                ms(restore),
+                ms(*base),
+                restore.as_secs_f64() / base.as_secs_f64().max(1e-9)
+            ),
+        );
+    }
+    w(
+        out,
+        "baseline: the kernel making as many tasks (fork+reap each process, or create+join\n\
+         each thread), measured in this run."
+            .to_string(),
+    );
+}
+
+/// `--many-only`: the many-tasks runs and their table.
+fn run_many(o: &Options, bench: &Bench, load: &str) -> Res<()> {
+    let rows = many_runs(o, bench)?;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(
+        out,
+        "\nstasis benchmark, many tasks — median of {} run(s) after a warm-up, load average at start: {load}",
+        o.runs
+    );
+    many_report(&mut out, &rows);
+    if !o.keep_logs {
+        let _ = fs::remove_dir(&bench.work);
+    }
     Ok(())
 }

@@ -11,7 +11,10 @@
 //! - testprogs/threads_victim.rs: std threads, mpsc and sync channels, Arc<Mutex<..>>,
 //!   Condvar, RwLock, park, sleep;
 //! - testprogs/thread_many.c: 1000 threads with 64 KiB stacks, each blocked on a condition
-//!   variable or a barrier.
+//!   variable or a barrier;
+//! - testprogs/thread_sigtrap.c: a SIGTRAP handler (or, `thread_sigtrap_ignore`, SIGTRAP
+//!   ignored), threads with and without SIGTRAP blocked, one with a SIGTRAP pending: the
+//!   restore's remote calls that stop at an int3 must leave all of it as it was.
 //!
 //! Each victim checks itself after restore; each runs standalone (proving the victim),
 //! through dump/kill/restore, twice, and with --leave-running.
@@ -39,6 +42,16 @@ fn thread_many() -> Victim {
     Victim::program("thread_many", build_c("thread_many", &["-pthread"]))
         .arg("1000")
         .ready_timeout(Duration::from_secs(60))
+}
+
+fn thread_sigtrap() -> Victim {
+    Victim::program("thread_sigtrap", build_c("thread_sigtrap", &["-pthread"]))
+}
+
+fn thread_sigtrap_ignore() -> Victim {
+    thread_sigtrap()
+        .named("thread_sigtrap_ignore")
+        .arg("ignore")
 }
 
 /// /proc/PID/task of the restored process lists the threads the victim had at READY.
@@ -87,6 +100,8 @@ thread_tests!(
     thread_sync_creds => thread_sync_creds(),
     threads_rust => threads_rust(),
     thread_many => thread_many(),
+    thread_sigtrap => thread_sigtrap(),
+    thread_sigtrap_ignore => thread_sigtrap_ignore(),
 );
 
 /// Seen from outside: the restored process has exactly the tids the original had at

@@ -35,9 +35,36 @@ pub fn dump(status: &Status, s: &mut Session) -> Result<Credentials> {
     })
 }
 
+/// Credentials for threads that one task creates while its own do not change: every new
+/// thread starts with the same credentials, so whether they already are the wanted ones
+/// is checked once (two remote calls fewer per thread).
+#[derive(Default)]
+pub struct Inherited {
+    already: Vec<Credentials>,
+}
+
+impl Inherited {
+    /// [`restore`] for a thread just created by the task.
+    pub fn restore(&mut self, s: &mut Session, c: &Credentials) -> Result<()> {
+        if self.already.contains(c) {
+            return Ok(());
+        }
+        if restore(s, c)? == Changed::No {
+            self.already.push(c.clone());
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Changed {
+    No,
+    Yes,
+}
+
 /// Sets the credentials of the task the session runs in, if they differ from what it has.
 /// Order matters: what needs privileges first, the uid change late, capabilities after it.
-pub fn restore(s: &mut Session, c: &Credentials) -> Result<()> {
+pub fn restore(s: &mut Session, c: &Credentials) -> Result<Changed> {
     let pid = s.pid();
     let now = procfs::task_status(pid, s.tid()).proc(pid)?;
     let securebits_now = s.call(
@@ -55,7 +82,7 @@ pub fn restore(s: &mut Session, c: &Credentials) -> Result<()> {
         && now.cap_amb == c.cap_ambient
         && securebits_now == c.securebits;
     if same {
-        return Ok(());
+        return Ok(Changed::No);
     }
     for cap in 0..=LAST_CAP {
         let bit = 1u64 << cap;
@@ -141,7 +168,7 @@ pub fn restore(s: &mut Session, c: &Credentials) -> Result<()> {
             )?;
         }
     }
-    Ok(())
+    Ok(Changed::Yes)
 }
 
 /// The audit login uid of a process (`None` if the kernel has no audit support).

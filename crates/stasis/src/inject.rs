@@ -2,8 +2,8 @@
 //! the arguments that are pointers (structs in, structs out).
 
 use stasis_sys::mem::ProcMem;
-use stasis_sys::ptrace::UserRegs;
-use stasis_sys::remote::Remote;
+use stasis_sys::ptrace::{self, UserRegs};
+use stasis_sys::remote::{self, Remote};
 
 use crate::error::{Result, SysContext};
 
@@ -61,12 +61,51 @@ impl Session {
         &self.mem
     }
 
+    /// With `on`, calls stop once each, at the `int3` after the syscall instruction of the
+    /// restore's scratch code, rather than at the syscall's entry and exit. Only for a task
+    /// of the restore (all signals blocked) whose SIGTRAP is neither ignored nor pending:
+    /// SIGTRAP is unblocked meanwhile (a forced one that is blocked would reset its
+    /// disposition); off blocks every signal again.
+    pub fn trap_after_calls(&mut self, on: bool) -> Result<()> {
+        let trap = 1u64 << (libc::SIGTRAP - 1);
+        let mask = if on { !trap } else { !0 };
+        let (pid, tid) = (self.pid, self.tid());
+        ptrace::set_sigmask(tid, mask).ctx(pid, || format!("signal mask of thread {tid}"))?;
+        self.remote.set_trap_after(on);
+        Ok(())
+    }
+
     /// A syscall whose failure is an error naming it.
     pub fn call(&mut self, name: &'static str, nr: i64, args: [u64; 6]) -> Result<u64> {
         let pid = self.pid;
         self.remote
             .syscall(name, nr, args)
             .ctx(pid, || "remote syscall".into())
+    }
+
+    /// Several syscalls in order, with one stop per [`remote::BATCH_MAX`] of them once
+    /// [`Session::trap_after_calls`] is on (one by one otherwise). The first failure is an
+    /// error naming its call; the calls after it in the same batch have run too.
+    pub fn call_batch(&mut self, calls: &[(&'static str, i64, [u64; 6])]) -> Result<()> {
+        let pid = self.pid;
+        for chunk in calls.chunks(remote::BATCH_MAX) {
+            let raw: Vec<(i64, [u64; 6])> = chunk.iter().map(|c| (c.1, c.2)).collect();
+            let results = self
+                .remote
+                .syscall_batch(&self.mem, &raw)
+                .ctx(pid, || "remote syscall batch".into())?;
+            for (&(name, _, _), r) in chunk.iter().zip(results) {
+                if (-4095..0).contains(&r) {
+                    return Err(stasis_sys::SysError::new(
+                        name,
+                        format!("remote, in tid {}", self.remote.tid()),
+                        stasis_sys::Errno(-r as i32),
+                    ))
+                    .ctx(pid, || "remote syscall".into());
+                }
+            }
+        }
+        Ok(())
     }
 
     /// A syscall whose raw result (negative errno) the caller interprets.

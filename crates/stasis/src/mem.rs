@@ -581,6 +581,9 @@ pub fn restore(
             has_pages[i] = true;
         }
     }
+    // Private anonymous mappings in a row (thread stacks, guard pages, signal stacks) are
+    // mapped together, then given their protections piece by piece.
+    let mut run = AnonRun::default();
     for (i, v) in mm.vmas.iter().enumerate() {
         if kept(v) {
             continue;
@@ -643,6 +646,22 @@ pub fn restore(
         if v.vm_flags.iter().any(|f| f == "nr") {
             flags |= libc::MAP_NORESERVE;
         }
+        let plain_private = fd < 0
+            && !v.shared
+            && flags & libc::MAP_GROWSDOWN == 0
+            && matches!(v.kind, VmaKind::Anonymous { name: None });
+        if plain_private {
+            if !run.extends(v.start, flags) {
+                run.map(s, pid)?;
+                run = AnonRun {
+                    start: v.start,
+                    flags,
+                    pieces: Vec::new(),
+                };
+            }
+            run.pieces.push((v.start, v.end, prot));
+            continue;
+        }
         let got = s
             .call(
                 "mmap",
@@ -664,23 +683,25 @@ pub fn restore(
             });
         }
     }
+    run.map(s, pid)?;
 
     // Advice first: MADV_HUGEPAGE makes the fill below allocate huge pages, as the
-    // original had them.
-    for v in mm
-        .vmas
-        .iter()
-        .filter(|v| !matches!(v.kind, VmaKind::Special { .. }))
-    {
-        for (flag, advice) in MADVISE_FLAGS {
-            if v.vm_flags.iter().any(|f| f == flag) {
-                s.call(
-                    "madvise",
-                    libc::SYS_madvise,
-                    [v.start, v.end - v.start, *advice as u64, 0, 0, 0],
-                )
-                .map_err(|e| vma_err(pid, v, e))?;
-            }
+    // original had them. One call per run of adjacent mappings with the same advice (a
+    // thread's stack, its guard page and its signal stack are four mappings in a row).
+    for (flag, advice) in MADVISE_FLAGS {
+        let advised = mm.vmas.iter().filter(|v| {
+            !matches!(v.kind, VmaKind::Special { .. }) && v.vm_flags.iter().any(|f| f == flag)
+        });
+        for (start, end) in adjacent_runs(advised) {
+            s.call(
+                "madvise",
+                libc::SYS_madvise,
+                [start, end - start, *advice as u64, 0, 0, 0],
+            )
+            .map_err(|e| Error::Restore {
+                pid,
+                reason: format!("advice {flag} for mappings {start:#x}-{end:#x}: {e}"),
+            })?;
         }
     }
     fill_pages(pid, &contents.writes)?;
@@ -931,6 +952,87 @@ fn map_shared_again(s: &mut Session, v: &Vma, owner: &ShmemOwner, fill: bool) ->
     Ok(())
 }
 
+/// Adjacent private anonymous mappings with the same mmap flags, mapped with one call.
+#[derive(Default)]
+struct AnonRun {
+    start: u64,
+    flags: i32,
+    /// (start, end, protection to map with) of each mapping, in address order.
+    pieces: Vec<(u64, u64, u32)>,
+}
+
+impl AnonRun {
+    fn extends(&self, start: u64, flags: i32) -> bool {
+        self.pieces.last().is_some_and(|p| p.1 == start) && self.flags == flags
+    }
+
+    /// Maps the run PROT_NONE, then sets each piece's protection: what a separate mmap
+    /// of each piece would have made (mprotect to a writable protection charges the
+    /// memory as mmap would).
+    fn map(&self, s: &mut Session, pid: i32) -> Result<()> {
+        let Some(&(_, end, _)) = self.pieces.last() else {
+            return Ok(());
+        };
+        let start = self.start;
+        let single = self.pieces.len() == 1;
+        let prot = if single { self.pieces[0].2 } else { 0 };
+        let got = s
+            .call(
+                "mmap",
+                libc::SYS_mmap,
+                [
+                    start,
+                    end - start,
+                    prot as u64,
+                    self.flags as u64,
+                    -1i64 as u64,
+                    0,
+                ],
+            )
+            .map_err(|e| Error::Restore {
+                pid,
+                reason: format!("anonymous mapping {start:#x}-{end:#x}: {e}"),
+            })?;
+        if got != start {
+            return Err(Error::Restore {
+                pid,
+                reason: format!("mmap of {start:#x}-{end:#x} landed at {got:#x}"),
+            });
+        }
+        if single {
+            return Ok(());
+        }
+        let calls: Vec<_> = self
+            .pieces
+            .iter()
+            .filter(|p| p.2 != 0)
+            .map(|&(a, b, prot)| {
+                (
+                    "mprotect",
+                    libc::SYS_mprotect,
+                    [a, b - a, prot as u64, 0, 0, 0],
+                )
+            })
+            .collect();
+        s.call_batch(&calls).map_err(|e| Error::Restore {
+            pid,
+            reason: format!("protections in anonymous mappings {start:#x}-{end:#x}: {e}"),
+        })
+    }
+}
+
+/// The address ranges covered by `vmas` (in address order), adjacent ones joined.
+fn adjacent_runs<'a>(vmas: impl Iterator<Item = &'a Vma>) -> Vec<(u64, u64)> {
+    let mut runs: Vec<(u64, u64)> = Vec::new();
+    for v in vmas {
+        match runs.last_mut() {
+            Some(last) if last.1 == v.start => last.1 = v.end,
+            _ => runs.push((v.start, v.end)),
+        }
+    }
+    runs
+}
+
 fn vma_err(pid: i32, v: &Vma, e: Error) -> Error {
     Error::Restore {
         pid,
@@ -1070,4 +1172,35 @@ fn set_mm_fields(s: &mut Session, mm: &MmImage, exe_fd: i32) -> Result<()> {
         [PR_SET_MM, PR_SET_MM_MAP, addr, st.len() as u64, 0, 0],
     )?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vma(start: u64, end: u64) -> Vma {
+        Vma {
+            start,
+            end,
+            prot: 0,
+            shared: false,
+            kind: VmaKind::Anonymous { name: None },
+            pgoff: 0,
+            vm_flags: vec![],
+        }
+    }
+
+    #[test]
+    fn adjacent_runs_join_touching_mappings_only() {
+        let vmas = [
+            vma(0x1000, 0x2000),
+            vma(0x2000, 0x5000),
+            vma(0x6000, 0x7000),
+        ];
+        assert_eq!(
+            adjacent_runs(vmas.iter()),
+            vec![(0x1000, 0x5000), (0x6000, 0x7000)]
+        );
+        assert!(adjacent_runs([].iter()).is_empty());
+    }
 }

@@ -77,6 +77,17 @@ pub fn dump_altstack(s: &mut Session) -> Result<SigAltStack> {
 }
 
 pub fn restore_altstack(s: &mut Session, st: &SigAltStack) -> Result<()> {
+    let (name, nr, args) = altstack_call(s, st, 0)?;
+    s.call(name, nr, args)?;
+    Ok(())
+}
+
+/// The sigaltstack call that sets `st`, its struct written at `offset` of the data area.
+pub fn altstack_call(
+    s: &Session,
+    st: &SigAltStack,
+    offset: usize,
+) -> Result<(&'static str, i64, [u64; 6])> {
     // SS_ONSTACK only reports that the thread ran on it; it cannot be set.
     let flags = st.flags & (libc::SS_DISABLE | (1 << 31));
     let (sp, size) = if flags & libc::SS_DISABLE != 0 {
@@ -84,9 +95,8 @@ pub fn restore_altstack(s: &mut Session, st: &SigAltStack) -> Result<()> {
     } else {
         (st.sp, st.size)
     };
-    let addr = s.put(0, &inject::words(&[sp, flags as u32 as u64, size]))?;
-    s.call("sigaltstack", libc::SYS_sigaltstack, [addr, 0, 0, 0, 0, 0])?;
-    Ok(())
+    let addr = s.put(offset, &inject::words(&[sp, flags as u32 as u64, size]))?;
+    Ok(("sigaltstack", libc::SYS_sigaltstack, [addr, 0, 0, 0, 0, 0]))
 }
 
 /// Signals queued for thread `tid` (or, with `shared`, for its process), left queued.

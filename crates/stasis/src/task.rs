@@ -1,7 +1,7 @@
 //! Per-process attributes (cwd, root, umask, rlimits, prctl flags...) and per-thread state
 //! (registers, FPU, TLS, masks, robust list, rseq, scheduling).
 
-use stasis_image::{GpRegs, ProcessAttrs, Rlimit, RseqConfig, SchedParams, ThreadImage};
+use stasis_image::{GpRegs, ProcessAttrs, Rlimit, RseqConfig, SchedParams, TaskImage, ThreadImage};
 use stasis_sys::procfs::{self, Status};
 use stasis_sys::ptrace::{self, UserRegs};
 use stasis_sys::remote::{resumable_regs, RestartPolicy};
@@ -135,16 +135,7 @@ pub fn unregister_inherited_rseq(s: &mut Session) -> Result<()> {
 pub fn restore_thread_remote(s: &mut Session, t: &ThreadImage) -> Result<()> {
     signals::restore_pending(s, Some(t.tid), &t.pending)?;
     signals::restore_altstack(s, &t.sigaltstack)?;
-    // /proc/PID/comm is only writable from inside the thread group: set it from inside.
-    let mut name = t.comm.as_bytes().to_vec();
-    name.truncate(15);
-    name.push(0);
-    let addr = s.put(0, &name)?;
-    s.call(
-        "prctl(PR_SET_NAME)",
-        libc::SYS_prctl,
-        [PR_SET_NAME, addr, 0, 0, 0, 0],
-    )?;
+    restore_comm(s, t)?;
     s.call(
         "set_tid_address",
         libc::SYS_set_tid_address,
@@ -155,12 +146,100 @@ pub fn restore_thread_remote(s: &mut Session, t: &ThreadImage) -> Result<()> {
         libc::SYS_set_robust_list,
         [t.robust_list.head, t.robust_list.len.max(24), 0, 0, 0, 0],
     )?;
-    if let Some(r) = t.rseq {
-        s.call(
+    restore_rseq(s, t)
+}
+
+/// [`restore_thread_remote`] for a thread just made by [`create_thread`] in `process`,
+/// which already has its clear-child-tid address (from clone3) and, as every new thread,
+/// no robust list, no rseq area and no alternate signal stack: only what differs from that
+/// takes a call. Where SIGTRAP allows, the session's calls stop once each from here on
+/// (the thread's final mask replaces the one this sets).
+pub fn restore_new_thread_remote(
+    s: &mut Session,
+    t: &ThreadImage,
+    process: &TaskImage,
+) -> Result<()> {
+    // Its mask is its creator's (SIGTRAP unblocked if the creator's calls stop at int3).
+    s.trap_after_calls(trap_after_allowed(process, t))?;
+    signals::restore_pending(s, Some(t.tid), &t.pending)?;
+    // The rest in one batch (one stop), each argument struct at its own offset.
+    let mut calls = Vec::new();
+    if t.sigaltstack.flags & (libc::SS_DISABLE | (1 << 31)) != libc::SS_DISABLE {
+        calls.push(signals::altstack_call(s, &t.sigaltstack, 0)?);
+    }
+    calls.extend(comm_call(s, t, 64)?);
+    if t.robust_list.head != 0 {
+        calls.push((
+            "set_robust_list",
+            libc::SYS_set_robust_list,
+            [t.robust_list.head, t.robust_list.len.max(24), 0, 0, 0, 0],
+        ));
+    }
+    calls.extend(rseq_call(t));
+    s.call_batch(&calls)
+}
+
+/// Whether remote calls in `thread` of `process` may stop at an int3 (see
+/// [`Session::trap_after_calls`]), once the process's signal handlers and pending signals
+/// are back: SIGTRAP is neither ignored nor pending for the thread or the process.
+pub fn trap_after_allowed(process: &TaskImage, thread: &ThreadImage) -> bool {
+    let trap = libc::SIGTRAP;
+    let trap_handled = process
+        .signals
+        .actions
+        .iter()
+        .any(|a| a.signo == trap && a.handler != libc::SIG_IGN as u64);
+    let trap_pending = thread
+        .pending
+        .iter()
+        .chain(&process.shared_pending)
+        .any(|p| p.signo == trap);
+    trap_handled && !trap_pending
+}
+
+/// The thread's name, unless it has it already (a new thread inherits its creator's).
+fn restore_comm(s: &mut Session, t: &ThreadImage) -> Result<()> {
+    if let Some((name, nr, args)) = comm_call(s, t, 0)? {
+        s.call(name, nr, args)?;
+    }
+    Ok(())
+}
+
+/// The prctl(PR_SET_NAME) that names the thread, its name written at `offset` of the data
+/// area; None when the thread has that name already.
+fn comm_call(
+    s: &Session,
+    t: &ThreadImage,
+    offset: usize,
+) -> Result<Option<(&'static str, i64, [u64; 6])>> {
+    let mut name = t.comm.as_bytes().to_vec();
+    name.truncate(15);
+    if procfs::comm(s.pid(), s.tid()).is_ok_and(|now| now == name) {
+        return Ok(None);
+    }
+    // /proc/PID/comm is only writable from inside the thread group: set it from inside.
+    name.push(0);
+    let addr = s.put(offset, &name)?;
+    Ok(Some((
+        "prctl(PR_SET_NAME)",
+        libc::SYS_prctl,
+        [PR_SET_NAME, addr, 0, 0, 0, 0],
+    )))
+}
+
+fn rseq_call(t: &ThreadImage) -> Option<(&'static str, i64, [u64; 6])> {
+    t.rseq.map(|r| {
+        (
             "rseq",
             libc::SYS_rseq,
             [r.abi_pointer, r.len as u64, 0, r.signature as u64, 0, 0],
-        )?;
+        )
+    })
+}
+
+fn restore_rseq(s: &mut Session, t: &ThreadImage) -> Result<()> {
+    if let Some((name, nr, args)) = rseq_call(t) {
+        s.call(name, nr, args)?;
     }
     Ok(())
 }
@@ -332,15 +411,34 @@ const THREAD_FLAGS: u64 = (libc::CLONE_VM
     | libc::CLONE_THREAD
     | libc::CLONE_SYSVSEM) as u64;
 
-/// Creates thread `tid` in the task the session runs in, with a remote clone3. The tracer
-/// must have PTRACE_O_TRACECLONE set on that task: the new thread is then attached and
-/// stops before it runs a single instruction. Returns once it is in that stop.
+/// Creates thread `t.tid` in the task the session runs in, with a remote clone3 that also
+/// gives it its clear-child-tid address. The tracer must have PTRACE_O_TRACECLONE set on
+/// that task: the new thread is then attached and stops before it runs a single
+/// instruction. Returns once it is in that stop.
 pub fn create_thread(
     s: &mut Session,
-    tid: i32,
+    t: &ThreadImage,
     host_tid: impl Fn(i32) -> Result<i32>,
 ) -> Result<i32> {
-    remote_clone3(s, tid, THREAD_FLAGS, 0, host_tid)
+    // CLONE_CHILD_CLEARTID only records the address (CLONE_CHILD_SETTID would write it).
+    let clear_tid = if t.clear_child_tid != 0 {
+        libc::CLONE_CHILD_CLEARTID as u64
+    } else {
+        0
+    };
+    let clone = Clone3 {
+        flags: THREAD_FLAGS | clear_tid,
+        child_tid: t.clear_child_tid,
+        exit_signal: 0,
+    };
+    remote_clone3(s, t.tid, clone, host_tid)
+}
+
+/// The clone_args fields a remote clone3 sets besides `set_tid`.
+struct Clone3 {
+    flags: u64,
+    child_tid: u64,
+    exit_signal: u64,
 }
 
 /// Creates, with a remote clone3 in the session's task, a process with PID `pid` that
@@ -353,21 +451,19 @@ pub fn create_process_in_mm(
     flags: u64,
     host_pid: impl Fn(i32) -> Result<i32>,
 ) -> Result<i32> {
-    remote_clone3(
-        s,
-        pid,
-        flags | libc::CLONE_VM as u64,
-        libc::SIGCHLD as u64,
-        host_pid,
-    )
+    let clone = Clone3 {
+        flags: flags | libc::CLONE_VM as u64,
+        child_tid: 0,
+        exit_signal: libc::SIGCHLD as u64,
+    };
+    remote_clone3(s, pid, clone, host_pid)
 }
 
 /// A remote clone3 with `set_tid = [id]`, then the new task's first stop.
 fn remote_clone3(
     s: &mut Session,
     tid: i32,
-    flags: u64,
-    exit_signal: u64,
+    clone: Clone3,
     host_tid: impl Fn(i32) -> Result<i32>,
 ) -> Result<i32> {
     let pid = s.pid();
@@ -375,7 +471,19 @@ fn remote_clone3(
     let set_tid = s.put(set_tid_off, &(tid as u64).to_le_bytes())?;
     // struct clone_args: flags, pidfd, child_tid, parent_tid, exit_signal, stack,
     // stack_size, tls, set_tid, set_tid_size, cgroup.
-    let args = crate::inject::words(&[flags, 0, 0, 0, exit_signal, 0, 0, 0, set_tid, 1, 0]);
+    let args = crate::inject::words(&[
+        clone.flags,
+        0,
+        clone.child_tid,
+        0,
+        clone.exit_signal,
+        0,
+        0,
+        0,
+        set_tid,
+        1,
+        0,
+    ]);
     let addr = s.put(0, &args)?;
     let got = s
         .call(

@@ -106,6 +106,8 @@ pub(super) fn take_over(
         _ => false,
     };
     let exe_fd = if same_exe { -1 } else { plan.exe_fd };
+    // Nothing is pending and no handler is set yet: one stop per call is safe.
+    s.trap_after_calls(true)?;
     mem::restore(
         &mut s,
         &mut made.shmem,
@@ -118,6 +120,7 @@ pub(super) fn take_over(
     for fd in plan.map_files.iter().map(|m| m.fd).chain([plan.exe_fd]) {
         s.call("close", libc::SYS_close, [fd as u64, 0, 0, 0, 0, 0])?;
     }
+    s.trap_after_calls(false)?;
     // Once no descriptor it does not keep is left to close (which would drop them).
     files::locks::take_posix_locks(&mut s, &t.file_locks)?;
     // The whole tree exists now: pidfds can be opened on any process of it.
@@ -145,8 +148,10 @@ pub(super) fn take_over(
     // left stopped with their final registers. Before the main thread's credentials
     // change, which new threads would inherit.
     let mut host_tids = vec![pid];
+    s.trap_after_calls(task::trap_after_allowed(t, thread))?;
+    let mut inherited_creds = creds::Inherited::default();
     for th in t.threads.iter().filter(|th| th.tid != t.pid) {
-        let tid = task::create_thread(&mut s, th.tid, |ns_tid| pids.host_thread(pid, ns_tid))?;
+        let tid = task::create_thread(&mut s, th, |ns_tid| pids.host_thread(pid, ns_tid))?;
         host_tids.push(tid);
         let regs = ptrace::get_regs(tid).ctx(pid, || format!("registers of new thread {tid}"))?;
         let mut ts = Session::new(
@@ -155,15 +160,16 @@ pub(super) fn take_over(
             plan.scratch + PAGE,
         )?;
         ts.set_ns_pid(t.pid);
-        task::restore_thread_remote(&mut ts, th)?;
+        task::restore_new_thread_remote(&mut ts, th, t)?;
         task::restore_thread_outside(pid, tid, th)?;
         if let Some(sc) = &th.seccomp {
             seccomp::restore(&mut ts, sc, seccomp_shared)?;
         }
-        creds::restore(&mut ts, th.creds.as_ref().unwrap_or(&t.creds))?;
+        inherited_creds.restore(&mut ts, th.creds.as_ref().unwrap_or(&t.creds))?;
         finish_thread(pid, tid, th)?;
     }
 
+    s.trap_after_calls(false)?;
     // POSIX timers once every thread they may target exists.
     restore_privileged_last(&mut s, t, seccomp_shared)?;
 

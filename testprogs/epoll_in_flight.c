@@ -12,6 +12,12 @@
  * under their numbers; a wait reports exactly the eventfd (data 0xE1); after a write to
  * the pipe it reports both; after the eventfd is read (still 5) and the pipe drained, it
  * reports nothing.
+ *
+ * With "file-in-flight" it is the other way round: the process keeps the epoll instance,
+ * and the eventfd registered in it is the file that only a message in flight holds (the
+ * process closed its own). After the go file a wait on the process's own instance
+ * reports the eventfd (data 0xE1); received again, it still counts 5, and once read the
+ * wait reports nothing.
  */
 #include "victim.h"
 
@@ -57,8 +63,69 @@ static int ready(int ep, unsigned long long *out)
 	return n;
 }
 
-int main(void)
+static void send_fd(int sock, int fd)
 {
+	char cbuf[CMSG_SPACE(sizeof(int))];
+	memset(cbuf, 0, sizeof cbuf);
+	struct iovec iov = { .iov_base = "ep", .iov_len = 2 };
+	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof cbuf };
+	struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(c), &fd, sizeof(int));
+	if (sendmsg(sock, &m, 0) != 2)
+		v_die("sendmsg: %s", strerror(errno));
+}
+
+static int receive_fd(int sock)
+{
+	char b[2], cbuf[CMSG_SPACE(sizeof(int))];
+	memset(cbuf, 0, sizeof cbuf);
+	struct iovec iov = { .iov_base = b, .iov_len = sizeof b };
+	struct msghdr r = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof cbuf };
+	int got = -1;
+	struct cmsghdr *c;
+	if (recvmsg(sock, &r, MSG_DONTWAIT) == 2 && (c = CMSG_FIRSTHDR(&r)) && c->cmsg_type == SCM_RIGHTS)
+		memcpy(&got, CMSG_DATA(c), sizeof(int));
+	return got;
+}
+
+/* The eventfd registered in the process's own epoll is held only by a message in flight. */
+static int file_in_flight(void)
+{
+	int ev = eventfd(5, EFD_NONBLOCK);
+	int ep = epoll_create1(0);
+	int sp[2];
+	if (ev < 0 || ep < 0 || socketpair(AF_UNIX, SOCK_STREAM, 0, sp) != 0)
+		v_die("eventfd/epoll/socketpair: %s", strerror(errno));
+	struct epoll_event e = { .events = EPOLLIN, .data.u64 = 0xE1 };
+	if (epoll_ctl(ep, EPOLL_CTL_ADD, ev, &e) != 0)
+		v_die("epoll_ctl: %s", strerror(errno));
+	int ev_number = ev;
+	send_fd(sp[0], ev);
+	close(ev);
+
+	v_ready();
+	v_wait_go();
+
+	V_CHECK(registered(ep, ev_number, EPOLLIN, 0xE1) == 1, "no registration of the eventfd as fd %d", ev_number);
+	unsigned long long d[4];
+	int n = ready(ep, d);
+	V_CHECK(n == 1 && d[0] == 0xE1, "first wait: %d event(s), expected the eventfd", n);
+	int got = receive_fd(sp[1]);
+	uint64_t count = 0;
+	V_CHECK(got >= 0 && read(got, &count, sizeof count) == sizeof count && count == 5,
+		"the eventfd in flight: received fd %d, count %llu, expected 5", got, (unsigned long long)count);
+	n = ready(ep, d);
+	V_CHECK(n == 0, "after reading the eventfd: %d event(s), expected none", n);
+	v_finish();
+}
+
+int main(int argc, char **argv)
+{
+	if (argc > 1 && strcmp(argv[1], "file-in-flight") == 0)
+		return file_in_flight();
 	int ev = eventfd(5, EFD_NONBLOCK);
 	int pp[2];
 	int ep = epoll_create1(0);
@@ -75,29 +142,13 @@ int main(void)
 	int ev_now = dup(ev);
 	close(ev);
 
-	char cbuf[CMSG_SPACE(sizeof(int))];
-	memset(cbuf, 0, sizeof cbuf);
-	struct iovec iov = { .iov_base = "ep", .iov_len = 2 };
-	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof cbuf };
-	struct cmsghdr *c = CMSG_FIRSTHDR(&m);
-	c->cmsg_level = SOL_SOCKET;
-	c->cmsg_type = SCM_RIGHTS;
-	c->cmsg_len = CMSG_LEN(sizeof(int));
-	memcpy(CMSG_DATA(c), &ep, sizeof(int));
-	if (sendmsg(sp[0], &m, 0) != 2)
-		v_die("sendmsg: %s", strerror(errno));
+	send_fd(sp[0], ep);
 	close(ep);
 
 	v_ready();
 	v_wait_go();
 
-	char b[2];
-	memset(cbuf, 0, sizeof cbuf);
-	struct iovec riov = { .iov_base = b, .iov_len = sizeof b };
-	struct msghdr r = { .msg_iov = &riov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof cbuf };
-	int got = -1;
-	if (recvmsg(sp[1], &r, MSG_DONTWAIT) == 2 && (c = CMSG_FIRSTHDR(&r)) && c->cmsg_type == SCM_RIGHTS)
-		memcpy(&got, CMSG_DATA(c), sizeof(int));
+	int got = receive_fd(sp[1]);
 	if (got < 0) {
 		v_fail("the epoll instance in flight was not received: %s", strerror(errno));
 		v_finish();
@@ -121,7 +172,8 @@ int main(void)
 	uint64_t count = 0;
 	V_CHECK(read(ev_now, &count, sizeof count) == sizeof count && count == 5, "eventfd count %llu, expected 5",
 		(unsigned long long)count);
-	V_CHECK(read(pp[0], b, 1) == 1, "read the pipe: %s", strerror(errno));
+	char b;
+	V_CHECK(read(pp[0], &b, 1) == 1, "read the pipe: %s", strerror(errno));
 	n = ready(got, d);
 	V_CHECK(n == 0, "after draining both: %d event(s), expected none", n);
 	v_finish();

@@ -12,10 +12,6 @@
  *   seccomp_listener  the same filter, its listener kept open at fd 7
  *   scm_rights a perf_event fd in flight in a unix socket (SCM_RIGHTS), fd 7
  *              receives it (files in flight are dumped; a perf_event fd is not)
- *   epoll_lost an epoll instance (fd 7) with an eventfd registered, the eventfd then sent
- *              in flight over a socketpair (the receiving end at fd 9, the other closed)
- *              and closed: the registration's file is held by no descriptor of the
- *              process
  *
  * Besides that fd it holds ordinary state: memory with a pattern, a regular file at an
  * offset (fd 8), a blocked mask, a signal handler, a sigaltstack. No restore happens in
@@ -32,7 +28,6 @@
 #include <time.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
-#include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <linux/io_uring.h>
 #include <linux/perf_event.h>
@@ -41,7 +36,6 @@
 
 #define SPECIAL_FD 7
 #define FILE_FD 8
-#define LOST_SOCK_FD 9
 
 static uint64_t pattern[1 << 16];
 static volatile sig_atomic_t got_usr1;
@@ -143,32 +137,6 @@ int main(int argc, char **argv)
 		if (syscall(SYS_getppid) != -1 || errno != ENOSYS)
 			v_die("getppid with the listener closed: %s, expected ENOSYS", strerror(errno));
 		fd = open("/dev/null", O_RDONLY);
-	} else if (strcmp(mode, "epoll_lost") == 0) {
-		fd = epoll_create1(0);
-		int ev = eventfd(0, EFD_NONBLOCK);
-		struct epoll_event e = { .events = EPOLLIN, .data.u64 = 0xabc };
-		if (fd < 0 || ev < 0 || epoll_ctl(fd, EPOLL_CTL_ADD, ev, &e) != 0)
-			v_die("epoll/eventfd: %s", strerror(errno));
-		int sp[2];
-		if (socketpair(AF_UNIX, SOCK_STREAM, 0, sp) != 0)
-			v_die("socketpair: %s", strerror(errno));
-		char cbuf[CMSG_SPACE(sizeof(int))];
-		memset(cbuf, 0, sizeof(cbuf));
-		struct iovec iov = { .iov_base = "ev", .iov_len = 2 };
-		struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
-				    .msg_controllen = sizeof(cbuf) };
-		struct cmsghdr *c = CMSG_FIRSTHDR(&m);
-		c->cmsg_level = SOL_SOCKET;
-		c->cmsg_type = SCM_RIGHTS;
-		c->cmsg_len = CMSG_LEN(sizeof(int));
-		memcpy(CMSG_DATA(c), &ev, sizeof(int));
-		if (sendmsg(sp[0], &m, 0) != 2)
-			v_die("sendmsg: %s", strerror(errno));
-		close(ev);
-		close(sp[0]);
-		if (dup2(sp[1], LOST_SOCK_FD) != LOST_SOCK_FD)
-			v_die("dup2: %s", strerror(errno));
-		close(sp[1]);
 	} else if (strcmp(mode, "timer") == 0) {
 		/* a thread CPU-time POSIX timer, armed, and a second thread; fd 7 is /dev/null */
 		struct sigevent ev;
@@ -268,23 +236,6 @@ int main(int argc, char **argv)
 		errno = 0;
 		V_CHECK(syscall(SYS_getppid) == -1 && errno == ENOSYS,
 			"getppid: %s, expected ENOSYS (the notifying filter is gone?)", strerror(errno));
-	} else if (strcmp(mode, "epoll_lost") == 0) {
-		/* the eventfd comes back from the socket, and its registration still works */
-		char data[8], cbuf[CMSG_SPACE(sizeof(int))];
-		struct iovec iov = { .iov_base = data, .iov_len = sizeof(data) };
-		struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
-				    .msg_controllen = sizeof(cbuf) };
-		ssize_t n = recvmsg(LOST_SOCK_FD, &m, MSG_DONTWAIT);
-		struct cmsghdr *c = n == 2 ? CMSG_FIRSTHDR(&m) : NULL;
-		int ev = -1;
-		if (c && c->cmsg_type == SCM_RIGHTS)
-			memcpy(&ev, CMSG_DATA(c), sizeof(int));
-		V_CHECK(ev >= 0, "the eventfd in flight was lost (%zd)", n);
-		uint64_t one = 1;
-		struct epoll_event got;
-		V_CHECK(ev >= 0 && write(ev, &one, 8) == 8 && epoll_wait(SPECIAL_FD, &got, 1, 1000) == 1 &&
-				got.data.u64 == 0xabc,
-			"the epoll registration of the eventfd does not report it");
 	} else if (strcmp(mode, "timer") == 0) {
 		struct itimerspec left;
 		V_CHECK(timer_gettime(posix_timer, &left) == 0 && left.it_value.tv_sec > 900,

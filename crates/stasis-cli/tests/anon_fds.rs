@@ -61,3 +61,31 @@ fn epoll_in_flight_dump_restore_twice() {
 fn epoll_in_flight_leave_running() {
     run_leave_running(&epoll_in_flight());
 }
+
+/// The other way round: the process keeps its epoll instance, and the file registered in
+/// it is held only by a message in flight (the process closed its own descriptor).
+fn epoll_file_in_flight() -> Victim {
+    Victim::c("epoll_in_flight")
+        .named("epoll_file_in_flight")
+        .arg("file-in-flight")
+}
+
+#[test]
+fn epoll_file_in_flight_standalone() {
+    run_control(&epoll_file_in_flight());
+}
+
+#[test]
+fn epoll_file_in_flight_dump_restore() {
+    run_cycle(&epoll_file_in_flight());
+}
+
+#[test]
+fn epoll_file_in_flight_dump_restore_twice() {
+    run_double_cycle(&epoll_file_in_flight());
+}
+
+#[test]
+fn epoll_file_in_flight_leave_running() {
+    run_leave_running(&epoll_file_in_flight());
+}

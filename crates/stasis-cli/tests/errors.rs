@@ -301,11 +301,6 @@ fn dump_with_an_unsupported_file_in_flight_fails_and_leaves_the_process_running(
 }
 
 #[test]
-fn dump_with_an_epoll_registration_of_a_file_no_fd_holds_fails_and_leaves_the_process_running() {
-    unsupported("epoll_lost", &["no longer held"]);
-}
-
-#[test]
 fn dump_with_a_seccomp_user_notification_filter_fails_and_leaves_the_process_running() {
     unsupported("seccomp_notify", &["SECCOMP_RET_USER_NOTIF"]);
 }

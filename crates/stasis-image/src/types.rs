@@ -684,9 +684,10 @@ pub struct EpollTarget {
     /// registered file.
     #[serde(default)]
     pub now_at: Option<i32>,
-    /// For an epoll instance that only a message in flight held: the open file description
-    /// (`FdImage::desc`) of the registered file; restore registers it from the restore
-    /// root, where every description is open.
+    /// The open file description (`FdImage::desc`) of the registered file, for an epoll
+    /// instance that only a message in flight held (restore registers it from the restore
+    /// root, where every description is open) or for a file that no descriptor of the
+    /// task holds (the task registers it from the description's slot).
     #[serde(default)]
     pub desc: Option<u32>,
 }

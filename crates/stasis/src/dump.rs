@@ -200,6 +200,8 @@ fn dump_tree(
             image.socket_queues.push(queue);
         }
     }
+    // Every description is known now, those in flight included.
+    descs.resolve_epolls(&mut images)?;
     for (pid, data) in descs.pipe_data()? {
         if let Some(image) = images.iter_mut().find(|i| i.pid == pid) {
             image.pipe_data.push(data);

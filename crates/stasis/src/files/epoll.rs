@@ -33,13 +33,11 @@ pub const KIND: Kind = Kind {
 #[derive(Default)]
 struct HeldInFlight(Vec<(i32, FdImage)>);
 
-fn open(f: &FdImage, at: i32, _: &Reopen, state: &mut KindState) -> ChildResult {
+fn open(f: &FdImage, at: i32, r: &Reopen, state: &mut KindState) -> ChildResult {
     let fd = own::epoll_create(libc::EPOLL_CLOEXEC).map_err(|e| format!("fd {}: {e}", f.fd))?;
     place(fd, at, f)?;
-    if let FileKind::Epoll { targets } = &f.file {
-        if targets.iter().any(|t| t.desc.is_some()) {
-            state.of::<HeldInFlight>().0.push((at, f.clone()));
-        }
+    if r.ctx.in_flight.contains(&f.desc) {
+        state.of::<HeldInFlight>().0.push((at, f.clone()));
     }
     Ok(())
 }
@@ -77,8 +75,53 @@ fn hex_after(v: &str, key: &str) -> Option<u64> {
     u64::from_str_radix(tok, 16).ok()
 }
 
+/// A registration whose file no descriptor of its process holds any more: its target
+/// `target` (in fdinfo order) of `pid`'s epoll `epfd`, registered as `tfd` (the
+/// `toff`-th under that number).
+pub struct Pending {
+    pub pid: i32,
+    pub epfd: i32,
+    pub target: usize,
+    tfd: i32,
+    toff: u32,
+}
+
+/// Finds the description that holds the file of each pending registration, among `held`
+/// (every descriptor of the tree, ours for files in flight: (pid, fd, description id)).
+/// Returns (pid, epoll fd, target index, description).
+pub fn resolve_pending(
+    pending: &[Pending],
+    held: &[(i32, i32, u32)],
+) -> Result<Vec<(i32, i32, usize, u32)>> {
+    let mut out = Vec::with_capacity(pending.len());
+    for p in pending {
+        let mut found = None;
+        for &(pid, at, desc) in held {
+            let same = process::epoll_target_held_by(p.pid, p.epfd, p.tfd, p.toff, (pid, at))
+                .ctx(p.pid, || {
+                    format!("fd {}: find the file registered as fd {}", p.epfd, p.tfd)
+                })?;
+            if same {
+                found = Some(desc);
+                break;
+            }
+        }
+        let desc = found.ok_or_else(|| crate::error::Error::Unsupported {
+            pid: p.pid,
+            object: format!("fd {} (anon_inode:[eventpoll])", p.epfd),
+            detail: format!(
+                "a registration of fd {}, whose file no process of the dumped tree holds any more (not supported)",
+                p.tfd
+            ),
+        })?;
+        out.push((p.pid, p.epfd, p.target, desc));
+    }
+    Ok(out)
+}
+
 /// Registrations of an instance in flight (ours, `p.pid` is the tool) are left for
-/// `resolve_in_flight`.
+/// `resolve_in_flight`; one whose file no descriptor of the process holds is left for
+/// `resolve_pending`.
 fn dump(p: &FdProbe) -> Result<Option<FileKind>> {
     if p.target != "anon_inode:[eventpoll]" {
         return Ok(None);
@@ -120,11 +163,18 @@ fn dump(p: &FdProbe) -> Result<Option<FileKind>> {
                     break;
                 }
             }
-            Some(found.ok_or_else(|| {
-                p.unsupported(&format!(
-                    "a registration of fd {fd}, whose file is no longer held by any descriptor of the process (not supported yet)"
-                ))
-            })?)
+            if found.is_none() {
+                // Held elsewhere (another process, a message in flight) or nowhere:
+                // looked for once every description of the tree is known.
+                p.epoll_pending.borrow_mut().push(Pending {
+                    pid: p.pid,
+                    epfd: p.fd,
+                    target: targets.len(),
+                    tfd: fd,
+                    toff,
+                });
+            }
+            found
         };
         targets.push(EpollTarget {
             fd,
@@ -175,11 +225,12 @@ pub fn resolve_in_flight(
 /// Registers the targets of epoll descriptor `f` (already at its number) again. A target
 /// whose file is now at another descriptor is put at its registered number for the call,
 /// and whatever was at that number (or nothing) is put back.
-pub fn register(f: &FdImage) -> ChildResult {
+pub fn register(f: &FdImage, slot: impl Fn(u32) -> i32) -> ChildResult {
     if let FileKind::Epoll { targets } = &f.file {
         for t in targets {
-            add(f.fd, t, t.now_at)
-                .map_err(|e| format!("fd {}: register fd {}: {e}", f.fd, t.fd))?;
+            // A file no descriptor of the task holds is taken from its description's slot.
+            let held_at = t.now_at.or(t.desc.map(&slot));
+            add(f.fd, t, held_at).map_err(|e| format!("fd {}: register fd {}: {e}", f.fd, t.fd))?;
         }
     }
     Ok(())

@@ -49,6 +49,8 @@ pub struct FdProbe<'a> {
     pub objects: &'a std::cell::RefCell<object::ObjectTable>,
     /// Indices of the pty masters the tree holds.
     pub pty_masters: &'a std::collections::BTreeSet<u32>,
+    /// Epoll registrations whose file the process no longer holds (`epoll::dump`).
+    pub epoll_pending: &'a std::cell::RefCell<Vec<epoll::Pending>>,
 }
 
 impl FdProbe<'_> {
@@ -161,6 +163,9 @@ pub struct DescTable {
     /// Indices of the pty masters the tree holds (`note_tree`).
     pty_masters: std::collections::BTreeSet<u32>,
     objects: std::cell::RefCell<object::ObjectTable>,
+    /// Epoll registrations whose file no descriptor of their process holds: found among
+    /// every description of the tree once all are known (`resolve_epolls`).
+    epoll_pending: std::cell::RefCell<Vec<epoll::Pending>>,
 }
 
 /// Where the ends of one pipe were found ((pid, fd) to reach each through: a task's, or
@@ -251,6 +256,30 @@ impl DescTable {
         }
     }
 
+    /// Finds, among every description of the tree (files in flight included, so after
+    /// `socket_queues`), the file of each epoll registration that no descriptor of its
+    /// process holds, and records its description in `images`.
+    pub fn resolve_epolls(&self, images: &mut [TaskImage]) -> Result<()> {
+        let held: Vec<(i32, i32, u32)> = self.seen.iter().map(|&(p, f, _, d)| (p, f, d)).collect();
+        let found = epoll::resolve_pending(&self.epoll_pending.borrow(), &held)?;
+        for (pid, epfd, target, desc) in found {
+            let t = images
+                .iter_mut()
+                .find(|t| t.pid == pid)
+                .and_then(|t| t.fds.iter_mut().find(|f| f.fd == epfd));
+            if let Some(FdImage {
+                file: FileKind::Epoll { targets },
+                ..
+            }) = t
+            {
+                if let Some(t) = targets.get_mut(target) {
+                    t.desc = Some(desc);
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Checks that every pipe has both ends in the tree and reads what is queued in it.
     /// Returns the data keyed by the pid of the task that records it.
     pub fn pipe_data(&self) -> Result<Vec<(i32, PipeData)>> {
@@ -304,9 +333,7 @@ fn classify(
     pid: i32,
     fd: i32,
     shell_job: bool,
-    unix: &std::cell::OnceCell<Vec<UnixSocket>>,
-    pty_masters: &std::collections::BTreeSet<u32>,
-    objects: &std::cell::RefCell<object::ObjectTable>,
+    table: &DescTable,
 ) -> Result<(FileKind, FdInfo, std::fs::Metadata)> {
     let target = procfs::fd_target(pid, fd).proc(pid)?;
     let info = procfs::fdinfo(pid, fd).proc(pid)?;
@@ -323,9 +350,10 @@ fn classify(
         info: &info,
         meta: &meta,
         shell_job,
-        unix,
-        pty_masters,
-        objects,
+        unix: &table.unix,
+        pty_masters: &table.pty_masters,
+        objects: &table.objects,
+        epoll_pending: &table.epoll_pending,
     };
     for kind in KINDS {
         if let Some(f) = (kind.dump)(&probe)? {
@@ -339,14 +367,7 @@ fn classify(
 pub fn dump(pid: i32, shell_job: bool, descs: &mut DescTable) -> Result<Vec<FdImage>> {
     let mut out: Vec<FdImage> = Vec::new();
     for fd in procfs::fds(pid).proc(pid)? {
-        let (file, info, meta) = classify(
-            pid,
-            fd,
-            shell_job,
-            &descs.unix,
-            &descs.pty_masters,
-            &descs.objects,
-        )?;
+        let (file, info, meta) = classify(pid, fd, shell_job, descs)?;
         let cloexec = info.flags & libc::O_CLOEXEC as u32 != 0;
         let desc = descs.id_of(pid, fd, meta_ino(&meta))?;
         descs.note_pipe(pid, pid, fd, &file);
@@ -430,6 +451,9 @@ pub struct ReopenContext {
     pub terminal: Option<String>,
     /// File objects made by `object::create_all`: (object id, descriptor).
     pub object_slots: Vec<(u32, i32)>,
+    /// The descriptions first met in flight (SCM_RIGHTS): no task holds them first, so
+    /// the root does what a task would (an epoll instance's registrations).
+    pub in_flight: Vec<u32>,
 }
 
 /// What every kind reads while the restore root opens the tree's descriptions.
@@ -523,12 +547,18 @@ pub fn open_descriptions(
 
 /// Makes the epoll registrations of the epoll descriptors this task holds first (`first`
 /// says whether a descriptor's description is first held by this task).
-pub fn register_epolls(fds: &[FdImage], first: impl Fn(&FdImage) -> bool) -> ChildResult {
+/// `slot(desc)` is where each description is (for a registered file that no descriptor
+/// of the task holds).
+pub fn register_epolls(
+    fds: &[FdImage],
+    first: impl Fn(&FdImage) -> bool,
+    slot: impl Fn(u32) -> i32,
+) -> ChildResult {
     for f in fds
         .iter()
         .filter(|f| matches!(f.file, FileKind::Epoll { .. }) && first(f))
     {
-        epoll::register(f)?;
+        epoll::register(f, &slot)?;
     }
     Ok(())
 }

@@ -358,8 +358,7 @@ impl DescTable {
         use std::os::fd::AsRawFd;
         let me = std::process::id() as i32;
         let fd = local.as_raw_fd();
-        let (file, info, meta) =
-            classify(me, fd, false, &self.unix, &self.pty_masters, &self.objects)?;
+        let (file, info, meta) = classify(me, fd, false, self)?;
         let mut file = file;
         if let FileKind::Epoll { targets } = &mut file {
             let held: Vec<(i32, i32, u32)> =

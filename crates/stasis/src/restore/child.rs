@@ -108,6 +108,13 @@ fn task_setup(
                 .iter()
                 .map(|o| (o.0, plan.object_slot(o.0)))
                 .collect(),
+            // `all_files` lists a task's descriptors before the files in flight.
+            in_flight: plan
+                .descs
+                .iter()
+                .filter(|&&(_, ti, fi)| fi >= tasks[ti].fds.len())
+                .map(|d| d.0)
+                .collect(),
         };
         let descs: Vec<(u32, &stasis_image::FdImage)> = plan
             .descs
@@ -131,11 +138,15 @@ fn task_setup(
         own::dup_to(plan.slot(f.desc), f.fd, f.cloexec).map_err(|e| format!("fd {}: {e}", f.fd))?;
     }
     files::take_controlling_terminal(t, tasks.iter().flat_map(files::all_files), |d| plan.slot(d))?;
-    files::register_epolls(&t.fds, |f| {
-        plan.descs
-            .iter()
-            .any(|&(d, ti, _)| d == f.desc && ti == idx)
-    })?;
+    files::register_epolls(
+        &t.fds,
+        |f| {
+            plan.descs
+                .iter()
+                .any(|&(d, ti, _)| d == f.desc && ti == idx)
+        },
+        |d| plan.slot(d),
+    )?;
     // Children in a session or process group whose leader is gone are forked by a helper
     // that takes the leader's PID and makes the session or group; with CLONE_PARENT
     // their parent is still this task. The helper then ends and is reaped here.

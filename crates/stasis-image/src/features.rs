@@ -52,15 +52,7 @@ pub const UNIX_BOUND_FILE: &str = "unix-bound-file";
 
 /// The features an image with these tasks and IPC objects uses, sorted.
 pub fn required(tasks: &[TaskImage], ipc: &IpcImage) -> Vec<String> {
-    let files = || {
-        tasks.iter().flat_map(|t| {
-            t.fds.iter().chain(
-                t.socket_queues
-                    .iter()
-                    .flat_map(|q| q.in_flight.iter().flat_map(|m| m.files.iter())),
-            )
-        })
-    };
+    let files = || tasks.iter().flat_map(TaskImage::all_files);
     let uses = [
         (
             FIFO_UNLINKED,

@@ -69,7 +69,7 @@ pub struct FileDigest {
 }
 
 /// Everything about one process except its page contents.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct TaskImage {
     pub pid: i32,
     pub ppid: i32,
@@ -131,6 +131,18 @@ pub struct TaskImage {
     /// --file-locks`).
     #[serde(default)]
     pub file_locks: Vec<crate::FileLock>,
+}
+
+impl TaskImage {
+    /// The task's descriptors, then the files in flight in the socket queues its image
+    /// records: every open file description the image gives this task.
+    pub fn all_files(&self) -> impl Iterator<Item = &FdImage> {
+        self.fds.iter().chain(
+            self.socket_queues
+                .iter()
+                .flat_map(|q| q.in_flight.iter().flat_map(|m| m.files.iter())),
+        )
+    }
 }
 
 /// Kernel objects a process shares with its parent (clone flags that outlived the clone).

@@ -195,23 +195,15 @@ fn dump_tree(
         images.push(child);
     }
     // Sockets first: their queues may hold pipes in flight.
-    for (pid, queue) in descs.socket_queues()? {
-        if let Some(image) = images.iter_mut().find(|i| i.pid == pid) {
-            image.socket_queues.push(queue);
-        }
-    }
+    give(&mut images, descs.socket_queues()?, |i| {
+        &mut i.socket_queues
+    });
     // Every description is known now, those in flight included.
     descs.resolve_epolls(&mut images)?;
-    for (pid, data) in descs.pipe_data()? {
-        if let Some(image) = images.iter_mut().find(|i| i.pid == pid) {
-            image.pipe_data.push(data);
-        }
-    }
-    for (pid, object) in descs.save_objects(&mut writer)? {
-        if let Some(image) = images.iter_mut().find(|i| i.pid == pid) {
-            image.file_objects.push(object);
-        }
-    }
+    give(&mut images, descs.pipe_data()?, |i| &mut i.pipe_data);
+    give(&mut images, descs.save_objects(&mut writer)?, |i| {
+        &mut i.file_objects
+    });
     if opts.file_locks {
         files::locks::check_shared_leases(&images)?;
     }
@@ -231,35 +223,17 @@ fn dump_tree(
             pgid: z.pgrp,
             sid: z.session,
             state: 'Z',
-            job_stopped: false,
-            job_stop_signal: 0,
             exit_status: z.exit_code,
-            threads: Vec::new(),
-            signals: Default::default(),
-            attrs: Default::default(),
-            creds: Default::default(),
-            mm: Default::default(),
-            fds: Vec::new(),
-            itimers: Vec::new(),
-            posix_timers: Vec::new(),
-            shared_pending: Vec::new(),
-            socket_queues: Vec::new(),
-            pipe_data: Vec::new(),
-            shared_with_parent: Default::default(),
-            vfork_child: false,
-            file_objects: Vec::new(),
-            file_locks: Vec::new(),
+            ..Default::default()
         };
         let pages = writer.pages(&format!("pages-{}.img", z.pid))?;
         writer.add_pages(pages)?;
         zombie_entries.push(write_task(&mut writer, &image)?);
     }
     // Last, as it cannot be undone: accept the waiting connections that hold data.
-    for (pid, queue) in descs.accept_waiting()? {
-        if let Some(image) = images.iter_mut().find(|i| i.pid == pid) {
-            image.socket_queues.push(queue);
-        }
-    }
+    give(&mut images, descs.accept_waiting()?, |i| {
+        &mut i.socket_queues
+    });
     for image in images.iter().filter(|i| late.contains(&i.pid)) {
         write_task(&mut writer, image)?;
     }
@@ -294,6 +268,19 @@ fn dump_tree(
         requires: stasis_image::features::required(&images, &sysv),
     })?;
     Ok(stored)
+}
+
+/// Adds each item to the image of the task it belongs to (by pid).
+fn give<T>(
+    images: &mut [TaskImage],
+    items: Vec<(i32, T)>,
+    list: impl Fn(&mut TaskImage) -> &mut Vec<T>,
+) {
+    for (pid, item) in items {
+        if let Some(image) = images.iter_mut().find(|i| i.pid == pid) {
+            list(image).push(item);
+        }
+    }
 }
 
 fn write_task(writer: &mut ImageWriter, image: &TaskImage) -> Result<TaskEntry> {

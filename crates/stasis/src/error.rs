@@ -82,3 +82,15 @@ impl<T> ProcContext<T> for std::result::Result<T, ProcError> {
         self.map_err(|source| Error::Proc { pid, source })
     }
 }
+
+impl Error {
+    /// PID (or TID) `pid` of the image is taken: named with the command of what has it.
+    pub fn pid_in_use(pid: i32) -> Error {
+        Error::PidInUse {
+            pid,
+            comm: stasis_sys::procfs::status(pid)
+                .map(|s| s.name)
+                .unwrap_or_else(|_| "unknown".into()),
+        }
+    }
+}

@@ -202,6 +202,25 @@ pub fn shared_anon_stored(done: &[TaskImage]) -> Vec<(u64, u64, u64)> {
     out
 }
 
+/// `ranges` sorted, with those that overlap or touch joined.
+fn merged(mut ranges: Vec<(u64, u64)>) -> Vec<(u64, u64)> {
+    ranges.sort_unstable();
+    let mut out: Vec<(u64, u64)> = Vec::with_capacity(ranges.len());
+    for (a, b) in ranges {
+        match out.last_mut() {
+            Some(last) if a <= last.1 => last.1 = last.1.max(b),
+            _ => out.push((a, b)),
+        }
+    }
+    out
+}
+
+/// Whether one of `ranges` (sorted, apart) holds `at`.
+fn covers(ranges: &[(u64, u64)], at: u64) -> bool {
+    let i = ranges.partition_point(|r| r.0 <= at);
+    i > 0 && at < ranges[i - 1].1
+}
+
 /// The byte ranges of the shmem object behind shared anonymous mapping `vma` that hold
 /// pages (SEEK_DATA/SEEK_HOLE on its /proc/PID/map_files entry), within the mapping. A
 /// page can hold data while no process maps it in (one that wrote it has ended), so the
@@ -264,11 +283,13 @@ pub fn dump_pages(
         // For shared anonymous memory: the object's pages not stored already.
         let object_pages = match vma.kind {
             VmaKind::SharedAnonymous { inode } => {
-                let done: Vec<(u64, u64)> = shared_done
-                    .iter()
-                    .filter(|d| d.0 == inode)
-                    .map(|d| (d.1, d.2))
-                    .collect();
+                let done = merged(
+                    shared_done
+                        .iter()
+                        .filter(|d| d.0 == inode)
+                        .map(|d| (d.1, d.2))
+                        .collect(),
+                );
                 Some((shmem_populated(pid, vma)?, done))
             }
             _ => None,
@@ -298,8 +319,7 @@ pub fn dump_pages(
                 Some((populated, done)) => (0..entries.len())
                     .map(|i| {
                         let at = vma.pgoff + (start - vma.start) + i as u64 * PAGE;
-                        let within = |r: &(u64, u64)| r.0 <= at && at < r.1;
-                        populated.iter().any(within) && !done.iter().any(within)
+                        covers(populated, at) && !covers(done, at)
                     })
                     .collect(),
             };
@@ -1188,6 +1208,14 @@ mod tests {
             pgoff: 0,
             vm_flags: vec![],
         }
+    }
+
+    #[test]
+    fn ranges_merge_and_cover() {
+        let r = merged(vec![(30, 40), (0, 10), (5, 20), (20, 25)]);
+        assert_eq!(r, vec![(0, 25), (30, 40)]);
+        assert!(covers(&r, 0) && covers(&r, 24) && covers(&r, 30));
+        assert!(!covers(&r, 25) && !covers(&r, 29) && !covers(&r, 40) && !covers(&[], 1));
     }
 
     #[test]

@@ -98,6 +98,21 @@ fn raise(
     Ok(raised)
 }
 
+/// The sets read, or none when reading them failed, which goes to `problems`.
+fn read_or_note<'a>(
+    read: &'a Result<Vec<SetState>>,
+    when: &str,
+    problems: &mut Vec<String>,
+) -> &'a [SetState] {
+    match read {
+        Ok(sets) => sets,
+        Err(e) => {
+            problems.push(format!("reading the values {when}: {e}"));
+            &[]
+        }
+    }
+}
+
 /// The set of `after` that is `b` still (same id, same size); a set that was raised
 /// (`raised`) and is gone or replaced is a problem.
 fn same_set<'a>(
@@ -451,13 +466,7 @@ fn measure_death(f: &mut Frozen, tree_sets: &BTreeSet<i32>) -> Result<(Vec<SemUn
     if let Err(e) = &killed {
         problems.push(format!("killing it: {e}"));
     }
-    let after = match &after {
-        Ok(a) => a.as_slice(),
-        Err(e) => {
-            problems.push(format!("reading the values after its death: {e}"));
-            &[]
-        }
-    };
+    let after = read_or_note(&after, "after its death", &mut problems);
     let mut undo = Vec::new();
     let mut sets = Vec::new();
     for (b, r) in before.iter().zip(&raised) {
@@ -581,13 +590,7 @@ fn measure(
             std::io::Error::from_raw_os_error(-unshared as i32)
         ));
     }
-    let after = match &after {
-        Ok(a) => a.as_slice(),
-        Err(e) => {
-            problems.push(format!("reading the values after unshare: {e}"));
-            &[]
-        }
-    };
+    let after = read_or_note(&after, "after unshare", &mut problems);
     for (b, r) in before.iter().zip(&raised) {
         let Some(a) = same_set(b, r, after, &mut problems) else {
             continue;

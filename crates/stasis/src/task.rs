@@ -491,14 +491,9 @@ fn remote_clone3(
             libc::SYS_clone3,
             [addr, args.len() as u64, 0, 0, 0, 0],
         )
-        .map_err(|e| match (&e, procfs::status(tid)) {
+        .map_err(|e| match &e {
             // The image's TID is another task's now.
-            (Error::Sys { source, .. }, Ok(st)) if source.errno.0 == libc::EEXIST => {
-                Error::PidInUse {
-                    pid: tid,
-                    comm: st.name,
-                }
-            }
+            Error::Sys { source, .. } if source.errno.0 == libc::EEXIST => Error::pid_in_use(tid),
             _ => e,
         })?;
     if got != tid as u64 {

@@ -251,3 +251,29 @@ fn add(epfd: i32, t: &EpollTarget, held_at: Option<i32>) -> stasis_sys::SysResul
         }
     }
 }
+
+impl super::DescTable {
+    /// Finds, among every description of the tree (files in flight included, so after
+    /// `socket_queues`), the file of each epoll registration that no descriptor of its
+    /// process holds, and records its description in `images`.
+    pub fn resolve_epolls(&self, images: &mut [stasis_image::TaskImage]) -> Result<()> {
+        let held: Vec<(i32, i32, u32)> = self.seen.iter().map(|&(p, f, _, d)| (p, f, d)).collect();
+        let found = resolve_pending(&self.epoll_pending.borrow(), &held)?;
+        for (pid, epfd, target, desc) in found {
+            let t = images
+                .iter_mut()
+                .find(|t| t.pid == pid)
+                .and_then(|t| t.fds.iter_mut().find(|f| f.fd == epfd));
+            if let Some(FdImage {
+                file: FileKind::Epoll { targets },
+                ..
+            }) = t
+            {
+                if let Some(t) = targets.get_mut(target) {
+                    t.desc = Some(desc);
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -256,30 +256,6 @@ impl DescTable {
         }
     }
 
-    /// Finds, among every description of the tree (files in flight included, so after
-    /// `socket_queues`), the file of each epoll registration that no descriptor of its
-    /// process holds, and records its description in `images`.
-    pub fn resolve_epolls(&self, images: &mut [TaskImage]) -> Result<()> {
-        let held: Vec<(i32, i32, u32)> = self.seen.iter().map(|&(p, f, _, d)| (p, f, d)).collect();
-        let found = epoll::resolve_pending(&self.epoll_pending.borrow(), &held)?;
-        for (pid, epfd, target, desc) in found {
-            let t = images
-                .iter_mut()
-                .find(|t| t.pid == pid)
-                .and_then(|t| t.fds.iter_mut().find(|f| f.fd == epfd));
-            if let Some(FdImage {
-                file: FileKind::Epoll { targets },
-                ..
-            }) = t
-            {
-                if let Some(t) = targets.get_mut(target) {
-                    t.desc = Some(desc);
-                }
-            }
-        }
-        Ok(())
-    }
-
     /// Checks that every pipe has both ends in the tree and reads what is queued in it.
     /// Returns the data keyed by the pid of the task that records it.
     pub fn pipe_data(&self) -> Result<Vec<(i32, PipeData)>> {
@@ -414,16 +390,6 @@ pub fn check_same_table(parent: i32, child: i32) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// A task's descriptors, then the files in flight in the socket queues its image records:
-/// every open file description the restore root must open.
-pub fn all_files(t: &TaskImage) -> impl Iterator<Item = &FdImage> {
-    t.fds.iter().chain(
-        t.socket_queues
-            .iter()
-            .flat_map(|q| q.in_flight.iter().flat_map(|m| m.files.iter())),
-    )
 }
 
 /// Checks, before anything is created, that every file can be opened as it was.

@@ -276,8 +276,22 @@ struct NewSocket {
     stand_in: bool,
 }
 
+impl NewSocket {
+    /// A socket made without a peer of its own (unconnected, listening, or connected to
+    /// a name outside the tree).
+    fn unpaired(inode: u64, fd: i32, f: &FdImage) -> NewSocket {
+        NewSocket {
+            inode,
+            fd,
+            file: f.clone(),
+            peer: None,
+            stand_in: false,
+        }
+    }
+}
+
 /// A connected pair: socket `inode` of `f`, and its peer `(inode, file)`, which is a
-/// stand-in when the real peer is outside the tree.
+/// stand-in when the real peer is outside the tree or was closed.
 fn pair(
     f: &FdImage,
     inode: u64,
@@ -332,13 +346,7 @@ fn create(f: &FdImage, peer_file: Option<&FdImage>) -> ChildResult<Vec<NewSocket
         (Some(peer), None) => match peer_name {
             Some(to) if *kind as i32 == libc::SOCK_DGRAM => {
                 let fd = bound_socket(*kind, name.as_deref(), bound_file.as_ref()).map_err(err)?;
-                made.push(NewSocket {
-                    inode: *inode,
-                    fd,
-                    file: f.clone(),
-                    peer: None,
-                    stand_in: false,
-                });
+                made.push(NewSocket::unpaired(*inode, fd, f));
                 own::unix_connect(fd, to).map_err(|e| {
                     format!(
                         "fd {} (socket:[{inode}]): its peer outside the tree, bound at {:?}, cannot be reached again: {e}",
@@ -352,31 +360,11 @@ fn create(f: &FdImage, peer_file: Option<&FdImage>) -> ChildResult<Vec<NewSocket
         // Its peer was closed: a stand-in sends what was queued and is closed, so reads
         // end as they would have (and writes fail).
         (None, _) if *peer_gone => {
-            let (a, b) = own::unix_socketpair(*kind as i32).map_err(err)?;
-            made.push(NewSocket {
-                inode: *inode,
-                fd: a,
-                file: f.clone(),
-                peer: Some(!*inode),
-                stand_in: false,
-            });
-            made.push(NewSocket {
-                inode: !*inode,
-                fd: b,
-                file: f.clone(),
-                peer: Some(*inode),
-                stand_in: true,
-            });
+            made.extend(pair(f, *inode, *kind, (!*inode, f), true).map_err(err)?);
         }
         (None, _) => {
             let fd = bound_socket(*kind, name.as_deref(), bound_file.as_ref()).map_err(err)?;
-            made.push(NewSocket {
-                inode: *inode,
-                fd,
-                file: f.clone(),
-                peer: None,
-                stand_in: false,
-            });
+            made.push(NewSocket::unpaired(*inode, fd, f));
             if let Some(backlog) = listen_backlog {
                 own::listen(fd, *backlog as i32).map_err(err)?;
             }

@@ -42,12 +42,13 @@ fn diag(list: &std::cell::OnceCell<Vec<UnixSocket>>, inode: u64) -> Option<&Unix
     list.get()?.iter().find(|s| s.ino == inode)
 }
 
-/// An error met while describing a file in flight, said as such.
-fn in_flight_error(e: Error, inode: u64, owner: i32) -> Error {
+/// An error met while describing a file in flight, said as such: `carried` says which
+/// message carries it.
+fn in_flight_error(e: Error, owner: i32, carried: impl FnOnce() -> String) -> Error {
     match e {
         Error::Unsupported { object, detail, .. } => Error::Unsupported {
             pid: owner,
-            object: format!("a file in flight (SCM_RIGHTS) queued in socket:[{inode}]"),
+            object: format!("a file in flight (SCM_RIGHTS) {}", carried()),
             detail: format!("{object}: {detail}"),
         },
         other => other,
@@ -102,7 +103,11 @@ impl DescTable {
                     for (position, local) in message.fds.into_iter().enumerate() {
                         let file = self
                             .in_flight_file(seen.owner, &local, position as i32)
-                            .map_err(|e| in_flight_error(e, inode, seen.owner))?;
+                            .map_err(|e| {
+                                in_flight_error(e, seen.owner, || {
+                                    format!("queued in socket:[{inode}]")
+                                })
+                            })?;
                         self.in_flight.push(local);
                         files.push(file);
                     }
@@ -270,21 +275,14 @@ impl DescTable {
                 };
                 for (index, message) in messages.into_iter().enumerate() {
                     if !message.fds.is_empty() {
-                        let files =
-                            self.late_in_flight(owner, message.fds)
-                                .map_err(|e| match e {
-                                    Error::Unsupported { object, detail, .. } => {
-                                        Error::Unsupported {
-                                            pid: owner,
-                                            object: format!(
-                                        "a file in flight (SCM_RIGHTS) sent by socket:[{client}] before its connection to socket:[{}] was accepted",
-                                        w.listener
-                                    ),
-                                            detail: format!("{object}: {detail}"),
-                                        }
-                                    }
-                                    other => other,
-                                })?;
+                        let files = self.late_in_flight(owner, message.fds).map_err(|e| {
+                            in_flight_error(e, owner, || {
+                                format!(
+                                    "sent by socket:[{client}] before its connection to socket:[{}] was accepted",
+                                    w.listener
+                                )
+                            })
+                        })?;
                         queue.in_flight.push(InFlightFiles {
                             message: index as u32,
                             files,

@@ -108,7 +108,7 @@ fn task_setup(
                 .iter()
                 .map(|o| (o.0, plan.object_slot(o.0)))
                 .collect(),
-            // `all_files` lists a task's descriptors before the files in flight.
+            // `TaskImage::all_files` lists a task's descriptors before the files in flight.
             in_flight: plan
                 .descs
                 .iter()
@@ -119,7 +119,7 @@ fn task_setup(
         let descs: Vec<(u32, &stasis_image::FdImage)> = plan
             .descs
             .iter()
-            .filter_map(|&(d, ti, fi)| Some((d, files::all_files(&tasks[ti]).nth(fi)?)))
+            .filter_map(|&(d, ti, fi)| Some((d, tasks[ti].all_files().nth(fi)?)))
             .collect();
         let pipe_data: Vec<&stasis_image::PipeData> =
             tasks.iter().flat_map(|t| t.pipe_data.iter()).collect();
@@ -137,7 +137,9 @@ fn task_setup(
     for f in t.fds.iter().filter(|_| !shares_table) {
         own::dup_to(plan.slot(f.desc), f.fd, f.cloexec).map_err(|e| format!("fd {}: {e}", f.fd))?;
     }
-    files::take_controlling_terminal(t, tasks.iter().flat_map(files::all_files), |d| plan.slot(d))?;
+    files::take_controlling_terminal(t, tasks.iter().flat_map(TaskImage::all_files), |d| {
+        plan.slot(d)
+    })?;
     files::register_epolls(
         &t.fds,
         |f| {

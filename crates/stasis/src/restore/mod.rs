@@ -91,7 +91,7 @@ pub fn restore(opts: &RestoreOptions) -> Result<Restored> {
             MappedFile::open(&file, &entry.pages_file).ctx(pid, || "map the page file".into())?;
         reader.verify_pages(&entry.pages_file, map.bytes())?;
         pages.push(map);
-        files::check(pid, files::all_files(t))?;
+        files::check(pid, t.all_files())?;
         let tree: Vec<i32> = tasks.iter().map(|t| t.pid).collect();
         files::pidfd::check(pid, &t.fds, &tree)?;
         for o in &t.file_objects {
@@ -254,10 +254,7 @@ pub fn restore(opts: &RestoreOptions) -> Result<Restored> {
 
 fn spawn_error(pid: i32, e: stasis_sys::SysError) -> Error {
     if e.errno.0 == libc::EEXIST {
-        Error::PidInUse {
-            pid,
-            comm: comm_of(pid),
-        }
+        Error::pid_in_use(pid)
     } else {
         Error::Sys {
             pid,
@@ -310,12 +307,6 @@ impl Drop for TreeGuard {
             process::kill_and_reap_traced(child, std::time::Duration::from_secs(10));
         }
     }
-}
-
-fn comm_of(pid: i32) -> String {
-    procfs::status(pid)
-        .map(|s| s.name)
-        .unwrap_or_else(|_| "unknown".into())
 }
 
 /// A PID held by a zombie or a dying process is free soon: wait a little for it.

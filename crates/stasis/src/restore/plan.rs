@@ -9,7 +9,6 @@ use stasis_sys::procfs;
 
 use super::RestoreOptions;
 use crate::error::{Error, ProcContext, Result};
-use crate::files;
 use crate::mem::{self, MapFile, PAGE, TASK_TOP};
 use crate::{cow, sharing};
 
@@ -23,7 +22,7 @@ pub(super) struct TreePlan<'a> {
     pub(super) report_fd: i32,
     pub(super) slot_base: i32,
     /// For each description id, the first descriptor that refers to it: (task, index in
-    /// `files::all_files`, which goes on with the files in flight after the task's fds).
+    /// `TaskImage::all_files`, which goes on with the files in flight after the task's fds).
     pub(super) descs: Vec<(u32, usize, usize)>,
     pub(super) tasks: Vec<TaskPlan>,
     pub(super) terminal: Option<String>,
@@ -161,7 +160,7 @@ pub(super) fn make_plan<'a>(
     let slot_base = max_fd + 2;
     let mut descs: Vec<(u32, usize, usize)> = Vec::new();
     for (ti, t) in tasks.iter().enumerate() {
-        for (fi, f) in files::all_files(t).enumerate() {
+        for (fi, f) in t.all_files().enumerate() {
             if !descs.iter().any(|d| d.0 == f.desc) {
                 descs.push((f.desc, ti, fi));
             }
